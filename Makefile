@@ -1,0 +1,44 @@
+# pgverbs build, test and benchmark entry points. See README.md.
+
+GO      ?= go
+BIN     := bin/pgverbs
+PKGS    := ./...
+
+.PHONY: all build test unit e2e lint fuzz bench run clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) .
+
+# Unit and end-to-end tests; e2e tests start their own PostgreSQL clusters.
+test: lint
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+e2e:
+	$(GO) test -count=1 -timeout 30m -v ./test/e2e/
+
+lint:
+	@fmt=$$(gofmt -l .); \
+	if [ -n "$$fmt" ]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null 2>&1; then staticcheck $(PKGS); \
+	elif [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then "$$($(GO) env GOPATH)/bin/staticcheck" $(PKGS); \
+	else echo "staticcheck not installed; skipped (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; fi
+
+# Short coverage-guided runs of every fuzz target; the seed corpora also run in `make test`.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzStartupPacket -fuzztime 30s ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzFraming -fuzztime 30s ./proxy/
+
+bench: build
+	$(GO) run ./internal/tools/bench
+
+run: build
+	$(GO) run ./internal/tools/devrun -- $(BIN) $(ARGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,211 @@
+package conf
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap/zapcore"
+)
+
+// Config is the complete pgverbs configuration. Load returns it validated;
+// a Config built by hand should be checked with Validate before use.
+type Config struct {
+	// Listen is the host:port on which pgverbs accepts client connections.
+	Listen string
+	// Backend is the libpq URL or key=value conninfo of the PostgreSQL
+	// server pgverbs fronts. It may hold a password: never print it, print
+	// RedactedBackend instead.
+	Backend string
+	// TLSCert and TLSKey are the PEM files of the certificate pgverbs
+	// presents to clients. Both empty disables client-side TLS.
+	TLSCert, TLSKey string
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string
+	// LogFormat is console or json.
+	LogFormat string
+	// MaxClientConns caps concurrent client connections.
+	MaxClientConns int
+	// ShutdownTimeout is how long a graceful shutdown waits for sessions
+	// before closing them; 0 closes them at once.
+	ShutdownTimeout time.Duration
+	// AuthTimeout bounds how long a client may take to complete startup and
+	// authentication, like PostgreSQL's authentication_timeout.
+	AuthTimeout time.Duration
+	// ExtensionsDir is where extension packages are looked up. A relative
+	// path is relative to the working directory.
+	ExtensionsDir string
+	// BackupRoot is the directory backups are written under; "" disables
+	// backups. Load makes a relative path absolute against the working
+	// directory at load time, so a later chdir cannot move backups.
+	BackupRoot string
+	// ConfigFile is the YAML file this configuration was loaded from, ""
+	// if none.
+	ConfigFile string
+}
+
+// Default returns the built-in configuration, the lowest-precedence layer.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:6432",
+		Backend:         "postgres://localhost:5432",
+		LogLevel:        "info",
+		LogFormat:       "console",
+		MaxClientConns:  1000,
+		ShutdownTimeout: 30 * time.Second,
+		// PostgreSQL's authentication_timeout default: a proxy should not
+		// give clients less time than the server it stands in for would.
+		AuthTimeout:   60 * time.Second,
+		ExtensionsDir: "./extensions",
+	}
+}
+
+// Validate reports every invalid field, each prefixed with its YAML key
+// name (for example "listen: ..."), joined with errors.Join. It returns nil
+// when the configuration is valid. No message contains the backend password.
+//
+// Validate reads the TLS key pair from disk when one is configured, so a
+// missing or mismatched file fails at startup rather than at the first TLS
+// client.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf(key+": "+format, args...))
+	}
+
+	if err := validateListen(c.Listen); err != nil {
+		add("listen", "%v", err)
+	}
+	if err := validateBackend(c.Backend); err != nil {
+		add("backend", "%v", err)
+	}
+
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		add("tls_key", "must be set when tls_cert is set")
+	case c.TLSCert == "" && c.TLSKey != "":
+		add("tls_cert", "must be set when tls_key is set")
+	case c.TLSCert != "":
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			// The loader's errors name paths and PEM/x509 problems, never
+			// key material, so passing them on is safe and useful.
+			add("tls_cert, tls_key", "cannot load key pair from %q and %q: %v", c.TLSCert, c.TLSKey, err)
+		}
+	}
+
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "console", "json":
+	default:
+		add("log_format", "%q is not one of console, json", c.LogFormat)
+	}
+	if c.MaxClientConns < 1 {
+		add("max_client_conns", "%d is less than 1", c.MaxClientConns)
+	}
+	if c.ShutdownTimeout < 0 {
+		add("shutdown_timeout", "%v is negative", c.ShutdownTimeout)
+	}
+	if c.AuthTimeout <= 0 {
+		add("auth_timeout", "%v is not positive", c.AuthTimeout)
+	}
+	// Load resolves relative paths; only a hand-built Config gets here with
+	// one, and its meaning would silently depend on the working directory.
+	if c.BackupRoot != "" && !filepath.IsAbs(c.BackupRoot) {
+		add("backup_root", "%q is not an absolute path", c.BackupRoot)
+	}
+	return errors.Join(errs...)
+}
+
+func validateListen(addr string) error {
+	if addr == "" {
+		return errors.New("must not be empty")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", addr, unwrapAddrError(err))
+	}
+	// Named ports would resolve through /etc/services, which varies by host.
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q in %q is not a number from 1 to 65535", port, addr)
+	}
+	return nil
+}
+
+// unwrapAddrError drops net.AddrError's own copy of the address, which the
+// caller already quotes.
+func unwrapAddrError(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}
+
+// validateBackend checks the conninfo with the same parser the backend
+// package connects with, so a string accepted here is one pgconn accepts.
+// pgconn also consults the process's PG* environment variables while
+// parsing, exactly as it will when connecting.
+func validateBackend(conninfo string) error {
+	if conninfo == "" {
+		// pgconn would accept "" and fill everything from PG* variables and
+		// its defaults, which is too implicit for a proxy's upstream.
+		return errors.New("must not be empty")
+	}
+	_, err := pgconn.ParseConfig(conninfo)
+	if err == nil {
+		return nil
+	}
+	_, secrets := redactConnString(conninfo)
+	reason, withheld := parseFailureReason(err, mayHoldSecret(conninfo, secrets), secrets)
+	reason = scrub(reason, secrets)
+	if withheld {
+		// Appended after scrubbing: a fragment of a malformed string can be
+		// any word, and must not garble this explanation.
+		reason += " (details withheld because the connection string may hold a password)"
+	}
+	return fmt.Errorf("invalid connection string: %s", reason)
+}
+
+// RedactedBackend returns the backend conninfo with every password replaced
+// by "xxxxx": the password in URL userinfo, password= (and sslpassword=)
+// in key=value form, and password (and sslpassword) URL query parameters.
+// For malformed strings whose structure is ambiguous it masks generously,
+// preferring an unreadable log line to a leaked secret.
+func (c *Config) RedactedBackend() string {
+	out, _ := redactConnString(c.Backend)
+	return out
+}
+
+// ZapLevel returns the zap level for LogLevel. Values Validate rejects map
+// to info, so a caller that skipped validation still gets a usable logger.
+func (c *Config) ZapLevel() zapcore.Level {
+	switch c.LogLevel {
+	case "debug":
+		return zapcore.DebugLevel
+	case "warn":
+		return zapcore.WarnLevel
+	case "error":
+		return zapcore.ErrorLevel
+	}
+	return zapcore.InfoLevel
+}
+
+// String renders the configuration for logs with the backend redacted. It
+// exists so that printing a Config with %v or zap.Any cannot leak the
+// backend password.
+func (c Config) String() string {
+	return fmt.Sprintf("listen=%q backend=%q tls_cert=%q tls_key=%q log_level=%q log_format=%q "+
+		"max_client_conns=%d shutdown_timeout=%v auth_timeout=%v extensions_dir=%q backup_root=%q config_file=%q",
+		c.Listen, c.RedactedBackend(), c.TLSCert, c.TLSKey, c.LogLevel, c.LogFormat,
+		c.MaxClientConns, c.ShutdownTimeout, c.AuthTimeout, c.ExtensionsDir, c.BackupRoot, c.ConfigFile)
+}

@@ -1,0 +1,732 @@
+package conf
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+)
+
+// env is a map-backed getenv, so tests never see the real environment.
+type env map[string]string
+
+func (e env) get(k string) string { return e[k] }
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// mustContainAll fails unless err's text holds every want.
+func mustContainAll(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got nil error, want one mentioning %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}
+
+func TestDefault(t *testing.T) {
+	d := Default()
+	want := Config{
+		Listen:          "127.0.0.1:6432",
+		Backend:         "postgres://localhost:5432",
+		LogLevel:        "info",
+		LogFormat:       "console",
+		MaxClientConns:  1000,
+		ShutdownTimeout: 30 * time.Second,
+		AuthTimeout:     60 * time.Second,
+		ExtensionsDir:   "./extensions",
+	}
+	if d != want {
+		t.Fatalf("Default() = %+v\nwant %+v", d, want)
+	}
+	if err := d.Validate(); err != nil {
+		t.Fatalf("Default() does not validate: %v", err)
+	}
+
+	got, err := Load(nil, env{}.get, nil)
+	if err != nil {
+		t.Fatalf("Load with nothing set: %v", err)
+	}
+	if *got != want {
+		t.Fatalf("Load with nothing set = %+v\nwant %+v", *got, want)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "pgverbs.yaml", `
+listen: 10.0.0.1:1111
+log_level: debug
+log_format: json
+max_client_conns: 10
+shutdown_timeout: 10s
+extensions_dir: /file/ext
+`)
+	tests := []struct {
+		name  string
+		args  []string
+		env   env
+		check func(*Config) string
+	}{
+		{
+			name: "file over defaults",
+			args: []string{"--config", file},
+			check: func(c *Config) string {
+				if c.Listen != "10.0.0.1:1111" || c.LogLevel != "debug" || c.MaxClientConns != 10 ||
+					c.ShutdownTimeout != 10*time.Second || c.ExtensionsDir != "/file/ext" {
+					return "file values not applied"
+				}
+				if c.AuthTimeout != 60*time.Second || c.Backend != "postgres://localhost:5432" {
+					return "keys absent from the file lost their defaults"
+				}
+				if c.ConfigFile != file {
+					return "ConfigFile not recorded"
+				}
+				return ""
+			},
+		},
+		{
+			name: "env over file",
+			args: []string{"--config", file},
+			env:  env{"PGVERBS_LISTEN": "10.0.0.2:2222", "PGVERBS_MAX_CLIENT_CONNS": "20", "PGVERBS_SHUTDOWN_TIMEOUT": "20s"},
+			check: func(c *Config) string {
+				if c.Listen != "10.0.0.2:2222" || c.MaxClientConns != 20 || c.ShutdownTimeout != 20*time.Second {
+					return "env did not override file"
+				}
+				if c.LogLevel != "debug" || c.ExtensionsDir != "/file/ext" {
+					return "file values not set in env were lost"
+				}
+				return ""
+			},
+		},
+		{
+			name: "flags over env over file",
+			args: []string{"--config", file, "--listen", "10.0.0.3:3333", "--max-client-conns=30", "--log-level", "warn"},
+			env:  env{"PGVERBS_LISTEN": "10.0.0.2:2222", "PGVERBS_MAX_CLIENT_CONNS": "20", "PGVERBS_LOG_FORMAT": "console"},
+			check: func(c *Config) string {
+				if c.Listen != "10.0.0.3:3333" || c.MaxClientConns != 30 || c.LogLevel != "warn" {
+					return "flags did not win"
+				}
+				if c.LogFormat != "console" {
+					return "env not applied where no flag was given"
+				}
+				if c.ShutdownTimeout != 10*time.Second {
+					return "file not applied where no env or flag was given"
+				}
+				return ""
+			},
+		},
+		{
+			name: "PGVERBS_CONFIG names the file",
+			env:  env{"PGVERBS_CONFIG": file},
+			check: func(c *Config) string {
+				if c.Listen != "10.0.0.1:1111" || c.ConfigFile != file {
+					return "file from PGVERBS_CONFIG not loaded"
+				}
+				return ""
+			},
+		},
+		{
+			name: "--config overrides PGVERBS_CONFIG",
+			args: []string{"--config="},
+			env:  env{"PGVERBS_CONFIG": file},
+			check: func(c *Config) string {
+				if c.Listen != "127.0.0.1:6432" || c.ConfigFile != "" {
+					return "--config= did not disable the env-named file"
+				}
+				return ""
+			},
+		},
+		{
+			name: "every env variable",
+			env: env{
+				"PGVERBS_LISTEN":           ":7000",
+				"PGVERBS_BACKEND":          "host=db port=5433",
+				"PGVERBS_LOG_LEVEL":        "error",
+				"PGVERBS_LOG_FORMAT":       "json",
+				"PGVERBS_MAX_CLIENT_CONNS": "5",
+				"PGVERBS_SHUTDOWN_TIMEOUT": "1s",
+				"PGVERBS_AUTH_TIMEOUT":     "2s",
+				"PGVERBS_EXTENSIONS_DIR":   "/ext",
+				"PGVERBS_BACKUP_ROOT":      "/backups",
+			},
+			check: func(c *Config) string {
+				want := Config{Listen: ":7000", Backend: "host=db port=5433", LogLevel: "error", LogFormat: "json",
+					MaxClientConns: 5, ShutdownTimeout: time.Second, AuthTimeout: 2 * time.Second,
+					ExtensionsDir: "/ext", BackupRoot: "/backups"}
+				if *c != want {
+					return fmt.Sprintf("got %+v", *c)
+				}
+				return ""
+			},
+		},
+		{
+			name: "every flag",
+			args: []string{"--listen", ":7000", "--backend", "host=db", "--log-level", "debug",
+				"--log-format", "json", "--max-client-conns", "7", "--shutdown-timeout", "0s", "--auth-timeout", "3s",
+				"--extensions", "/ext", "--backup-root", "/b"},
+			check: func(c *Config) string {
+				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "debug", LogFormat: "json",
+					MaxClientConns: 7, ShutdownTimeout: 0, AuthTimeout: 3 * time.Second,
+					ExtensionsDir: "/ext", BackupRoot: "/b"}
+				if *c != want {
+					return fmt.Sprintf("got %+v", *c)
+				}
+				return ""
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(tt.args, tt.env.get, nil)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if msg := tt.check(c); msg != "" {
+				t.Errorf("%s: %+v", msg, *c)
+			}
+		})
+	}
+}
+
+func TestFlagSyntax(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"space separated", []string{"--listen", "0.0.0.0:7777", "--auth-timeout", "5s"}},
+		{"equals", []string{"--listen=0.0.0.0:7777", "--auth-timeout=5s"}},
+		{"single dash", []string{"-listen", "0.0.0.0:7777", "-auth-timeout=5s"}},
+		{"mixed", []string{"--listen=0.0.0.0:7777", "-auth-timeout", "5s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(tt.args, env{}.get, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Listen != "0.0.0.0:7777" || c.AuthTimeout != 5*time.Second {
+				t.Errorf("got listen %q auth_timeout %v", c.Listen, c.AuthTimeout)
+			}
+		})
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown flag", []string{"--nope"}, []string{"nope"}},
+		{"bad int", []string{"--max-client-conns", "many"}, []string{"max-client-conns", "not an integer"}},
+		{"bad duration", []string{"--shutdown-timeout=30"}, []string{"shutdown-timeout", "not a duration"}},
+		{"missing value", []string{"--listen"}, []string{"listen"}},
+		{"positional", []string{"--listen", ":1", "stray"}, []string{"position 3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.args, env{}.get, nil)
+			mustContainAll(t, err, tt.want...)
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		t.Run(arg, func(t *testing.T) {
+			var out bytes.Buffer
+			c, err := Load([]string{arg}, env{}.get, &out)
+			if !errors.Is(err, flag.ErrHelp) || c != nil {
+				t.Fatalf("Load(%q) = %v, %v; want nil, flag.ErrHelp", arg, c, err)
+			}
+			for _, s := range settings {
+				if !strings.Contains(out.String(), "--"+s.flag+" ") || !strings.Contains(out.String(), s.env) {
+					t.Errorf("usage lacks --%s or %s:\n%s", s.flag, s.env, out.String())
+				}
+			}
+			if !strings.Contains(out.String(), "--config FILE") {
+				t.Errorf("usage lacks --config:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestYAMLErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"unknown key", "listen: :1\nlisten_addr: :2\n", []string{`unknown key "listen_addr"`, "line 2"}},
+		{"two unknown keys", "lissen: :1\nlog_level: info\nbakend: x\n",
+			[]string{`"lissen"`, "line 1", `"bakend"`, "line 3"}},
+		{"duration without unit", "auth_timeout: 30\n", []string{"line 1", `"30"`, "duration"}},
+		{"duration garbage", "\nshutdown_timeout: soon\n", []string{"line 2", `"soon"`}},
+		{"duration not scalar", "auth_timeout: [1s]\n", []string{"line 1", "duration"}},
+		{"int garbage", "max_client_conns: lots\n", []string{"line 1", "lots"}},
+		{"syntax", "listen: [\n", []string{"config file"}},
+		{"two documents", "listen: :1\n---\nlisten: :2\n", []string{"more than one YAML document"}},
+		{"not a mapping", "- listen\n", []string{"config file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeFile(t, "c.yaml", tt.yaml)
+			_, err := Load([]string{"--config", p}, env{}.get, nil)
+			mustContainAll(t, err, append(tt.want, p)...)
+		})
+	}
+
+	t.Run("missing file", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "absent.yaml")
+		_, err := Load(nil, env{"PGVERBS_CONFIG": p}.get, nil)
+		mustContainAll(t, err, p)
+	})
+	t.Run("empty file", func(t *testing.T) {
+		p := writeFile(t, "c.yaml", "# nothing here\n")
+		c, err := Load([]string{"--config", p}, env{}.get, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Listen != Default().Listen || c.ConfigFile != p {
+			t.Errorf("got %+v", *c)
+		}
+	})
+	t.Run("null keeps default", func(t *testing.T) {
+		p := writeFile(t, "c.yaml", "listen:\nauth_timeout: ~\n")
+		c, err := Load([]string{"--config", p}, env{}.get, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Listen != Default().Listen || c.AuthTimeout != Default().AuthTimeout {
+			t.Errorf("got %+v", *c)
+		}
+	})
+	t.Run("empty string clears", func(t *testing.T) {
+		p := writeFile(t, "c.yaml", "listen: \"\"\n")
+		_, err := Load([]string{"--config", p}, env{}.get, nil)
+		mustContainAll(t, err, "listen: must not be empty")
+	})
+}
+
+func TestBadEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		env  env
+		want []string
+	}{
+		{"int", env{"PGVERBS_MAX_CLIENT_CONNS": "abc"}, []string{"PGVERBS_MAX_CLIENT_CONNS", `"abc"`}},
+		{"shutdown duration", env{"PGVERBS_SHUTDOWN_TIMEOUT": "30"}, []string{"PGVERBS_SHUTDOWN_TIMEOUT", "duration"}},
+		{"auth duration", env{"PGVERBS_AUTH_TIMEOUT": "a minute"}, []string{"PGVERBS_AUTH_TIMEOUT"}},
+		{"several at once", env{"PGVERBS_MAX_CLIENT_CONNS": "x", "PGVERBS_AUTH_TIMEOUT": "y", "PGVERBS_LOG_LEVEL": "loud"},
+			[]string{"PGVERBS_MAX_CLIENT_CONNS", "PGVERBS_AUTH_TIMEOUT", "log_level"}},
+		{"valid value invalid setting", env{"PGVERBS_MAX_CLIENT_CONNS": "0"}, []string{"max_client_conns"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(nil, tt.env.get, nil)
+			mustContainAll(t, err, tt.want...)
+		})
+	}
+
+	t.Run("flag does not excuse bad env", func(t *testing.T) {
+		_, err := Load([]string{"--max-client-conns", "5"}, env{"PGVERBS_MAX_CLIENT_CONNS": "abc"}.get, nil)
+		mustContainAll(t, err, "PGVERBS_MAX_CLIENT_CONNS")
+	})
+}
+
+func TestValidateReportsEveryField(t *testing.T) {
+	c := Config{
+		Listen:          "nohostport",
+		Backend:         "host=db port=notaport",
+		TLSCert:         "/only/cert.pem",
+		LogLevel:        "verbose",
+		LogFormat:       "xml",
+		MaxClientConns:  0,
+		ShutdownTimeout: -time.Second,
+		AuthTimeout:     0,
+		BackupRoot:      "relative/dir",
+	}
+	err := c.Validate()
+	mustContainAll(t, err, "listen: ", "backend: ", "tls_key: ", "log_level: ", "log_format: ",
+		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ")
+	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 9 {
+		t.Errorf("got %d errors, want 9:\n%v", n, err)
+	}
+}
+
+func TestValidateFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		want   string // "" means valid
+	}{
+		{"ipv6 listen", func(c *Config) { c.Listen = "[::1]:6432" }, ""},
+		{"all interfaces", func(c *Config) { c.Listen = ":6432" }, ""},
+		{"empty listen", func(c *Config) { c.Listen = "" }, "listen: must not be empty"},
+		{"no port", func(c *Config) { c.Listen = "localhost" }, "listen: "},
+		{"port zero", func(c *Config) { c.Listen = "localhost:0" }, "listen: "},
+		{"port too big", func(c *Config) { c.Listen = "localhost:65536" }, "listen: "},
+		{"named port", func(c *Config) { c.Listen = "localhost:postgresql" }, "listen: "},
+		{"max port", func(c *Config) { c.Listen = "localhost:65535" }, ""},
+		{"keyword backend", func(c *Config) { c.Backend = "host=db port=5432 dbname=app sslmode=disable" }, ""},
+		{"url backend", func(c *Config) { c.Backend = "postgres://u@db:5432/app?sslmode=prefer" }, ""},
+		{"empty backend", func(c *Config) { c.Backend = "" }, "backend: must not be empty"},
+		{"bad sslmode", func(c *Config) { c.Backend = "postgres://db/app?sslmode=sometimes" }, "backend: invalid connection string"},
+		{"detail kept without secret", func(c *Config) { c.Backend = "postgres://db:5432/app?sslmode" }, `"sslmode"`},
+		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, ""},
+		{"negative shutdown", func(c *Config) { c.ShutdownTimeout = -1 }, "shutdown_timeout: "},
+		{"zero auth", func(c *Config) { c.AuthTimeout = 0 }, "auth_timeout: "},
+		{"one conn", func(c *Config) { c.MaxClientConns = 1 }, ""},
+		{"negative conns", func(c *Config) { c.MaxClientConns = -5 }, "max_client_conns: "},
+		{"level case matters", func(c *Config) { c.LogLevel = "INFO" }, "log_level: "},
+		{"absolute backup root", func(c *Config) { c.BackupRoot = "/var/backups" }, ""},
+		{"relative backup root", func(c *Config) { c.BackupRoot = "backups" }, "backup_root: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.modify(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			mustContainAll(t, err, tt.want)
+		})
+	}
+}
+
+func TestDurations(t *testing.T) {
+	file := writeFile(t, "c.yaml", "shutdown_timeout: 2m\nauth_timeout: 1m30s\n")
+	tests := []struct {
+		name           string
+		args           []string
+		env            env
+		shutdown, auth time.Duration
+	}{
+		{"yaml", []string{"--config", file}, nil, 2 * time.Minute, 90 * time.Second},
+		{"env", nil, env{"PGVERBS_SHUTDOWN_TIMEOUT": "250ms", "PGVERBS_AUTH_TIMEOUT": "1h"}, 250 * time.Millisecond, time.Hour},
+		{"flags", []string{"--shutdown-timeout", "0", "--auth-timeout=2m"}, nil, 0, 2 * time.Minute},
+		{"flag over yaml", []string{"--config", file, "--auth-timeout", "5s"}, nil, 2 * time.Minute, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(tt.args, tt.env.get, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ShutdownTimeout != tt.shutdown || c.AuthTimeout != tt.auth {
+				t.Errorf("got shutdown %v auth %v, want %v %v", c.ShutdownTimeout, c.AuthTimeout, tt.shutdown, tt.auth)
+			}
+		})
+	}
+
+	t.Run("negative shutdown via flag", func(t *testing.T) {
+		_, err := Load([]string{"--shutdown-timeout=-1s"}, env{}.get, nil)
+		mustContainAll(t, err, "shutdown_timeout")
+	})
+	t.Run("zero auth via yaml", func(t *testing.T) {
+		p := writeFile(t, "c.yaml", "auth_timeout: 0s\n")
+		_, err := Load([]string{"--config", p}, env{}.get, nil)
+		mustContainAll(t, err, "auth_timeout")
+	})
+}
+
+func TestBackupRoot(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"unset stays disabled", "", ""},
+		{"absolute kept", "/srv/backups", "/srv/backups"},
+		{"relative made absolute", "b/../backups", filepath.Join(wd, "backups")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(nil, env{"PGVERBS_BACKUP_ROOT": tt.in}.get, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.BackupRoot != tt.want {
+				t.Errorf("BackupRoot = %q, want %q", c.BackupRoot, tt.want)
+			}
+		})
+	}
+}
+
+// writeKeyPair writes a self-signed certificate and its key as PEM files.
+func writeKeyPair(t *testing.T, dir, prefix string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "pgverbs-test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(dir, prefix+".crt")
+	keyFile = filepath.Join(dir, prefix+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certA, keyA := writeKeyPair(t, dir, "a")
+	_, keyB := writeKeyPair(t, dir, "b")
+	keyPEM, err := os.ReadFile(keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name      string
+		cert, key string
+		want      []string // nil means valid
+	}{
+		{"neither", "", "", nil},
+		{"matching pair", certA, keyA, nil},
+		{"cert without key", certA, "", []string{"tls_key: must be set when tls_cert is set"}},
+		{"key without cert", "", keyA, []string{"tls_cert: must be set when tls_key is set"}},
+		{"mismatched pair", certA, keyB, []string{"tls_cert, tls_key", certA, keyB}},
+		{"missing file", certA, filepath.Join(dir, "absent.key"), []string{"tls_cert, tls_key", "absent.key"}},
+		{"swapped", keyA, certA, []string{"tls_cert, tls_key"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load([]string{"--tls-cert", tt.cert, "--tls-key", tt.key}, env{}.get, nil)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.TLSCert != tt.cert || c.TLSKey != tt.key {
+					t.Errorf("got cert %q key %q", c.TLSCert, c.TLSKey)
+				}
+				return
+			}
+			mustContainAll(t, err, tt.want...)
+			// The key body must never be echoed.
+			body := strings.Split(string(keyPEM), "\n")[1]
+			if strings.Contains(err.Error(), body) {
+				t.Errorf("error contains key material: %v", err)
+			}
+		})
+	}
+}
+
+const password = "S3cr3tPw9"
+
+// secretPieces is the password and the fragments of it a careless parser
+// might quote on their own.
+var secretPieces = []string{password, "S3cr3t", "3tPw9", "Pw9x", "cr3t"}
+
+func TestSecretsNeverLeak(t *testing.T) {
+	tests := []struct {
+		name     string
+		backend  string
+		valid    bool
+		redacted string // "" skips the exact check
+	}{
+		{"url valid", "postgres://alice:" + password + "@db:5432/app", true, "postgres://alice:xxxxx@db:5432/app"},
+		{"postgresql scheme", "postgresql://alice:" + password + "@db/app", true, "postgresql://alice:xxxxx@db/app"},
+		{"url bad port", "postgres://alice:" + password + "@db:notaport/app", false, "postgres://alice:xxxxx@db:notaport/app"},
+		{"url bad sslmode", "postgres://alice:" + password + "@db/app?sslmode=bogus", false, "postgres://alice:xxxxx@db/app?sslmode=bogus"},
+		{"url slash in password", "postgres://alice:S3c/r3tPw9@db/app", false, "postgres://alice:xxxxx@db/app"},
+		{"url slash in password parses", "postgres://alice:12/S3cr3tPw9@db/app", true, "postgres://alice:xxxxx@db/app"},
+		{"url slash and query in password", "postgres://alice:S3c/r3t?Pw9x@db/app", false, ""},
+		{"url space in password", "postgres://alice:S3cr3t Pw9x@db/app", false, "postgres://alice:xxxxx@db/app"},
+		{"url bad escape in password", "postgres://alice:S3cr3t%zzPw9x@db/app", false, "postgres://alice:xxxxx@db/app"},
+		{"url password param", "postgres://db/app?password=" + password + "&sslmode=bogus", false, "postgres://db/app?password=xxxxx&sslmode=bogus"},
+		{"url encoded password key", "postgres://db/app?pass%77ord=" + password, true, "postgres://db/app?pass%77ord=xxxxx"},
+		{"url sslpassword param", "postgres://db/app?sslpassword=" + password, true, "postgres://db/app?sslpassword=xxxxx"},
+		{"url password and at in query", "postgres://db/app?user=me@corp&password=" + password, true, "postgres://db/app?user=me@corp&password=xxxxx"},
+		{"url bad session attrs", "postgres://alice:" + password + "@db/app?target_session_attrs=bogus", false, ""},
+		{"kv valid", "host=db password=" + password + " dbname=app", true, "host=db password=xxxxx dbname=app"},
+		{"kv spaces around equals", "host=db password = " + password + " port=5432", true, "host=db password = xxxxx port=5432"},
+		{"kv quoted", "host=db password='S3cr3t Pw9x' port=abc", false, "host=db password=xxxxx port=abc"},
+		{"kv quoted escape", `host=db password='S3cr3t\' Pw9x' sslmode=bogus`, false, "host=db password=xxxxx sslmode=bogus"},
+		{"kv unquoted space", "host=db password=S3cr3t Pw9x port=1", false, "host=db password=xxxxx xxxxx"},
+		{"kv unterminated quote", "host=db password='S3cr3tPw9", false, "host=db password=xxxxx"},
+		{"kv bad sslmode", "host=db sslmode=bogus password=" + password, false, "host=db sslmode=bogus password=xxxxx"},
+		{"kv garbage before password", "host=db junk password=" + password, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Backend = tt.backend
+			verr := c.Validate()
+			if tt.valid != (verr == nil) {
+				t.Errorf("Validate() = %v, want valid=%v", verr, tt.valid)
+			}
+			if !tt.valid {
+				mustContainAll(t, verr, "backend: invalid connection string")
+			}
+			_, lerr := Load([]string{"--backend", tt.backend}, env{}.get, nil)
+			_, eerr := Load(nil, env{"PGVERBS_BACKEND": tt.backend}.get, nil)
+
+			red := c.RedactedBackend()
+			if tt.redacted != "" && red != tt.redacted {
+				t.Errorf("RedactedBackend() = %q, want %q", red, tt.redacted)
+			}
+			outputs := map[string]string{"RedactedBackend": red, "String": c.String(), "Sprintf %v": fmt.Sprintf("%v", c)}
+			for name, err := range map[string]error{"Validate": verr, "Load flag": lerr, "Load env": eerr} {
+				if err != nil {
+					outputs[name] = err.Error()
+				}
+			}
+			for name, out := range outputs {
+				for _, piece := range secretPieces {
+					if strings.Contains(out, piece) {
+						t.Errorf("%s leaks %q: %s", name, piece, out)
+					}
+				}
+			}
+			t.Logf("redacted: %s; error: %v", red, verr)
+		})
+	}
+
+	t.Run("yaml file", func(t *testing.T) {
+		p := writeFile(t, "c.yaml", "backend: postgres://alice:"+password+"@db:bad/app\n")
+		_, err := Load([]string{"--config", p}, env{}.get, nil)
+		mustContainAll(t, err, "backend")
+		if strings.Contains(err.Error(), password) {
+			t.Errorf("error leaks password: %v", err)
+		}
+	})
+}
+
+// pctEncode percent-encodes every byte outside RFC 3986's unreserved set,
+// the encoding libpq's URI parser expects (it does not decode '+').
+func pctEncode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// TestEncodedPasswords checks that a correctly written connection string
+// never leaks its password, whatever characters the password holds.
+func TestEncodedPasswords(t *testing.T) {
+	passwords := []string{"p@ss/w:rd?x=1&y", "spa ce's \\back", "100%pure#hash", "ünï©ødé", "S3cr3tPw9"}
+	for _, pw := range passwords {
+		quoted := "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(pw) + "'"
+		forms := map[string]string{
+			"userinfo":     "postgres://alice:" + pctEncode(pw) + "@db:5432/app",
+			"userinfo bad": "postgres://alice:" + pctEncode(pw) + "@db:x/app",
+			"query":        "postgres://db/app?password=" + pctEncode(pw),
+			"query bad":    "postgres://db/app?sslmode=no&password=" + pctEncode(pw),
+			"keyword":      "host=db password=" + quoted,
+			"keyword bad":  "host=db port=x password=" + quoted,
+			"sslpassword":  "host=db sslpassword=" + quoted + " sslmode=bad",
+		}
+		for form, backend := range forms {
+			t.Run(form+"/"+pw, func(t *testing.T) {
+				c := Default()
+				c.Backend = backend
+				out := c.RedactedBackend()
+				err := c.Validate()
+				if err != nil {
+					out += "\n" + err.Error()
+				}
+				if wantValid := !strings.Contains(form, "bad") && form != "sslpassword"; wantValid != (err == nil) {
+					t.Errorf("Validate() = %v, want valid=%v", err, wantValid)
+				}
+				for _, enc := range []string{pw, pctEncode(pw)} {
+					if strings.Contains(out, enc) {
+						t.Errorf("leaks %q: %s", enc, out)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestRedactedBackendKeepsNonSecrets(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"no password url", "postgres://alice@db:5432/app?sslmode=require", "postgres://alice@db:5432/app?sslmode=require"},
+		{"no password kv", "host=db user=alice", "host=db user=alice"},
+		{"at in query value", "postgres://db:5432/app?user=me@corp", "postgres://db:5432/app?user=me@corp"},
+		{"empty password", "postgres://alice:@db/app", "postgres://alice:xxxxx@db/app"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{Backend: tt.in}
+			if got := c.RedactedBackend(); got != tt.want {
+				t.Errorf("RedactedBackend() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestZapLevel(t *testing.T) {
+	tests := []struct {
+		level string
+		want  zapcore.Level
+	}{
+		{"debug", zapcore.DebugLevel},
+		{"info", zapcore.InfoLevel},
+		{"warn", zapcore.WarnLevel},
+		{"error", zapcore.ErrorLevel},
+		{"bogus", zapcore.InfoLevel},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level, func(t *testing.T) {
+			c := Config{LogLevel: tt.level}
+			if got := c.ZapLevel(); got != tt.want {
+				t.Errorf("ZapLevel() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

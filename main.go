@@ -1,0 +1,165 @@
+// Command pgverbs is a PostgreSQL wire-protocol proxy that relays clients to
+// a PostgreSQL server and executes a few SQL commands of its own.
+//
+// Usage:
+//
+//	pgverbs [--config FILE] [--listen 127.0.0.1:6432] [--backend URL]
+//	        [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--log-format console|json]
+//
+// This file only wires the parts together: configuration, logger, server
+// and signals.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/pgverbs/pgverbs/backend"
+	"github.com/pgverbs/pgverbs/commands"
+	"github.com/pgverbs/pgverbs/conf"
+	"github.com/pgverbs/pgverbs/proxy"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, err := conf.Load(args, os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgverbs: %v\n", err)
+		return 2
+	}
+	level := zap.NewAtomicLevelAt(cfg.ZapLevel())
+	log := newLogger(cfg.LogFormat, level)
+	defer log.Sync()
+
+	target, err := backend.Parse(cfg.Backend)
+	if err != nil {
+		log.Error("invalid backend", zap.Error(err))
+		return 2
+	}
+	cert, err := loadCert(cfg)
+	if err != nil {
+		log.Error("cannot load TLS certificate", zap.Error(err))
+		return 2
+	}
+	srv := proxy.New(proxy.Options{
+		Logger:      log,
+		Target:      target,
+		Commands:    commands.NewRegistry(),
+		Limits:      limits(cfg),
+		Certificate: cert,
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		log.Error("cannot listen", zap.Error(err))
+		return 1
+	}
+	network, address := target.Address()
+	log.Info("pgverbs ready",
+		zap.String("listen", ln.Addr().String()),
+		zap.String("backend", network+":"+address),
+		zap.Bool("tls", cert != nil))
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for {
+		select {
+		case err := <-served:
+			if !errors.Is(err, proxy.ErrServerClosed) {
+				log.Error("listener failed", zap.Error(err))
+				srv.Close()
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				cfg = reload(log, args, cfg, level, srv)
+			case syscall.SIGTERM:
+				log.Info("SIGTERM: graceful shutdown", zap.Int("sessions", srv.Sessions()), zap.Duration("timeout", cfg.ShutdownTimeout))
+				ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+				err := srv.Shutdown(ctx)
+				cancel()
+				if err != nil {
+					log.Info("shutdown timeout reached; remaining sessions terminated")
+				}
+				<-served
+				return 0
+			case syscall.SIGINT:
+				log.Info("SIGINT: immediate shutdown", zap.Int("sessions", srv.Sessions()))
+				srv.Close()
+				<-served
+				return 0
+			}
+		}
+	}
+}
+
+// reload re-reads the configuration and applies what can change at run
+// time. An invalid configuration is logged and the old one kept.
+func reload(log *zap.Logger, args []string, old *conf.Config, level zap.AtomicLevel, srv *proxy.Server) *conf.Config {
+	cfg, err := conf.Load(args, os.Getenv, os.Stderr)
+	if err != nil {
+		log.Error("SIGHUP: configuration invalid, keeping the old one", zap.Error(err))
+		return old
+	}
+	cert, err := loadCert(cfg)
+	if err != nil {
+		log.Error("SIGHUP: cannot load TLS certificate, keeping the old configuration", zap.Error(err))
+		return old
+	}
+	level.SetLevel(cfg.ZapLevel())
+	srv.SetLimits(limits(cfg))
+	srv.SetCertificate(cert)
+	if cfg.Listen != old.Listen || cfg.Backend != old.Backend {
+		log.Warn("SIGHUP: listen and backend changes need a restart")
+	}
+	log.Info("SIGHUP: configuration reloaded", zap.String("log_level", cfg.LogLevel), zap.Int("max_client_conns", cfg.MaxClientConns))
+	return cfg
+}
+
+func limits(cfg *conf.Config) proxy.Limits {
+	return proxy.Limits{MaxClientConns: cfg.MaxClientConns, AuthTimeout: cfg.AuthTimeout}
+}
+
+func loadCert(cfg *conf.Config) (*tls.Certificate, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func newLogger(format string, level zap.AtomicLevel) *zap.Logger {
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if format == "json" {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	} else {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level))
+}

@@ -1,0 +1,56 @@
+// Package proxy is pgverbs's client-facing side: the listener, one session
+// per client connection, the startup/TLS/authentication relay, cancel
+// requests, the relay loop and graceful shutdown.
+//
+// # Connection lifecycle
+//
+// Each accepted connection is a session that goes through these phases, in
+// order, each in session.go or relay.go:
+//
+//  1. Accept. Server.Serve accepts and starts session.serve in its own
+//     goroutine. A deadline of auth_timeout covers phases 2 to 4.
+//  2. Negotiate. session.negotiate reads startup-phase packets (at most
+//     10000 bytes each, PostgreSQL's cap): SSLRequest is answered 'S' and TLS
+//     terminated with the configured certificate (plaintext bytes already
+//     buffered then are refused), or 'N'; GSSENCRequest is answered 'N'; a
+//     TLS ClientHello as first byte is PostgreSQL 17 direct TLS. The loop
+//     ends at a StartupMessage or a CancelRequest. A CancelRequest is looked
+//     up by the proxy's key, forwarded to the backend on a fresh connection,
+//     and the connection closed without answer, as PostgreSQL does.
+//  3. Connect. Over max_client_conns the client gets FATAL 53300. Otherwise
+//     the backend is dialled (TLS per the backend's sslmode) and the client's
+//     startup packet forwarded byte for byte, so the server negotiates the
+//     protocol version and _pq_ options itself; a dial failure is FATAL 08006.
+//  4. Authenticate. session.relayAuth relays the server's authentication
+//     requests and the client's answers unchanged, except that
+//     SCRAM-SHA-256-PLUS is removed from the SASL mechanisms (the client
+//     would bind to the proxy's certificate, which the server cannot check).
+//     BackendKeyData is replaced: same process id, a secret of the proxy's
+//     own (32 bytes under protocol 3.2), mapped to the server's key. The phase
+//     ends at the first ReadyForQuery; a FATAL from the server is relayed and
+//     ends the session.
+//  5. Relay. Two goroutines copy framed messages in each direction without
+//     decoding them: the 5-byte header is peeked and the raw bytes copied,
+//     and the writer is flushed only when the reader has nothing buffered,
+//     so pipelined traffic is batched. Only Query and Parse messages from
+//     the client are looked at, by the commands registry's cheap keyword
+//     check. Replication connections are relayed the same way, CopyBoth
+//     included, and never inspected.
+//  6. Terminate. The session ends when either side goes away. When the
+//     backend closes without a FATAL of its own, the client gets FATAL 08006
+//     rather than a silent close. See relayLoops for how each side stops the
+//     other.
+//
+// # Shutdown
+//
+// Server.Shutdown stops accepting and waits for sessions to end by
+// themselves (PostgreSQL's smart shutdown) until its context expires; the
+// rest, like all sessions on Server.Close, are told FATAL 57P01 at their next
+// message boundary and closed.
+//
+// # Cancellation
+//
+// The client's cancel key is (backend process id, proxy secret). Keeping
+// the process id means pg_backend_pid() and the sender of a notification
+// match what the client was told.
+package proxy

@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// errFraming marks a message whose length word is impossible.
+var errFraming = errors.New("invalid message length")
+
+// peekHeader returns the type and total size (type byte included) of the
+// next message in r without consuming it.
+func peekHeader(r *bufio.Reader) (typ byte, total int, err error) {
+	hdr, err := r.Peek(5)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, 0, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	// The length counts itself; PostgreSQL's messages stay under 1 GiB, and
+	// the cap keeps total from overflowing an int on any platform.
+	if n < 4 || n > 1<<30 {
+		return hdr[0], 0, fmt.Errorf("%w: %d", errFraming, n)
+	}
+	return hdr[0], int(n) + 1, nil
+}
+
+// copyMessage forwards one message of total bytes from r to w. Messages
+// that fit the reader's buffer are returned for inspection; larger ones are
+// streamed and msg is nil. mid reports whether an error left a message
+// partly forwarded.
+func copyMessage(w *bufio.Writer, r *bufio.Reader, total int) (msg []byte, mid bool, err error) {
+	if total <= r.Size() {
+		msg, err = r.Peek(total)
+		if err != nil {
+			return nil, len(msg) > 0, err
+		}
+		if _, err := w.Write(msg); err != nil {
+			return nil, true, writeError{err}
+		}
+		_, _ = r.Discard(total)
+		return msg, false, nil
+	}
+	n, err := io.CopyN(writerOnly{w}, r, int64(total))
+	if err != nil {
+		return nil, n > 0, err
+	}
+	return nil, false, nil
+}
+
+// writeError marks a failure to write to the destination, so that the
+// session can tell which peer went away.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return "write: " + e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+// writerOnly wraps write errors of w as writeError for io.CopyN.
+type writerOnly struct{ w *bufio.Writer }
+
+func (w writerOnly) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		err = writeError{err}
+	}
+	return n, err
+}
+
+// queryText returns the SQL text of a Query ('Q') or Parse ('P') message,
+// given the whole message.
+func queryText(typ byte, msg []byte) []byte {
+	body := msg[5:]
+	if typ == 'P' {
+		// Skip the statement name.
+		i := bytes.IndexByte(body, 0)
+		if i < 0 {
+			return nil
+		}
+		body = body[i+1:]
+	}
+	if i := bytes.IndexByte(body, 0); i >= 0 {
+		return body[:i]
+	}
+	return nil
+}
+
+// relayLoops runs the relay phase: one goroutine copies client messages to
+// the backend, this one copies backend messages to the client. Each side
+// stops the other by closing or interrupting the connections, so neither
+// outlives the session:
+//
+//   - client EOF or Terminate: the backend is closed after its last replies;
+//   - client protocol error: killed is set and the backend reader woken to
+//     send the FATAL at a message boundary;
+//   - backend EOF: the client gets the server's FATAL if it sent one, else
+//     FATAL 08006, and is closed;
+//   - kill (shutdown): as for a client protocol error.
+func (s *session) relayLoops() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := s.clientToBackend()
+		switch {
+		case err == nil || isClosed(err):
+			s.clientDone.Store(true)
+			// Let the server see the Terminate (or EOF) and close its side;
+			// the backend loop then ends on EOF. Closing now would only race
+			// with replies nobody reads.
+			if err != nil {
+				s.backend.Close()
+			}
+		case errors.Is(err, errFraming):
+			s.log.Info("client protocol violation", zap.Error(err))
+			s.kill(pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length"))
+		default:
+			s.log.Debug("client side ended", zap.Error(err))
+			s.clientDone.Store(true)
+			s.backend.Close()
+		}
+	}()
+
+	mid, err := s.backendToClient()
+	s.finish(mid, err)
+	s.client.Close()
+	s.backend.Close()
+	<-done
+}
+
+// finish tells the client why the session ends, if it can still hear it.
+func (s *session) finish(mid bool, err error) {
+	if s.clientDone.Load() || mid {
+		return
+	}
+	if e := s.killed.Load(); e != nil {
+		s.sendFatal(e)
+		return
+	}
+	if s.backendFatal {
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, new(writeError)) {
+		s.log.Debug("client connection lost", zap.Error(err))
+		return
+	}
+	s.log.Warn("backend connection lost", zap.Error(err))
+	s.sendFatal(s.backendLost(err).(*pgerr.Error))
+}
+
+// clientToBackend forwards client messages until the client leaves.
+func (s *session) clientToBackend() error {
+	inspect := !s.replication && !s.srv.commands.Empty()
+	for {
+		typ, total, err := peekHeader(s.cr)
+		if err != nil {
+			return err
+		}
+		if inspect && (typ == 'Q' || typ == 'P') {
+			s.inspect(typ, total)
+		}
+		if _, _, err := copyMessage(s.bw, s.cr, total); err != nil {
+			return err
+		}
+		if typ == 'X' {
+			return s.bw.Flush()
+		}
+		if s.cr.Buffered() == 0 {
+			if err := s.bw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// inspect is the interception point for pgverbs commands: the cheap keyword
+// check, then the scanner. Commands that match are executed by the command
+// engine; until one is registered every message is forwarded.
+func (s *session) inspect(typ byte, total int) {
+	if total > s.cr.Size() {
+		return
+	}
+	msg, err := s.cr.Peek(total)
+	if err != nil {
+		return
+	}
+	sql := queryText(typ, msg)
+	if !s.srv.commands.MayContain(sql) {
+		return
+	}
+	if stmts, found := s.srv.commands.Match(string(sql)); found {
+		s.log.Debug("pgverbs command detected", zap.Int("statements", len(stmts)))
+	}
+}
+
+// backendToClient forwards backend messages until the backend connection
+// ends or is interrupted.
+func (s *session) backendToClient() (mid bool, err error) {
+	for {
+		typ, total, err := s.peekBackend()
+		if err != nil {
+			return s.br.Buffered() > 0, err
+		}
+		msg, mid, err := copyMessage(s.cw, s.br, total)
+		if err != nil {
+			return mid, err
+		}
+		if typ == 'E' && msg != nil {
+			s.backendFatal = pgerr.IsFatalResponse(msg[5:])
+		}
+		if s.br.Buffered() == 0 {
+			if err := s.cw.Flush(); err != nil {
+				return false, writeError{err}
+			}
+		}
+	}
+}
+
+// peekBackend is peekHeader on the backend reader, stopping at a message
+// boundary when the session has been killed.
+func (s *session) peekBackend() (byte, int, error) {
+	if s.killed.Load() != nil {
+		return 0, 0, os.ErrDeadlineExceeded
+	}
+	typ, total, err := peekHeader(s.br)
+	if err != nil && s.killed.Load() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The deadline was ours; nothing is lost as no byte was consumed.
+		return 0, 0, err
+	}
+	return typ, total, err
+}

@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgverbs/pgverbs/backend"
+	"github.com/pgverbs/pgverbs/commands"
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// Limits are the settings a running server can change on reload.
+type Limits struct {
+	// MaxClientConns caps concurrent client sessions; clients beyond it get
+	// FATAL 53300 as from a full PostgreSQL.
+	MaxClientConns int
+	// AuthTimeout bounds the startup and authentication phase, like
+	// PostgreSQL's authentication_timeout.
+	AuthTimeout time.Duration
+}
+
+// Options configure a Server.
+type Options struct {
+	Logger   *zap.Logger
+	Target   *backend.Target
+	Commands *commands.Registry
+	Limits   Limits
+	// Certificate enables TLS towards clients. nil answers SSLRequest 'N'.
+	Certificate *tls.Certificate
+}
+
+// Server accepts client connections and relays each to its own backend
+// session. Its methods are safe for concurrent use.
+type Server struct {
+	log      *zap.Logger
+	target   *backend.Target
+	commands *commands.Registry
+
+	limits atomic.Pointer[Limits]
+	cert   atomic.Pointer[tls.Certificate]
+	tlsCfg *tls.Config
+
+	nextID  atomic.Uint64
+	clients atomic.Int64
+	cancels sync.Map // cancelKey -> *session
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	closing   bool
+	sessWG    sync.WaitGroup
+	drained   chan struct{} // closed when closing and no session is left
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// New returns a server that relays to opts.Target.
+func New(opts Options) *Server {
+	s := &Server{
+		log:       opts.Logger,
+		target:    opts.Target,
+		commands:  opts.Commands,
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+		drained:   make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.commands == nil {
+		s.commands = commands.NewRegistry()
+	}
+	lim := opts.Limits
+	s.limits.Store(&lim)
+	if opts.Certificate != nil {
+		s.cert.Store(opts.Certificate)
+	}
+	s.tlsCfg = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// libpq 17+ sends ALPN "postgresql" and, for direct TLS, requires it.
+		NextProtos: []string{"postgresql"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := s.cert.Load(); c != nil {
+				return c, nil
+			}
+			return nil, errors.New("no TLS certificate configured")
+		},
+	}
+	return s
+}
+
+// SetLimits replaces the limits; sessions already past startup keep running.
+func (s *Server) SetLimits(l Limits) { s.limits.Store(&l) }
+
+// SetCertificate replaces the TLS certificate for new handshakes. nil
+// disables TLS for new connections.
+func (s *Server) SetCertificate(c *tls.Certificate) { s.cert.Store(c) }
+
+// tlsEnabled reports whether SSLRequest is answered 'S'.
+func (s *Server) tlsEnabled() bool { return s.cert.Load() != nil }
+
+// Serve accepts connections on ln until Shutdown or Close, each handled in
+// its own goroutine. It returns ErrServerClosed after those.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.startSession(conn) {
+			conn.Close()
+			return ErrServerClosed
+		}
+	}
+}
+
+func (s *Server) startSession(conn net.Conn) bool {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+	}
+	sess := newSession(s, conn)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	s.sessWG.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.endSession(sess)
+		sess.serve()
+	}()
+	return true
+}
+
+func (s *Server) endSession(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	if s.closing && len(s.sessions) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+	s.mu.Unlock()
+	s.sessWG.Done()
+}
+
+// stopAccepting closes the listeners and marks the server closing.
+func (s *Server) stopAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closing {
+		s.closing = true
+		if len(s.sessions) == 0 {
+			close(s.drained)
+		}
+	}
+	for ln := range s.listeners {
+		ln.Close()
+		delete(s.listeners, ln)
+	}
+}
+
+// Shutdown stops accepting connections and waits for the sessions to end by
+// themselves, as PostgreSQL's smart shutdown does. When ctx expires first the
+// remaining sessions get FATAL 57P01 and are closed; Shutdown then returns
+// ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopAccepting()
+	select {
+	case <-s.drained:
+		return nil
+	case <-ctx.Done():
+	}
+	s.terminateAll()
+	return ctx.Err()
+}
+
+// Close stops accepting and terminates every session at once with FATAL
+// 57P01, as PostgreSQL's fast shutdown does, then waits for them to end.
+func (s *Server) Close() {
+	s.stopAccepting()
+	s.terminateAll()
+}
+
+func (s *Server) terminateAll() {
+	s.mu.Lock()
+	live := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		live = append(live, sess)
+	}
+	s.mu.Unlock()
+	fatal := pgerr.NewFatal(pgerr.AdminShutdown, "terminating connection due to administrator command")
+	for _, sess := range live {
+		sess.kill(fatal)
+	}
+	s.sessWG.Wait()
+}
+
+// Sessions returns the number of client connections being served.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}

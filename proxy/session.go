@@ -1,0 +1,511 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// bufSize is the size of each of a session's four buffers. Large enough to
+// batch many small messages per syscall, small enough that a thousand idle
+// sessions stay cheap.
+const bufSize = 16 << 10
+
+// killGrace is how long a session told to terminate may take to deliver its
+// FATAL message before its sockets are closed under it.
+const killGrace = 2 * time.Second
+
+// session is one client connection and its backend connection. Its phases
+// are described in doc.go.
+type session struct {
+	srv *Server
+	id  uint64
+	log *zap.Logger
+
+	client net.Conn
+	cr     *bufio.Reader
+	cw     *bufio.Writer
+
+	backend net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+
+	replication bool
+	// minor is the protocol minor version in effect, for the cancel key size.
+	minor uint16
+
+	backendPID    uint32
+	backendSecret []byte
+	key           cancelKey
+
+	mu      sync.Mutex // guards relaying, and the conns while they change
+	relay   bool       // in the relay phase
+	killed  atomic.Pointer[pgerr.Error]
+	counted bool // counted in srv.clients
+
+	// backendFatal is set when the backend's last message was FATAL, so the
+	// proxy adds no error of its own when the server then closes.
+	backendFatal bool
+	// clientDone is set when the client sent Terminate or went away.
+	clientDone atomic.Bool
+}
+
+func newSession(srv *Server, conn net.Conn) *session {
+	id := srv.nextID.Add(1)
+	return &session{
+		srv:    srv,
+		id:     id,
+		log:    srv.log.With(zap.Uint64("session", id), zap.String("client", conn.RemoteAddr().String())),
+		client: conn,
+		cr:     bufio.NewReaderSize(conn, bufSize),
+		cw:     bufio.NewWriterSize(conn, bufSize),
+	}
+}
+
+// serve runs the session's phases in order; see doc.go.
+func (s *session) serve() {
+	defer s.close()
+	lim := s.srv.limits.Load()
+	_ = s.client.SetDeadline(time.Now().Add(lim.AuthTimeout))
+
+	p, err := s.negotiate()
+	if err != nil {
+		s.endStartup(err)
+		return
+	}
+	if p.kind == kindCancel {
+		s.srv.handleCancel(s.log, p)
+		return
+	}
+	s.log = s.log.With(zap.String("user", p.param("user")), zap.String("database", p.param("database")))
+	if n := s.srv.clients.Add(1); n > int64(lim.MaxClientConns) {
+		s.srv.clients.Add(-1)
+		s.sendFatal(pgerr.NewFatal(pgerr.TooManyConnections, "sorry, too many clients already"))
+		s.log.Warn("connection refused: max_client_conns reached", zap.Int("max_client_conns", lim.MaxClientConns))
+		return
+	}
+	s.counted = true
+	if err := s.connectBackend(p); err != nil {
+		s.endStartup(err)
+		return
+	}
+	if ok, err := s.relayAuth(p); !ok {
+		s.endStartup(err)
+		return
+	}
+	_ = s.client.SetDeadline(time.Time{})
+	_ = s.backend.SetDeadline(time.Time{})
+	s.log.Debug("session established", zap.Bool("replication", s.replication), zap.Uint32("backend_pid", s.backendPID))
+
+	s.mu.Lock()
+	if s.killed.Load() != nil {
+		s.mu.Unlock()
+		s.sendFatal(s.killed.Load())
+		return
+	}
+	s.relay = true
+	s.mu.Unlock()
+	s.relayLoops()
+}
+
+// endStartup reports a startup failure: to the client as an error where it
+// is one the client should see, and to the log.
+func (s *session) endStartup(err error) {
+	var pe *pgerr.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		s.sendFatal(pe)
+		s.log.Info("connection refused", zap.String("sqlstate", string(pe.Code)), zap.String("reason", pe.Message))
+	case isClosed(err):
+		s.log.Debug("client left during startup", zap.Error(err))
+	default:
+		s.log.Info("startup failed", zap.Error(err))
+	}
+}
+
+// negotiate reads startup-phase packets, answering SSLRequest and
+// GSSENCRequest, until a startup message or cancel request arrives.
+func (s *session) negotiate() (*startupPacket, error) {
+	tlsDone, gssDone := false, false
+	for {
+		// PostgreSQL 17 direct TLS starts with a TLS ClientHello instead of
+		// a length word.
+		first, err := s.cr.Peek(1)
+		if err != nil {
+			return nil, err
+		}
+		if first[0] == 0x16 && !tlsDone {
+			if !s.srv.tlsEnabled() {
+				return nil, errors.New("direct TLS connection attempt, but TLS is not configured")
+			}
+			if err := s.startTLS(true); err != nil {
+				return nil, err
+			}
+			tlsDone = true
+			continue
+		}
+		p, err := s.readStartupPacket()
+		if err != nil {
+			return nil, err
+		}
+		switch p.kind {
+		case kindSSLRequest:
+			if tlsDone {
+				return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "SSLRequest received twice")
+			}
+			if !s.srv.tlsEnabled() {
+				if err := s.writeRaw([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if err := s.writeRaw([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			if err := s.startTLS(false); err != nil {
+				return nil, err
+			}
+			tlsDone = true
+		case kindGSSEncRequest:
+			if gssDone {
+				return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "GSSENCRequest received twice")
+			}
+			// No GSSAPI encryption: 'N' lets libpq's gssencmode=prefer go on.
+			if err := s.writeRaw([]byte{'N'}); err != nil {
+				return nil, err
+			}
+			gssDone = true
+		default:
+			return p, nil
+		}
+	}
+}
+
+// readStartupPacket reads one length-prefixed startup-phase packet, capped
+// at PostgreSQL's limit before anything is allocated.
+func (s *session) readStartupPacket() (*startupPacket, error) {
+	hdr, err := s.cr.Peek(4)
+	if err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr)
+	if n < minStartupPacketLen || n > maxStartupPacketLen {
+		return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid length of startup packet")
+	}
+	raw := make([]byte, n)
+	if _, err := io.ReadFull(s.cr, raw); err != nil {
+		return nil, err
+	}
+	p, err := parseStartupPacket(raw)
+	if err != nil {
+		return nil, &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pgerr.ProtocolViolation, Message: err.Error()}
+	}
+	return p, nil
+}
+
+// startTLS performs the server side of the TLS handshake on the client
+// connection.
+func (s *session) startTLS(direct bool) error {
+	if !direct && s.cr.Buffered() > 0 {
+		// Bytes sent after SSLRequest but before the handshake would be
+		// processed as if encrypted (CVE-2021-23222 class): refuse.
+		return pgerr.NewFatal(pgerr.ProtocolViolation, "received unencrypted data after SSL request")
+	}
+	var raw net.Conn = s.client
+	if direct {
+		// The ClientHello is already in the reader's buffer.
+		raw = &bufferedConn{Conn: s.client, r: s.cr}
+	}
+	tconn := tls.Server(raw, s.srv.tlsCfg)
+	if err := tconn.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	if direct && tconn.ConnectionState().NegotiatedProtocol != "postgresql" {
+		return errors.New("direct TLS connection without ALPN postgresql")
+	}
+	s.mu.Lock()
+	s.client = tconn
+	s.mu.Unlock()
+	s.cr = bufio.NewReaderSize(tconn, bufSize)
+	s.cw = bufio.NewWriterSize(tconn, bufSize)
+	return nil
+}
+
+// bufferedConn reads through a bufio.Reader that already holds bytes.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (s *session) writeRaw(b []byte) error {
+	if _, err := s.cw.Write(b); err != nil {
+		return err
+	}
+	return s.cw.Flush()
+}
+
+// sendFatal writes a FATAL ErrorResponse to the client, best effort: the
+// connection is closed right after.
+func (s *session) sendFatal(e *pgerr.Error) {
+	_ = s.client.SetWriteDeadline(time.Now().Add(killGrace))
+	_ = s.writeRaw(e.AppendWire(nil))
+}
+
+// connectBackend dials the server and forwards the client's startup packet.
+func (s *session) connectBackend(p *startupPacket) error {
+	s.replication = p.param("replication") != "" && p.param("replication") != "false" &&
+		p.param("replication") != "off" && p.param("replication") != "0" && p.param("replication") != "no"
+	s.minor = p.minor
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.limits.Load().AuthTimeout)
+	defer cancel()
+	conn, err := s.srv.target.Dial(ctx)
+	if err != nil {
+		s.log.Warn("cannot connect to backend", zap.Error(err))
+		return &pgerr.Error{
+			Severity: pgerr.SeverityFatal, Code: pgerr.ConnectionFailure,
+			Message: "could not connect to the database server",
+			Detail:  err.Error(),
+		}
+	}
+	s.mu.Lock()
+	s.backend = conn
+	killed := s.killed.Load()
+	s.mu.Unlock()
+	if killed != nil {
+		return killed
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	s.br = bufio.NewReaderSize(conn, bufSize)
+	s.bw = bufio.NewWriterSize(conn, bufSize)
+	if _, err := s.bw.Write(p.raw); err != nil {
+		return s.backendLost(err)
+	}
+	if err := s.bw.Flush(); err != nil {
+		return s.backendLost(err)
+	}
+	return nil
+}
+
+// backendLost turns an I/O error on the backend connection into the FATAL
+// error a client gets when its server vanishes.
+func (s *session) backendLost(err error) error {
+	return &pgerr.Error{
+		Severity: pgerr.SeverityFatal, Code: pgerr.ConnectionFailure,
+		Message: "server closed the connection unexpectedly",
+		Detail:  "This probably means the server terminated abnormally before or while processing the request.",
+	}
+}
+
+// Authentication request codes from the server's 'R' message.
+const (
+	authOK           = 0
+	authSASL         = 10
+	authSASLContinue = 11
+	authSASLFinal    = 12
+)
+
+// relayAuth relays the server's authentication exchange and startup replies
+// until ReadyForQuery. It returns ok false when the session must end; err is
+// then the reason, nil when the server's own FATAL was already relayed.
+func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
+	for {
+		typ, total, err := peekHeader(s.br)
+		if err != nil {
+			return false, s.backendLost(err)
+		}
+		msg := make([]byte, total)
+		if _, err := io.ReadFull(s.br, msg); err != nil {
+			return false, s.backendLost(err)
+		}
+		body := msg[5:]
+		needReply := false
+		switch typ {
+		case 'R':
+			if len(body) < 4 {
+				return false, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid authentication request from server")
+			}
+			switch code := binary.BigEndian.Uint32(body); code {
+			case authOK, authSASLFinal:
+			case authSASL:
+				msg = stripChannelBinding(body[4:])
+				needReply = true
+			default:
+				// Cleartext, MD5, GSS, SASLContinue: the client answers.
+				needReply = true
+			}
+		case 'K':
+			var kd pgproto3.BackendKeyData
+			if err := kd.Decode(body); err != nil {
+				return false, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid BackendKeyData from server")
+			}
+			msg = s.registerCancelKey(kd.ProcessID, kd.SecretKey)
+		case 'v':
+			var nv pgproto3.NegotiateProtocolVersion
+			if err := nv.Decode(body); err == nil {
+				s.minor = uint16(nv.NewestMinorProtocol)
+			}
+		case 'E':
+			s.cw.Write(msg)
+			s.cw.Flush()
+			if pgerr.IsFatalResponse(body) {
+				return false, nil
+			}
+			continue
+		case 'Z':
+			if _, err := s.cw.Write(msg); err != nil {
+				return false, err
+			}
+			return true, s.cw.Flush()
+		}
+		if _, err := s.cw.Write(msg); err != nil {
+			return false, err
+		}
+		if s.br.Buffered() == 0 || needReply {
+			if err := s.cw.Flush(); err != nil {
+				return false, err
+			}
+		}
+		if needReply {
+			if err := s.relayClientAuthMessage(); err != nil {
+				return false, err
+			}
+		}
+	}
+}
+
+// maxAuthMessageLen caps client messages before authentication completes,
+// so an unauthenticated client cannot make the proxy allocate much.
+const maxAuthMessageLen = 64 << 10
+
+// relayClientAuthMessage forwards one client message (a password, SASL or
+// GSS response) to the server unchanged. Its 'p' type is ambiguous, but the
+// server knows which it asked for.
+func (s *session) relayClientAuthMessage() error {
+	typ, total, err := peekHeader(s.cr)
+	if err != nil {
+		return err
+	}
+	if total > maxAuthMessageLen {
+		return pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length")
+	}
+	if typ == 'X' {
+		return io.EOF
+	}
+	msg := make([]byte, total)
+	if _, err := io.ReadFull(s.cr, msg); err != nil {
+		return err
+	}
+	if _, err := s.bw.Write(msg); err != nil {
+		return s.backendLost(err)
+	}
+	if err := s.bw.Flush(); err != nil {
+		return s.backendLost(err)
+	}
+	return nil
+}
+
+// stripChannelBinding rewrites an AuthenticationSASL body (after the code)
+// without SCRAM-SHA-256-PLUS: channel binding would bind to the proxy's TLS
+// certificate, which the server cannot verify.
+func stripChannelBinding(mechs []byte) []byte {
+	out := pgproto3.AuthenticationSASL{}
+	for len(mechs) > 0 && mechs[0] != 0 {
+		name, rest, ok := cutNul(mechs)
+		if !ok {
+			break
+		}
+		mechs = rest
+		if name == "SCRAM-SHA-256-PLUS" {
+			continue
+		}
+		out.AuthMechanisms = append(out.AuthMechanisms, name)
+	}
+	b, _ := out.Encode(nil)
+	return b
+}
+
+// registerCancelKey records the backend's cancel key and returns the
+// BackendKeyData message the client gets instead: same process id, a
+// secret of the proxy's own.
+func (s *session) registerCancelKey(pid uint32, secret []byte) []byte {
+	s.backendPID = pid
+	s.backendSecret = secret
+	n := 4
+	if s.minor >= 2 {
+		// Protocol 3.2 allows longer keys; use them.
+		n = 32
+	}
+	for {
+		sec := newSecret(n)
+		key := makeCancelKey(pid, sec)
+		if _, dup := s.srv.cancels.LoadOrStore(key, s); dup {
+			continue
+		}
+		s.key = key
+		msg := pgproto3.BackendKeyData{ProcessID: pid, SecretKey: sec}
+		b, _ := msg.Encode(nil)
+		return b
+	}
+}
+
+// kill ends the session with e sent to the client: at once during startup,
+// at the next message boundary while relaying.
+func (s *session) kill(e *pgerr.Error) {
+	s.killed.CompareAndSwap(nil, e)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.relay {
+		s.client.Close()
+		if s.backend != nil {
+			s.backend.Close()
+		}
+		return
+	}
+	// Wake the backend reader; it sees killed and writes e to the client.
+	_ = s.backend.SetReadDeadline(time.Now())
+	client, backend := s.client, s.backend
+	time.AfterFunc(killGrace, func() {
+		client.Close()
+		backend.Close()
+	})
+}
+
+func (s *session) close() {
+	if s.key != "" {
+		s.srv.cancels.Delete(s.key)
+	}
+	if s.counted {
+		s.srv.clients.Add(-1)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.client.Close()
+	if s.backend != nil {
+		s.backend.Close()
+	}
+	s.log.Debug("session closed")
+}
+
+// isClosed reports errors that mean the peer went away, which is how
+// sessions normally end and not worth more than a debug line.
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}

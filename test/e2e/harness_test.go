@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgverbs/pgverbs/internal/pgtest"
+)
+
+// pgverbsBin is the binary under test, built once by TestMain.
+var pgverbsBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pgverbs-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pgverbsBin = filepath.Join(dir, "pgverbs")
+	build := exec.Command("go", "build", "-o", pgverbsBin, "github.com/pgverbs/pgverbs")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build pgverbs:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer process and a reading test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proxyProc is a running pgverbs process.
+type proxyProc struct {
+	Host string
+	Port int
+	cmd  *exec.Cmd
+	Log  *syncBuffer
+	done chan error
+}
+
+// Addr is host:port of the proxy.
+func (p *proxyProc) Addr() string { return net.JoinHostPort(p.Host, fmt.Sprint(p.Port)) }
+
+// URL is a libpq URL to the proxy.
+func (p *proxyProc) URL(user, password, db string, params ...string) string {
+	u := "postgres://" + user
+	if password != "" {
+		u += ":" + password
+	}
+	u += "@" + p.Addr() + "/" + db
+	if len(params) == 0 {
+		params = []string{"sslmode=disable"}
+	}
+	return u + "?" + strings.Join(params, "&")
+}
+
+// Signal sends sig to the proxy process.
+func (p *proxyProc) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal proxy: %v", err)
+	}
+}
+
+// Wait waits for the process to exit, up to d.
+func (p *proxyProc) Wait(t testing.TB, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("proxy did not exit within %v; log:\n%s", d, p.Log.String())
+		return nil
+	}
+}
+
+// startProxy runs pgverbs in front of backendURL on a free port and waits
+// until it accepts connections.
+func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
+	t.Helper()
+	port := freePort(t)
+	p := &proxyProc{Host: "127.0.0.1", Port: port, Log: &syncBuffer{}, done: make(chan error, 1)}
+	all := append([]string{"--listen", p.Addr(), "--backend", backendURL, "--log-level", "debug"}, args...)
+	p.cmd = exec.Command(pgverbsBin, all...)
+	p.cmd.Stderr = p.Log
+	p.cmd.Stdout = p.Log
+	p.cmd.Env = append(os.Environ(), "PGVERBS_CONFIG=")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start pgverbs: %v", err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("pgverbs log:\n%s", p.Log.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("pgverbs exited early: %v\n%s", err, p.Log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pgverbs did not accept connections: %v\n%s", err, p.Log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// cluster starts a throwaway PostgreSQL cluster for the test.
+func cluster(t testing.TB, opts pgtest.Options) *pgtest.Cluster {
+	t.Helper()
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	return pgtest.Start(t, opts)
+}
+
+// psql runs the real psql binary against the proxy; it returns combined
+// output and the error from the run.
+func psql(t testing.TB, c *pgtest.Cluster, connURL string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	all := append([]string{"-X", "-v", "ON_ERROR_STOP=1", "-d", connURL}, args...)
+	cmd := exec.CommandContext(ctx, c.Bin("psql"), all...)
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10", "LC_ALL=C")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// psqlCmd returns a psql command for the caller to set up and run.
+func psqlCmd(t testing.TB, c *pgtest.Cluster, connURL string, args ...string) *exec.Cmd {
+	t.Helper()
+	all := append([]string{"-X", "-v", "ON_ERROR_STOP=1", "-d", connURL}, args...)
+	cmd := exec.Command(c.Bin("psql"), all...)
+	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10", "LC_ALL=C")
+	return cmd
+}
