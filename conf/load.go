@@ -168,8 +168,13 @@ func printUsage(w io.Writer) {
 	def := Default()
 	for _, s := range settings {
 		fmt.Fprintf(&b, "  --%s %s\n    \t%s (", s.flag, s.arg, s.usage)
-		if v := (fieldValue{s.field(&def)}).String(); v != "" {
-			fmt.Fprintf(&b, "default %q, ", v)
+		switch v := s.field(&def).(type) {
+		case *string:
+			if *v != "" {
+				fmt.Fprintf(&b, "default %q, ", *v)
+			}
+		default:
+			fmt.Fprintf(&b, "default %s, ", fieldValue{v})
 		}
 		fmt.Fprintf(&b, "env %s, yaml %s)\n", s.env, s.key)
 	}

@@ -337,6 +337,7 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 		}
 		body := msg[5:]
 		needReply := false
+		var check func([]byte) error
 		switch typ {
 		case 'R':
 			if len(body) < 4 {
@@ -345,7 +346,11 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 			switch code := binary.BigEndian.Uint32(body); code {
 			case authOK, authSASLFinal:
 			case authSASL:
-				msg = stripChannelBinding(body[4:])
+				var stripped bool
+				msg, stripped = stripChannelBinding(body[4:])
+				if stripped {
+					check = checkNoChannelBinding
+				}
 				needReply = true
 			default:
 				// Cleartext, MD5, GSS, SASLContinue: the client answers.
@@ -384,7 +389,7 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 			}
 		}
 		if needReply {
-			if err := s.relayClientAuthMessage(); err != nil {
+			if err := s.relayClientAuthMessage(check); err != nil {
 				return false, err
 			}
 		}
@@ -397,8 +402,8 @@ const maxAuthMessageLen = 64 << 10
 
 // relayClientAuthMessage forwards one client message (a password, SASL or
 // GSS response) to the server unchanged. Its 'p' type is ambiguous, but the
-// server knows which it asked for.
-func (s *session) relayClientAuthMessage() error {
+// server knows which it asked for. check, if set, may refuse the message.
+func (s *session) relayClientAuthMessage(check func(msg []byte) error) error {
 	typ, total, err := peekHeader(s.cr)
 	if err != nil {
 		return err
@@ -413,6 +418,11 @@ func (s *session) relayClientAuthMessage() error {
 	if _, err := io.ReadFull(s.cr, msg); err != nil {
 		return err
 	}
+	if check != nil {
+		if err := check(msg); err != nil {
+			return err
+		}
+	}
 	if _, err := s.bw.Write(msg); err != nil {
 		return s.backendLost(err)
 	}
@@ -424,8 +434,9 @@ func (s *session) relayClientAuthMessage() error {
 
 // stripChannelBinding rewrites an AuthenticationSASL body (after the code)
 // without SCRAM-SHA-256-PLUS: channel binding would bind to the proxy's TLS
-// certificate, which the server cannot verify.
-func stripChannelBinding(mechs []byte) []byte {
+// certificate, which the server cannot verify. stripped reports whether the
+// server had offered it.
+func stripChannelBinding(mechs []byte) (msg []byte, stripped bool) {
 	out := pgproto3.AuthenticationSASL{}
 	for len(mechs) > 0 && mechs[0] != 0 {
 		name, rest, ok := cutNul(mechs)
@@ -434,12 +445,34 @@ func stripChannelBinding(mechs []byte) []byte {
 		}
 		mechs = rest
 		if name == "SCRAM-SHA-256-PLUS" {
+			stripped = true
 			continue
 		}
 		out.AuthMechanisms = append(out.AuthMechanisms, name)
 	}
 	b, _ := out.Encode(nil)
-	return b
+	return b, stripped
+}
+
+// checkNoChannelBinding refuses a SASLInitialResponse whose GS2 header is
+// "y": the client supports channel binding and, not seeing PLUS, says it
+// thinks the server does not. A server that does offer PLUS (its connection
+// to the proxy is TLS) takes that as a downgrade attack and fails with a
+// baffling error; the header cannot be rewritten because the client's proof
+// covers it. Say plainly what is wrong instead.
+func checkNoChannelBinding(msg []byte) error {
+	var ir pgproto3.SASLInitialResponse
+	if err := ir.Decode(msg[5:]); err != nil || len(ir.Data) == 0 || ir.Data[0] != 'y' {
+		return nil
+	}
+	return &pgerr.Error{
+		Severity: pgerr.SeverityFatal,
+		Code:     pgerr.InvalidAuthSpec,
+		Message:  "SCRAM channel binding cannot pass through pgverbs",
+		Detail: "The client connected to pgverbs with TLS and supports channel binding, and the server offers it " +
+			"on pgverbs's own TLS connection; the two TLS sessions differ, so the binding cannot match.",
+		Hint: "Connect with channel_binding=disable, or connect pgverbs to the server without TLS (sslmode=disable in the backend URL).",
+	}
 }
 
 // registerCancelKey records the backend's cancel key and returns the

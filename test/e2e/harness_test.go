@@ -62,7 +62,8 @@ type proxyProc struct {
 	Port int
 	cmd  *exec.Cmd
 	Log  *syncBuffer
-	done chan error
+	done chan struct{} // closed when the process has exited
+	err  error         // exit status, valid after done
 }
 
 // Addr is host:port of the proxy.
@@ -93,8 +94,8 @@ func (p *proxyProc) Signal(t testing.TB, sig os.Signal) {
 func (p *proxyProc) Wait(t testing.TB, d time.Duration) error {
 	t.Helper()
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.done:
+		return p.err
 	case <-time.After(d):
 		t.Fatalf("proxy did not exit within %v; log:\n%s", d, p.Log.String())
 		return nil
@@ -106,7 +107,7 @@ func (p *proxyProc) Wait(t testing.TB, d time.Duration) error {
 func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
 	t.Helper()
 	port := freePort(t)
-	p := &proxyProc{Host: "127.0.0.1", Port: port, Log: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proxyProc{Host: "127.0.0.1", Port: port, Log: &syncBuffer{}, done: make(chan struct{})}
 	all := append([]string{"--listen", p.Addr(), "--backend", backendURL, "--log-level", "debug"}, args...)
 	p.cmd = exec.Command(pgverbsBin, all...)
 	p.cmd.Stderr = p.Log
@@ -115,7 +116,10 @@ func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start pgverbs: %v", err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGINT)
 		select {
@@ -136,8 +140,8 @@ func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
 			return p
 		}
 		select {
-		case err := <-p.done:
-			t.Fatalf("pgverbs exited early: %v\n%s", err, p.Log.String())
+		case <-p.done:
+			t.Fatalf("pgverbs exited early: %v\n%s", p.err, p.Log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -193,3 +197,5 @@ func psqlCmd(t testing.TB, c *pgtest.Cluster, connURL string, args ...string) *e
 	cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10", "LC_ALL=C")
 	return cmd
 }
+
+func itoa(n int) string { return fmt.Sprint(n) }
