@@ -365,7 +365,8 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 		case 'v':
 			var nv pgproto3.NegotiateProtocolVersion
 			if err := nv.Decode(body); err == nil {
-				s.minor = uint16(nv.NewestMinorProtocol)
+				// pgproto3 keeps the whole version word; the minor is its low half.
+				s.minor = uint16(nv.NewestMinorProtocol & 0xffff)
 			}
 		case 'E':
 			s.cw.Write(msg)

@@ -199,3 +199,5 @@ func psqlCmd(t testing.TB, c *pgtest.Cluster, connURL string, args ...string) *e
 }
 
 func itoa(n int) string { return fmt.Sprint(n) }
+
+func fmtType(v any) string { return fmt.Sprintf("%T", v) }
