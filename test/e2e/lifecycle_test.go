@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,15 +298,56 @@ func TestBackendFailures(t *testing.T) {
 	_ = c
 }
 
-// TestMaxClientConns: clients beyond max_client_conns get FATAL 53300.
+// TestMaxClientConns: clients beyond max_client_conns get FATAL 53300, and
+// SIGHUP applies a new limit from the config file.
 func TestMaxClientConns(t *testing.T) {
-	_, p := trustSetup(t, pgtest.Options{}, "--max-client-conns", "2")
+	cfg := filepath.Join(t.TempDir(), "pgverbs.yaml")
+	if err := os.WriteFile(cfg, []byte("max_client_conns: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, p := trustSetup(t, pgtest.Options{}, "--config", cfg)
 	ctx := testCtx(t)
 	connect(t, p.URL("postgres", "", "postgres"))
 	connect(t, p.URL("postgres", "", "postgres"))
 	_, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
 	if pgErrCode(err) != "FATAL 53300" {
 		t.Fatalf("third client: got %v, want FATAL 53300", err)
+	}
+	if err := os.WriteFile(cfg, []byte("max_client_conns: 3\nlog_level: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.Signal(t, syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(p.Log.String(), "configuration reloaded") })
+	connect(t, p.URL("postgres", "", "postgres"))
+	_, err = pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	if pgErrCode(err) != "FATAL 53300" {
+		t.Fatalf("fourth client after raising the limit to 3: got %v, want FATAL 53300", err)
+	}
+	// An invalid file on SIGHUP keeps the running configuration.
+	if err := os.WriteFile(cfg, []byte("max_client_conns: 3\nno_such_key: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.Signal(t, syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(p.Log.String(), "configuration invalid") })
+	if !strings.Contains(p.Log.String(), "no_such_key") {
+		t.Fatalf("reload error does not name the bad key:\n%s", p.Log.String())
+	}
+}
+
+// TestAuthTimeout: a client that connects and sends nothing is dropped
+// after auth_timeout, like PostgreSQL's authentication_timeout.
+func TestAuthTimeout(t *testing.T) {
+	_, p := trustSetup(t, pgtest.Options{}, "--auth-timeout", "1s")
+	conn, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	_, err = conn.Read(make([]byte, 1))
+	if err == nil || time.Since(start) > 8*time.Second {
+		t.Fatalf("silent client not dropped: %v after %v", err, time.Since(start))
 	}
 }
 
