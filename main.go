@@ -27,6 +27,7 @@ import (
 	"github.com/pgverbs/pgverbs/backend"
 	"github.com/pgverbs/pgverbs/commands"
 	"github.com/pgverbs/pgverbs/conf"
+	"github.com/pgverbs/pgverbs/extension"
 	"github.com/pgverbs/pgverbs/proxy"
 )
 
@@ -57,10 +58,14 @@ func run(args []string) int {
 		log.Error("cannot load TLS certificate", zap.Error(err))
 		return 2
 	}
+	repo := extension.OpenRepo(cfg.ExtensionsDir)
+	registry := commands.NewRegistry()
+	registry.Register(commands.NewInstall(repo))
+	registry.Register(commands.NewUninstall(repo))
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,
-		Commands:    commands.NewRegistry(),
+		Commands:    registry,
 		Limits:      limits(cfg),
 		Certificate: cert,
 	})

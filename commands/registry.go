@@ -14,6 +14,7 @@ type Command interface {
 	// Keywords are the leading words that identify a statement as this
 	// command, upper case, e.g. {"INSTALL", "EXTENSION"}.
 	Keywords() []string
+	Parser
 }
 
 // Registry maps leading keywords to commands. It is built at start-up and

@@ -44,7 +44,8 @@ func copyMessage(w *bufio.Writer, r *bufio.Reader, total int) (msg []byte, mid b
 	if total <= r.Size() {
 		msg, err = r.Peek(total)
 		if err != nil {
-			return nil, len(msg) > 0, err
+			// Nothing of this message was written yet.
+			return nil, false, err
 		}
 		if _, err := w.Write(msg); err != nil {
 			return nil, true, writeError{err}
@@ -120,6 +121,10 @@ func (s *session) relayLoops() {
 			if err != nil {
 				s.backend.Close()
 			}
+		case errors.As(err, new(writeError)):
+			// The backend went away under a client write: the backend loop
+			// reports it to the client as 08006.
+			s.backend.Close()
 		case errors.Is(err, errFraming):
 			s.log.Info("client protocol violation", zap.Error(err))
 			s.kill(pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length"))
@@ -157,7 +162,9 @@ func (s *session) finish(mid bool, err error) {
 	s.sendFatal(s.backendLost(err).(*pgerr.Error))
 }
 
-// clientToBackend forwards client messages until the client leaves.
+// clientToBackend forwards client messages until the client leaves. Query
+// and Parse messages, and the extended-protocol messages that refer to a
+// prepared command, go through the engine's intercept first.
 func (s *session) clientToBackend() error {
 	inspect := !s.replication && !s.srv.commands.Empty()
 	for {
@@ -165,9 +172,23 @@ func (s *session) clientToBackend() error {
 		if err != nil {
 			return err
 		}
-		if inspect && (typ == 'Q' || typ == 'P') {
-			s.inspect(typ, total)
+		if inspect {
+			handled, err := s.intercept(typ, total)
+			if err != nil {
+				return err
+			}
+			if handled {
+				if s.cr.Buffered() == 0 {
+					if err := s.bw.Flush(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 		}
+		// Record the expected replies before the bytes can reach the
+		// server: a full buffer flushes inside copyMessage.
+		s.t.sent(typ)
 		if _, _, err := copyMessage(s.bw, s.cr, total); err != nil {
 			return err
 		}
@@ -182,36 +203,35 @@ func (s *session) clientToBackend() error {
 	}
 }
 
-// inspect is the interception point for pgverbs commands: the cheap keyword
-// check, then the scanner. Commands that match are executed by the command
-// engine; until one is registered every message is forwarded.
-func (s *session) inspect(typ byte, total int) {
-	if total > s.cr.Size() {
-		return
-	}
-	msg, err := s.cr.Peek(total)
-	if err != nil {
-		return
-	}
-	sql := queryText(typ, msg)
-	if !s.srv.commands.MayContain(sql) {
-		return
-	}
-	if stmts, found := s.srv.commands.Match(string(sql)); found {
-		s.log.Debug("pgverbs command detected", zap.Int("statements", len(stmts)))
-	}
-}
-
 // backendToClient forwards backend messages until the backend connection
-// ends or is interrupted.
+// ends or is interrupted. While the engine has the backend (execMode), it
+// delivers messages to the engine instead.
 func (s *session) backendToClient() (mid bool, err error) {
+	t := s.t
+	defer t.close()
 	for {
 		typ, total, err := s.peekBackend()
 		if err != nil {
-			return s.br.Buffered() > 0, err
+			// A failed peek consumed nothing: the client is at a message
+			// boundary and may still be told why the session ends.
+			return false, err
+		}
+		if t.execMode.Load() {
+			if err := s.toEngine(typ, total); err != nil {
+				return false, err
+			}
+			continue
+		}
+		t.writing.Store(true)
+		if t.execMode.Load() {
+			// The engine took over between the two loads; it waits for
+			// writing to clear before it touches the client.
+			t.writing.Store(false)
+			continue
 		}
 		msg, mid, err := copyMessage(s.cw, s.br, total)
 		if err != nil {
+			t.writing.Store(false)
 			return mid, err
 		}
 		if typ == 'E' && msg != nil {
@@ -219,10 +239,42 @@ func (s *session) backendToClient() (mid bool, err error) {
 		}
 		if s.br.Buffered() == 0 {
 			if err := s.cw.Flush(); err != nil {
+				t.writing.Store(false)
 				return false, writeError{err}
 			}
 		}
+		t.writing.Store(false)
+		if typ == 'Z' && msg != nil && len(msg) > 5 {
+			t.setStatus(msg[5])
+		}
+		t.received(typ)
 	}
+}
+
+// toEngine reads one whole message and hands it to the engine. If the
+// engine released the backend in the meantime, the message is forwarded to
+// the client instead, with the usual accounting.
+func (s *session) toEngine(typ byte, total int) error {
+	msg := make([]byte, total)
+	if _, err := io.ReadFull(s.br, msg); err != nil {
+		return err
+	}
+	if s.t.deliver(typ, msg) {
+		return nil
+	}
+	if _, err := s.cw.Write(msg); err != nil {
+		return writeError{err}
+	}
+	if typ == 'Z' {
+		s.t.setStatus(msg[5])
+	}
+	s.t.received(typ)
+	if s.br.Buffered() == 0 {
+		if err := s.cw.Flush(); err != nil {
+			return writeError{err}
+		}
+	}
+	return nil
 }
 
 // peekBackend is peekHeader on the backend reader, stopping at a message

@@ -43,7 +43,13 @@ type session struct {
 	br      *bufio.Reader
 	bw      *bufio.Writer
 
-	replication bool
+	user, database string
+	replication    bool
+
+	// t and eng serve the command engine (engine.go, track.go).
+	t      *tracker
+	eng    engine
+	bigMsg bool // the message being intercepted was read whole
 	// minor is the protocol minor version in effect, for the cancel key size.
 	minor uint16
 
@@ -72,6 +78,7 @@ func newSession(srv *Server, conn net.Conn) *session {
 		client: conn,
 		cr:     bufio.NewReaderSize(conn, bufSize),
 		cw:     bufio.NewWriterSize(conn, bufSize),
+		t:      newTracker(),
 	}
 }
 
@@ -90,7 +97,11 @@ func (s *session) serve() {
 		s.srv.handleCancel(s.log, p)
 		return
 	}
-	s.log = s.log.With(zap.String("user", p.param("user")), zap.String("database", p.param("database")))
+	s.user, s.database = p.param("user"), p.param("database")
+	if s.database == "" {
+		s.database = s.user
+	}
+	s.log = s.log.With(zap.String("user", s.user), zap.String("database", s.database))
 	if n := s.srv.clients.Add(1); n > int64(lim.MaxClientConns) {
 		s.srv.clients.Add(-1)
 		s.sendFatal(pgerr.NewFatal(pgerr.TooManyConnections, "sorry, too many clients already"))
@@ -124,6 +135,9 @@ func (s *session) serve() {
 // endStartup reports a startup failure: to the client as an error where it
 // is one the client should see, and to the log.
 func (s *session) endStartup(err error) {
+	if k := s.killed.Load(); k != nil {
+		err = k
+	}
 	var pe *pgerr.Error
 	switch {
 	case err == nil:
@@ -506,19 +520,25 @@ func (s *session) kill(e *pgerr.Error) {
 	s.killed.CompareAndSwap(nil, e)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.relay {
-		s.client.Close()
-		if s.backend != nil {
-			s.backend.Close()
-		}
-		return
-	}
-	// Wake the backend reader; it sees killed and writes e to the client.
-	_ = s.backend.SetReadDeadline(time.Now())
 	client, backend := s.client, s.backend
+	now := time.Now()
+	if !s.relay {
+		// Wake the startup phase's blocked I/O; it sees killed and tells
+		// the client.
+		_ = client.SetReadDeadline(now)
+		if backend != nil {
+			_ = backend.SetDeadline(now)
+		}
+	} else {
+		// Wake the backend reader; it sees killed and writes e to the
+		// client at a message boundary.
+		_ = backend.SetReadDeadline(now)
+	}
 	time.AfterFunc(killGrace, func() {
 		client.Close()
-		backend.Close()
+		if backend != nil {
+			backend.Close()
+		}
 	})
 }
 

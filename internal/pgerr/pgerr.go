@@ -25,6 +25,21 @@ const (
 	SyntaxError             Code = "42601"
 	InternalError           Code = "XX000"
 	InvalidTransactionState Code = "25000"
+	// Extension commands.
+	InvalidSchemaName          Code = "3F000"
+	DependentObjectsStillExist Code = "2BP01"
+
+	// Extension packages (package extension).
+	UndefinedObject              Code = "42704"
+	DuplicateObject              Code = "42710"
+	InvalidParameterValue        Code = "22023"
+	InvalidObjectDefinition      Code = "42P17"
+	ObjectNotInPrerequisiteState Code = "55000"
+	InsufficientPrivilege        Code = "42501"
+	UndefinedFile                Code = "58P01"
+	IOError                      Code = "58030"
+	CharacterNotInRepertoire     Code = "22021"
+	ProgramLimitExceeded         Code = "54000"
 )
 
 // Severity is the severity of an ErrorResponse.

@@ -1,0 +1,71 @@
+package commands
+
+import (
+	"context"
+)
+
+// Conn is what a command sees of the client's session while it runs: SQL
+// executed on the client's own backend connection, inside whatever
+// transaction the client is in, as the client's own role.
+type Conn interface {
+	// Exec runs one statement with optional text parameters (nil means
+	// NULL) and returns its result. An error from the server is a *ServerError;
+	// after one the transaction is failed and Exec must not be called again.
+	Exec(ctx context.Context, sql string, args ...*string) (*Result, error)
+	// Notice sends a NoticeResponse to the client at once.
+	Notice(severity, message, detail string)
+	// User and Database are the startup parameters of the session.
+	User() string
+	Database() string
+}
+
+// Result is the outcome of one statement run by Conn.Exec.
+type Result struct {
+	Tag    string
+	Fields []string
+	// Rows hold text-format values; a nil value is NULL.
+	Rows [][][]byte
+}
+
+// Column describes one column of the rows a command returns.
+type Column struct {
+	Name string
+	// TypeOID is the PostgreSQL type of the column, e.g. 25 for text.
+	TypeOID uint32
+}
+
+// Outcome is what a successful command returns to the client.
+type Outcome struct {
+	// Tag is the CommandComplete tag, e.g. "INSTALL EXTENSION".
+	Tag string
+	// Rows are text values matching Prepared.Columns; nil values are NULL.
+	Rows [][]*string
+}
+
+// Prepared is a parsed command statement, ready to run (possibly many
+// times, as a prepared statement).
+type Prepared interface {
+	// Columns describes the rows Execute returns; nil when none.
+	Columns() []Column
+	// Execute runs the command over c. Errors are *pgerr.Error for problems
+	// the command detects and *ServerError for ones the server reported.
+	Execute(ctx context.Context, c Conn) (*Outcome, error)
+}
+
+// Parser is implemented by commands: it parses a statement whose leading
+// keywords matched. Syntax errors are *pgerr.Error with SQLSTATE 42601 and
+// a position relative to sql.
+type Parser interface {
+	Parse(sql string) (Prepared, error)
+}
+
+// ServerError is an ErrorResponse the server sent while a command ran. Raw
+// is the whole message, relayed to the client unchanged.
+type ServerError struct {
+	Raw     []byte
+	Code    string
+	Message string
+}
+
+// Error implements error.
+func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code + ")" }

@@ -1,0 +1,1 @@
+CREATE TABLE baz_t (x int);

@@ -1,0 +1,2 @@
+DROP FUNCTION @extschema@.foo_count();
+DROP TABLE @extschema@.foo_items;

@@ -1,0 +1,1 @@
+DROP FUNCTION @extschema@.hello(text);

@@ -1,0 +1,176 @@
+package pgerr_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// body builds an ErrorResponse body from field type and value pairs.
+func body(fields ...string) []byte {
+	var b []byte
+	for i := 0; i+1 < len(fields); i += 2 {
+		b = append(b, fields[i][0])
+		b = append(b, fields[i+1]...)
+		b = append(b, 0)
+	}
+	return append(b, 0)
+}
+
+func TestIsFatalResponse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want bool
+	}{
+		{"S then V FATAL", body("S", "FATAL", "V", "FATAL", "C", "57P01", "M", "bye"), true},
+		{"V then S FATAL", body("V", "FATAL", "S", "FATAL", "C", "57P01"), true},
+		{"V FATAL after other fields", body("C", "57P01", "M", "bye", "S", "FATAL", "V", "FATAL"), true},
+		{"PANIC", body("S", "PANIC", "V", "PANIC", "C", "XX000"), true},
+		{"ERROR", body("S", "ERROR", "V", "ERROR", "C", "42601", "M", "syntax error"), false},
+		{"only S FATAL (before 9.6)", body("S", "FATAL", "C", "28P01"), true},
+		{"only S ERROR (before 9.6)", body("S", "ERROR", "C", "42601"), false},
+		{"localized S, V FATAL", body("S", "ВАЖНО", "V", "FATAL", "C", "57P01"), true},
+		{"localized S, V FATAL first", body("V", "FATAL", "S", "ВАЖНО"), true},
+		{"localized S looks fatal, V ERROR", body("S", "FATAL", "V", "ERROR"), false},
+		{"V ERROR, S FATAL after", body("V", "ERROR", "S", "FATAL"), false},
+		{"message says FATAL", body("S", "ERROR", "V", "ERROR", "M", "FATAL"), false},
+		{"lower case", body("S", "fatal", "V", "fatal"), false},
+		{"prefix", body("V", "FATALITY"), false},
+		{"no fields", body(), false},
+		{"empty", nil, false},
+		{"fields after terminator ignored", append(body("S", "ERROR"), body("V", "FATAL")...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pgerr.IsFatalResponse(tc.body); got != tc.want {
+				t.Fatalf("IsFatalResponse(%q) = %v, want %v", tc.body, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIsFatalResponseMalformed(t *testing.T) {
+	for _, b := range [][]byte{
+		{'S'},
+		{'V'},
+		[]byte("SFATAL"),
+		[]byte("VFATAL"),
+		[]byte("VFAT"),
+		[]byte("S\x00"),
+		[]byte("V\x00V"),
+		[]byte("SERROR\x00V"),
+		[]byte("\x00\x00\x00"),
+		bytes.Repeat([]byte{'S'}, 100),
+		bytes.Repeat([]byte{0xff}, 7),
+	} {
+		_ = pgerr.IsFatalResponse(b) // must not panic
+	}
+}
+
+// FuzzIsFatalResponse checks that IsFatalResponse never panics and agrees
+// with pgproto3's decoding on well-formed bodies.
+func FuzzIsFatalResponse(f *testing.F) {
+	f.Add(body("S", "FATAL", "V", "FATAL", "C", "57P01"))
+	f.Add(body("S", "ERROR", "V", "ERROR", "C", "42601"))
+	f.Add(body("S", "PANIC"))
+	f.Add([]byte("VFATAL"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := pgerr.IsFatalResponse(b)
+		// Compare on bodies pgproto3 decodes where each severity field
+		// appears at most once (for repeats the two pick differently).
+		var e pgproto3.ErrorResponse
+		if e.Decode(b) != nil {
+			return
+		}
+		seen := map[byte]int{}
+		for i := 0; i < len(b) && b[i] != 0; {
+			seen[b[i]]++
+			j := bytes.IndexByte(b[i+1:], 0)
+			i += j + 2
+		}
+		if seen['S'] > 1 || seen['V'] > 1 {
+			return
+		}
+		sev := e.Severity
+		if seen['V'] == 1 {
+			sev = e.SeverityUnlocalized
+		}
+		if want := sev == "FATAL" || sev == "PANIC"; got != want {
+			t.Fatalf("IsFatalResponse(%q) = %v, pgproto3 decodes severity %q", b, got, sev)
+		}
+	})
+}
+
+func TestAppendWireRoundTrip(t *testing.T) {
+	for _, e := range []*pgerr.Error{
+		pgerr.NewFatal(pgerr.AdminShutdown, "terminating connection due to administrator command"),
+		pgerr.NewFatal(pgerr.TooManyConnections, "sorry, too many clients already"),
+		pgerr.New(pgerr.SyntaxError, "syntax error at or near %q", "INSTAL"),
+		{Severity: pgerr.SeverityFatal, Code: pgerr.ConnectionFailure, Message: "server closed the connection unexpectedly", Detail: "detail", Hint: "hint"},
+		{Severity: pgerr.SeverityError, Code: pgerr.FeatureNotSupported, Message: "ünïcödé", Position: 42},
+		{Severity: pgerr.SeverityError, Code: pgerr.InternalError},
+	} {
+		prefix := []byte("prefix")
+		wire := e.AppendWire(bytes.Clone(prefix))
+		if !bytes.HasPrefix(wire, prefix) {
+			t.Fatalf("%v: AppendWire lost dst", e)
+		}
+		msg := wire[len(prefix):]
+		if len(msg) < 6 || msg[0] != 'E' {
+			t.Fatalf("%v: not an ErrorResponse: %q", e, msg)
+		}
+		if n := binary.BigEndian.Uint32(msg[1:]); int(n) != len(msg)-1 {
+			t.Fatalf("%v: length word %d for %d bytes", e, n, len(msg)-1)
+		}
+		if msg[len(msg)-1] != 0 {
+			t.Fatalf("%v: body not terminated", e)
+		}
+		var got pgproto3.ErrorResponse
+		if err := got.Decode(msg[5:]); err != nil {
+			t.Fatalf("%v: decode: %v", e, err)
+		}
+		if got.Severity != string(e.Severity) || got.SeverityUnlocalized != string(e.Severity) ||
+			got.Code != string(e.Code) || got.Message != e.Message || got.Detail != e.Detail ||
+			got.Hint != e.Hint || got.Position != e.Position {
+			t.Fatalf("round trip of %+v gave %+v", e, got)
+		}
+		if fatal := pgerr.IsFatalResponse(msg[5:]); fatal != (e.Severity == pgerr.SeverityFatal) {
+			t.Fatalf("%v: IsFatalResponse = %v", e, fatal)
+		}
+		// A pgproto3 client reads it too.
+		fe := pgproto3.NewFrontend(bytes.NewReader(msg), nil)
+		m, err := fe.Receive()
+		if r, ok := m.(*pgproto3.ErrorResponse); err != nil || !ok || r.Code != string(e.Code) {
+			t.Fatalf("%v: frontend got %T %v", e, m, err)
+		}
+	}
+}
+
+func TestErrorAndConstructors(t *testing.T) {
+	e := pgerr.New(pgerr.SyntaxError, "bad %s at %d", "token", 3)
+	if e.Severity != pgerr.SeverityError || e.Code != pgerr.SyntaxError || e.Message != "bad token at 3" {
+		t.Fatalf("New gave %+v", e)
+	}
+	f := pgerr.NewFatal(pgerr.ProtocolViolation, "invalid length %d", 7)
+	if f.Severity != pgerr.SeverityFatal || f.Code != pgerr.ProtocolViolation || f.Message != "invalid length 7" {
+		t.Fatalf("NewFatal gave %+v", f)
+	}
+	if got, want := f.Error(), "FATAL: invalid length 7 (SQLSTATE 08P01)"; got != want {
+		t.Fatalf("Error() = %q, want %q", got, want)
+	}
+	for _, c := range []pgerr.Code{
+		pgerr.ProtocolViolation, pgerr.ConnectionFailure, pgerr.CannotConnectNow,
+		pgerr.AdminShutdown, pgerr.TooManyConnections, pgerr.FeatureNotSupported,
+		pgerr.InvalidPassword, pgerr.InvalidAuthSpec, pgerr.QueryCanceled,
+		pgerr.SyntaxError, pgerr.InternalError, pgerr.InvalidTransactionState,
+	} {
+		if len(c) != 5 {
+			t.Errorf("SQLSTATE %q is not 5 characters", c)
+		}
+	}
+}

@@ -1,0 +1,610 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"runtime"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgverbs/pgverbs/commands"
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// The engine runs pgverbs commands inside the relayed stream. It runs on the
+// client-reading goroutine: while a command runs, no further client message
+// is read, so the client's view stays strictly ordered. See
+// docs/ARCHITECTURE.md, "Commands inside the stream".
+
+// internalName names the prepared statement and portal the engine uses for
+// its own SQL. It is closed before each use, so a leftover never collides,
+// and it never touches the client's unnamed statement or portal.
+const internalName = "pgverbs_internal"
+
+// engine holds the per-session state of commands prepared through the
+// extended protocol.
+type engine struct {
+	stmts   map[string]commands.Prepared
+	portals map[string]commands.Prepared
+}
+
+// intercept looks at a client message before it is forwarded. handled means
+// the engine consumed it (and answered it); otherwise it is forwarded.
+func (s *session) intercept(typ byte, total int) (handled bool, err error) {
+	switch typ {
+	case 'Q', 'P':
+	case 'B', 'D', 'E', 'C':
+		if len(s.eng.stmts) == 0 && len(s.eng.portals) == 0 {
+			return false, nil
+		}
+	default:
+		return false, nil
+	}
+	var msg []byte
+	if total <= s.cr.Size() {
+		if msg, err = s.cr.Peek(total); err != nil {
+			return false, err
+		}
+	} else {
+		// Too big to peek: read it whole, and forward it from memory when
+		// it is not ours.
+		msg = make([]byte, total)
+		if _, err := io.ReadFull(s.cr, msg); err != nil {
+			return false, err
+		}
+		s.bigMsg = true
+		defer func() {
+			s.bigMsg = false
+			if err == nil && !handled {
+				s.t.sent(typ)
+				_, err = s.bw.Write(msg)
+				handled = true
+			}
+		}()
+	}
+	body := msg[5:]
+	switch typ {
+	case 'Q':
+		sql := cstring(body)
+		if !s.srv.commands.MayContain(sql) {
+			return false, nil
+		}
+		if _, _, copyIn := s.t.state(); copyIn {
+			return false, nil
+		}
+		stmts, found := s.srv.commands.Match(string(sql))
+		if !found {
+			return false, nil
+		}
+		s.consume(total)
+		return true, s.simpleQuery(string(sql), stmts)
+	case 'P':
+		name := cstring(body)
+		sql := cstring(body[len(name)+1:])
+		if !s.srv.commands.MayContain(sql) {
+			if string(name) == "" {
+				delete(s.eng.stmts, "")
+			}
+			return false, nil
+		}
+		stmts, found := s.srv.commands.Match(string(sql))
+		if !found {
+			if string(name) == "" {
+				delete(s.eng.stmts, "")
+			}
+			return false, nil
+		}
+		s.consume(total)
+		return true, s.extParse(string(name), stmts, nparams(body[len(name)+len(sql)+2:]))
+	case 'B':
+		portal := cstring(body)
+		stmt := cstring(body[len(portal)+1:])
+		prep, ok := s.eng.stmts[string(stmt)]
+		if !ok {
+			delete(s.eng.portals, string(portal))
+			return false, nil
+		}
+		s.consume(total)
+		return true, s.extBind(string(portal), prep, body[len(portal)+len(stmt)+2:])
+	case 'D', 'C':
+		if len(body) < 2 {
+			return false, nil
+		}
+		kind, name := body[0], string(cstring(body[1:]))
+		var prep commands.Prepared
+		var ok bool
+		if kind == 'S' {
+			prep, ok = s.eng.stmts[name]
+		} else {
+			prep, ok = s.eng.portals[name]
+		}
+		if !ok {
+			return false, nil
+		}
+		s.consume(total)
+		if typ == 'D' {
+			return true, s.extDescribe(kind, prep)
+		}
+		return true, s.extClose(kind, name)
+	case 'E':
+		prep, ok := s.eng.portals[string(cstring(body))]
+		if !ok {
+			return false, nil
+		}
+		s.consume(total)
+		return true, s.extExecute(prep)
+	}
+	return false, nil
+}
+
+// consume drops the message just handled from the client reader, unless
+// it was read whole already.
+func (s *session) consume(total int) {
+	if !s.bigMsg {
+		_, _ = s.cr.Discard(total)
+	}
+}
+
+func cstring(b []byte) []byte {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// nparams returns the parameter type count of a Parse body tail.
+func nparams(tail []byte) int {
+	if len(tail) < 2 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint16(tail))
+}
+
+// acquire takes the backend over from the relay: it waits until every reply
+// owed to the client has been forwarded, then routes backend messages to
+// the engine. The caller must call release.
+func (s *session) acquire() error {
+	pending, needFlush := s.t.outstanding()
+	if needFlush {
+		// The server holds extended-protocol replies until Sync or Flush.
+		s.bw.Write(flushMsg)
+	}
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	if pending {
+		if err := s.t.waitDrained(); err != nil {
+			return err
+		}
+	}
+	s.t.execMode.Store(true)
+	for s.t.writing.Load() {
+		runtime.Gosched()
+	}
+	return nil
+}
+
+// release hands the backend back to the relay. Messages that arrived for
+// the engine but were not read (asynchronous ones) go to the client first.
+func (s *session) release() error {
+	t := s.t
+	t.mu.Lock()
+	left := t.execQ
+	t.execQ = nil
+	for _, m := range left {
+		s.cw.Write(m.msg)
+	}
+	err := s.cw.Flush()
+	t.execMode.Store(false)
+	t.mu.Unlock()
+	return err
+}
+
+var (
+	flushMsg = []byte{'H', 0, 0, 0, 4}
+	syncMsg  = []byte{'S', 0, 0, 0, 4}
+)
+
+// execConn implements commands.Conn over the acquired backend.
+type execConn struct {
+	s *session
+	// failed is set once the server reported an error: it now discards
+	// everything until Sync.
+	failed bool
+}
+
+func (c *execConn) User() string     { return c.s.user }
+func (c *execConn) Database() string { return c.s.database }
+
+func (c *execConn) Notice(severity, message, detail string) {
+	n := pgproto3.NoticeResponse{Severity: severity, SeverityUnlocalized: severity, Code: "00000", Message: message, Detail: detail}
+	b, _ := n.Encode(nil)
+	c.s.cw.Write(b)
+}
+
+// Exec runs one statement on the backend with the internal prepared
+// statement and portal, and collects its result.
+func (c *execConn) Exec(ctx context.Context, sql string, args ...*string) (*commands.Result, error) {
+	if c.failed {
+		return nil, errors.New("engine: Exec after a server error")
+	}
+	var buf []byte
+	buf, _ = (&pgproto3.Close{ObjectType: 'S', Name: internalName}).Encode(buf)
+	buf, _ = (&pgproto3.Close{ObjectType: 'P', Name: internalName}).Encode(buf)
+	buf, _ = (&pgproto3.Parse{Name: internalName, Query: sql}).Encode(buf)
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		if a != nil {
+			params[i] = []byte(*a)
+		}
+	}
+	buf, _ = (&pgproto3.Bind{DestinationPortal: internalName, PreparedStatement: internalName, Parameters: params}).Encode(buf)
+	buf, _ = (&pgproto3.Describe{ObjectType: 'P', Name: internalName}).Encode(buf)
+	buf, _ = (&pgproto3.Execute{Portal: internalName}).Encode(buf)
+	buf = append(buf, flushMsg...)
+	if _, err := c.s.bw.Write(buf); err != nil {
+		return nil, err
+	}
+	if err := c.s.bw.Flush(); err != nil {
+		return nil, err
+	}
+	res := &commands.Result{}
+	for {
+		m, err := c.s.t.next()
+		if err != nil {
+			return nil, err
+		}
+		switch m.typ {
+		case '1', '2', '3', 'n':
+		case 'T':
+			var rd pgproto3.RowDescription
+			if err := rd.Decode(m.msg[5:]); err != nil {
+				return nil, err
+			}
+			for _, f := range rd.Fields {
+				res.Fields = append(res.Fields, string(f.Name))
+			}
+		case 'D':
+			var dr pgproto3.DataRow
+			if err := dr.Decode(m.msg[5:]); err != nil {
+				return nil, err
+			}
+			row := make([][]byte, len(dr.Values))
+			for i, v := range dr.Values {
+				if v != nil {
+					row[i] = append([]byte{}, v...)
+				}
+			}
+			res.Rows = append(res.Rows, row)
+		case 'C':
+			res.Tag = string(cstring(m.msg[5:]))
+			return res, nil
+		case 'I':
+			return res, nil
+		case 'E':
+			c.failed = true
+			return nil, serverError(m.msg)
+		case 'G':
+			// COPY FROM STDIN inside a command cannot get data: abort it.
+			c.s.bw.Write(copyFailMsg("COPY FROM STDIN is not supported inside a pgverbs command"))
+			c.s.bw.Write(flushMsg)
+			if err := c.s.bw.Flush(); err != nil {
+				return nil, err
+			}
+		default:
+			c.s.forwardAsync(m)
+		}
+	}
+}
+
+// forwardAsync passes a message the engine does not consume to the client:
+// notices, notifications and parameter changes.
+func (s *session) forwardAsync(m execMsg) {
+	switch m.typ {
+	case 'N', 'A', 'S':
+		s.cw.Write(m.msg)
+	default:
+		s.log.Debug("engine dropped unexpected backend message", zap.String("type", string(m.typ)))
+	}
+}
+
+func copyFailMsg(reason string) []byte {
+	b, _ := (&pgproto3.CopyFail{Message: reason}).Encode(nil)
+	return b
+}
+
+func serverError(msg []byte) *commands.ServerError {
+	var er pgproto3.ErrorResponse
+	_ = er.Decode(msg[5:])
+	return &commands.ServerError{Raw: msg, Code: er.Code, Message: er.Message}
+}
+
+// abortMsg is the statement the engine runs to put the server's transaction
+// into the failed state when a command fails on the proxy's side, so that
+// the client's transaction behaves as if the server had raised the error.
+const abortSQL = `DO $pgverbs$ BEGIN RAISE EXCEPTION 'pgverbs command failed'; END $pgverbs$`
+
+// fail reports a command's error to the client and makes sure the server's
+// transaction is failed too: a server error already did that; for an error
+// of the proxy's own, a failing statement does it and its error is dropped.
+func (s *session) fail(c *execConn, err error) error {
+	var se *commands.ServerError
+	if errors.As(err, &se) {
+		s.cw.Write(se.Raw)
+		return nil
+	}
+	var pe *pgerr.Error
+	if !errors.As(err, &pe) {
+		if errors.Is(err, errBackendGone) {
+			return err
+		}
+		s.log.Error("command failed", zap.Error(err))
+		pe = pgerr.New(pgerr.InternalError, "pgverbs internal error: %v", err)
+	}
+	if !c.failed {
+		if _, aerr := c.Exec(context.Background(), abortSQL); aerr == nil {
+			return errors.New("engine: abort statement did not fail")
+		} else if !errors.As(aerr, &se) {
+			return aerr
+		}
+	}
+	s.cw.Write(pe.AppendWire(nil))
+	return nil
+}
+
+// simpleQuery runs a Query message that contains at least one command. The
+// statements run in order on the backend through the extended protocol, in
+// one implicit transaction ended by a single Sync, so the whole string is
+// atomic as PostgreSQL makes a multi-statement query; the client sees the
+// replies a simple query gives.
+func (s *session) simpleQuery(sql string, stmts []commands.Statement) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	c := &execConn{s: s}
+	ctx := context.Background()
+	for _, st := range stmts {
+		var err error
+		if st.Command == nil {
+			err = s.relayStatement(c, st.SQL)
+		} else {
+			err = s.runCommand(ctx, c, sql, st)
+		}
+		if err != nil {
+			return err
+		}
+		if c.failed {
+			break
+		}
+	}
+	if err := s.syncEngine(); err != nil {
+		return err
+	}
+	return s.release()
+}
+
+// runCommand parses and runs one command statement of a simple query,
+// writing its replies.
+func (s *session) runCommand(ctx context.Context, c *execConn, sql string, st commands.Statement) error {
+	prep, err := st.Command.Parse(st.SQL)
+	if err != nil {
+		var pe *pgerr.Error
+		if errors.As(err, &pe) && pe.Position > 0 {
+			// Positions count characters from the start of the query string.
+			pe.Position += int32(utf8.RuneCountInString(sql[:st.Offset]))
+		}
+		return s.fail(c, err)
+	}
+	out, err := prep.Execute(ctx, c)
+	if err != nil {
+		return s.fail(c, err)
+	}
+	s.writeOutcome(prep.Columns(), out, true)
+	return nil
+}
+
+// writeOutcome writes a command's rows and CommandComplete.
+func (s *session) writeOutcome(cols []commands.Column, out *commands.Outcome, withDescription bool) {
+	if len(cols) > 0 && withDescription {
+		s.cw.Write(rowDescription(cols))
+	}
+	for _, r := range out.Rows {
+		dr := pgproto3.DataRow{Values: make([][]byte, len(r))}
+		for i, v := range r {
+			if v != nil {
+				dr.Values[i] = []byte(*v)
+			}
+		}
+		b, _ := dr.Encode(nil)
+		s.cw.Write(b)
+	}
+	b, _ := (&pgproto3.CommandComplete{CommandTag: []byte(out.Tag)}).Encode(nil)
+	s.cw.Write(b)
+}
+
+func rowDescription(cols []commands.Column) []byte {
+	rd := pgproto3.RowDescription{}
+	for _, c := range cols {
+		rd.Fields = append(rd.Fields, pgproto3.FieldDescription{
+			Name: []byte(c.Name), DataTypeOID: c.TypeOID, DataTypeSize: -1, TypeModifier: -1,
+		})
+	}
+	b, _ := rd.Encode(nil)
+	return b
+}
+
+// relayStatement runs a client's ordinary statement from a simple query
+// that also holds commands, forwarding the replies a simple query gives.
+func (s *session) relayStatement(c *execConn, sql string) error {
+	var buf []byte
+	buf, _ = (&pgproto3.Parse{Query: sql}).Encode(buf)
+	buf, _ = (&pgproto3.Bind{}).Encode(buf)
+	buf, _ = (&pgproto3.Describe{ObjectType: 'P'}).Encode(buf)
+	buf, _ = (&pgproto3.Execute{}).Encode(buf)
+	buf = append(buf, flushMsg...)
+	if _, err := s.bw.Write(buf); err != nil {
+		return err
+	}
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	for {
+		m, err := s.t.next()
+		if err != nil {
+			return err
+		}
+		switch m.typ {
+		case '1', '2', 'n':
+		case 'C', 'I':
+			s.cw.Write(m.msg)
+			return nil
+		case 'E':
+			s.cw.Write(m.msg)
+			c.failed = true
+			return nil
+		case 'G':
+			s.bw.Write(copyFailMsg("COPY FROM STDIN cannot be combined with pgverbs commands in one query string"))
+			s.bw.Write(flushMsg)
+			if err := s.bw.Flush(); err != nil {
+				return err
+			}
+		default:
+			// RowDescription, DataRow, COPY OUT data, notices...
+			s.cw.Write(m.msg)
+		}
+	}
+}
+
+// syncEngine ends the engine's implicit transaction with Sync and forwards
+// the ReadyForQuery, which carries the true transaction status.
+func (s *session) syncEngine() error {
+	if _, err := s.bw.Write(syncMsg); err != nil {
+		return err
+	}
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	for {
+		m, err := s.t.next()
+		if err != nil {
+			return err
+		}
+		if m.typ == 'Z' {
+			s.t.afterSync(m.msg[5])
+			s.cw.Write(m.msg)
+			return nil
+		}
+		s.forwardAsync(m)
+	}
+}
+
+// extParse handles Parse of a command statement.
+func (s *session) extParse(name string, stmts []commands.Statement, nparams int) error {
+	return s.extStep(func(c *execConn) error {
+		if len(stmts) != 1 {
+			return s.fail(c, pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement"))
+		}
+		if nparams > 0 {
+			return s.fail(c, pgerr.New(pgerr.SyntaxError, "pgverbs commands take no parameters"))
+		}
+		prep, err := stmts[0].Command.Parse(stmts[0].SQL)
+		if err != nil {
+			return s.fail(c, err)
+		}
+		if s.eng.stmts == nil {
+			s.eng.stmts = map[string]commands.Prepared{}
+		}
+		s.eng.stmts[name] = prep
+		s.cw.Write([]byte{'1', 0, 0, 0, 4})
+		return nil
+	})
+}
+
+// extBind handles Bind of a command statement.
+func (s *session) extBind(portal string, prep commands.Prepared, rest []byte) error {
+	return s.extStep(func(c *execConn) error {
+		var b pgproto3.Bind
+		// Decode needs the names; rebuild a minimal body.
+		body := append([]byte{0, 0}, rest...)
+		if err := b.Decode(body); err != nil {
+			return s.fail(c, pgerr.New(pgerr.ProtocolViolation, "invalid Bind message"))
+		}
+		if len(b.Parameters) > 0 {
+			return s.fail(c, pgerr.New(pgerr.ProtocolViolation,
+				"bind message supplies %d parameters, but prepared statement requires 0", len(b.Parameters)))
+		}
+		if s.eng.portals == nil {
+			s.eng.portals = map[string]commands.Prepared{}
+		}
+		s.eng.portals[portal] = prep
+		s.cw.Write([]byte{'2', 0, 0, 0, 4})
+		return nil
+	})
+}
+
+// extDescribe handles Describe of a command statement or portal.
+func (s *session) extDescribe(kind byte, prep commands.Prepared) error {
+	return s.extStep(func(c *execConn) error {
+		if kind == 'S' {
+			b, _ := (&pgproto3.ParameterDescription{}).Encode(nil)
+			s.cw.Write(b)
+		}
+		if cols := prep.Columns(); len(cols) > 0 {
+			s.cw.Write(rowDescription(cols))
+		} else {
+			s.cw.Write([]byte{'n', 0, 0, 0, 4})
+		}
+		return nil
+	})
+}
+
+// extClose handles Close of a command statement or portal.
+func (s *session) extClose(kind byte, name string) error {
+	return s.extStep(func(c *execConn) error {
+		if kind == 'S' {
+			delete(s.eng.stmts, name)
+		} else {
+			delete(s.eng.portals, name)
+		}
+		s.cw.Write([]byte{'3', 0, 0, 0, 4})
+		return nil
+	})
+}
+
+// extExecute handles Execute of a command portal.
+func (s *session) extExecute(prep commands.Prepared) error {
+	return s.extStep(func(c *execConn) error {
+		out, err := prep.Execute(context.Background(), c)
+		if err != nil {
+			return s.fail(c, err)
+		}
+		s.writeOutcome(prep.Columns(), out, false)
+		return nil
+	})
+}
+
+// extStep runs one extended-protocol step of a command with the backend
+// acquired. Like the server, it does nothing while the server discards
+// messages after an error; an error it reports starts such discarding.
+func (s *session) extStep(step func(c *execConn) error) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	_, discarding, _ := s.t.state()
+	if !discarding {
+		c := &execConn{s: s}
+		if err := step(c); err != nil {
+			return err
+		}
+		if c.failed {
+			s.t.setDiscarding()
+		}
+	}
+	return s.release()
+}

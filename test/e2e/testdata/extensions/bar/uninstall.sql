@@ -1,0 +1,1 @@
+DROP FUNCTION bar_version();

@@ -1,0 +1,2 @@
+CREATE TABLE @extschema@.baz_data(v int);
+INSERT INTO baz_data VALUES (1);

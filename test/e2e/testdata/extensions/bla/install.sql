@@ -1,0 +1,1 @@
+CREATE TABLE bla_t(x int);

@@ -1,0 +1,1 @@
+DROP TABLE bla_t;

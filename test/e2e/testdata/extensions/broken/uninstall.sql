@@ -1,0 +1,1 @@
+DROP TABLE broken_first_half;

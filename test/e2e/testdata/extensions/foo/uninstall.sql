@@ -1,0 +1,2 @@
+DROP TABLE foo_items;
+DROP FUNCTION foo_answer();

@@ -1,0 +1,2 @@
+CREATE TABLE txctl_t(x int);
+COMMIT;
