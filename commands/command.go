@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Conn is what a command sees of the client's session while it runs: SQL
@@ -69,3 +71,21 @@ type ServerError struct {
 
 // Error implements error.
 func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code + ")" }
+
+// WithContext returns a copy of e whose CONTEXT (the Where field) ends with
+// line, as PostgreSQL adds a line for each level a statement ran in.
+func (e *ServerError) WithContext(line string) *ServerError {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(e.Raw[5:]); err != nil {
+		return e
+	}
+	if er.Where != "" {
+		er.Where += "\n"
+	}
+	er.Where += line
+	raw, err := er.Encode(nil)
+	if err != nil {
+		return e
+	}
+	return &ServerError{Raw: raw, Code: e.Code, Message: e.Message}
+}

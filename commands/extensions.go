@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -142,10 +143,15 @@ func databaseSetting(ctx context.Context, c Conn, name string, value *string) er
 	return err
 }
 
-// runScript runs a package script's statements.
-func runScript(ctx context.Context, c Conn, stmts []extension.Statement) error {
+// runScript runs a package script's statements. A failing statement's
+// error names the script and line in its CONTEXT.
+func runScript(ctx context.Context, c Conn, file string, stmts []extension.Statement) error {
 	for _, st := range stmts {
 		if _, err := c.Exec(ctx, st.SQL); err != nil {
+			var se *ServerError
+			if errors.As(err, &se) {
+				return se.WithContext(fmt.Sprintf("extension script %s, line %d", file, st.Line))
+			}
 			return err
 		}
 	}
@@ -231,7 +237,7 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if err := setSettings(ctx, c, scriptEnv); err != nil {
 			return nil, err
 		}
-		if err := runScript(ctx, c, scripts[i]); err != nil {
+		if err := runScript(ctx, c, pkg.Name+"/install.sql", scripts[i]); err != nil {
 			return nil, err
 		}
 		if err := setSettings(ctx, c, saved); err != nil {
@@ -386,7 +392,7 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if err := setSettings(ctx, c, env); err != nil {
 			return nil, err
 		}
-		if err := runScript(ctx, c, s.stmts); err != nil {
+		if err := runScript(ctx, c, name+"/uninstall.sql", s.stmts); err != nil {
 			return nil, err
 		}
 		if err := setSettings(ctx, c, saved); err != nil {

@@ -203,7 +203,9 @@ func TestInstallSemantics(t *testing.T) {
 	t.Run("failing script leaves nothing", func(t *testing.T) {
 		conn := connect(t, freshDB(t, c, p, "broken"))
 		_, err := conn.Exec(ctx, "INSTALL EXTENSION broken")
-		wantCode(t, err, "42883")
+		if e := wantCode(t, err, "42883"); !strings.Contains(e.Where, "extension script broken/install.sql, line 3") {
+			t.Fatalf("error context %q does not name the script line", e.Where)
+		}
 		if exists(t, ctx, conn, "broken_first_half") || installedNames(t, ctx, conn) != "" {
 			t.Fatal("half of a failed install is left")
 		}
