@@ -41,13 +41,21 @@ func (r *Registry) Register(c Command) {
 		}
 	}
 	r.commands = append(r.commands, c)
+	// MayContain is only a pre-check, so a keyword that contains another
+	// (UNINSTALL contains INSTALL) needs no scan of its own.
 	first := strings.ToUpper(kw[0])
 	for _, f := range r.firsts {
-		if f == first {
+		if strings.Contains(first, f) {
 			return
 		}
 	}
-	r.firsts = append(r.firsts, first)
+	kept := r.firsts[:0]
+	for _, f := range r.firsts {
+		if !strings.Contains(f, first) {
+			kept = append(kept, f)
+		}
+	}
+	r.firsts = append(kept, first)
 }
 
 // Empty reports whether no command is registered.
@@ -135,7 +143,7 @@ func (r *Registry) Match(sql string) (stmts []Statement, found bool) {
 		if first < 0 {
 			return
 		}
-		st := Statement{SQL: sql[first:last], Offset: first, Command: r.lookup(words, toks[start:end], sql)}
+		st := Statement{SQL: sql[first:last], Offset: first, Command: r.lookup(words)}
 		if st.Command != nil {
 			found = true
 		}
@@ -151,29 +159,13 @@ func (r *Registry) Match(sql string) (stmts []Statement, found bool) {
 	return stmts, found
 }
 
-// lookup finds the command whose keywords start words. Only bare keyword or
-// identifier tokens count: a quoted "install" is an identifier PostgreSQL
-// must see.
-func (r *Registry) lookup(words []string, toks []*pg_query.ScanToken, sql string) Command {
+// lookup finds the command whose keywords start words. words hold the
+// tokens' source text, so a quoted "install" (an identifier PostgreSQL must
+// see) never equals the keyword INSTALL.
+func (r *Registry) lookup(words []string) Command {
 	for _, c := range r.commands {
 		kw := c.Keywords()
-		if len(words) < len(kw) || !equalWords(words[:len(kw)], kw) {
-			continue
-		}
-		quoted := false
-		seen := 0
-		for _, t := range toks {
-			if t.Token == pg_query.Token_SQL_COMMENT || t.Token == pg_query.Token_C_COMMENT {
-				continue
-			}
-			if sql[t.Start] == '"' {
-				quoted = true
-			}
-			if seen++; seen == len(kw) {
-				break
-			}
-		}
-		if !quoted {
+		if len(words) >= len(kw) && equalWords(words[:len(kw)], kw) {
 			return c
 		}
 	}
