@@ -440,8 +440,8 @@ func (p *parser) version() (string, error) {
 
 // unquoteString decodes a standard-conforming string literal token. The
 // scanner merges 'a' and 'b' separated by whitespace containing a newline
-// (and possibly -- comments) into one token, meaning 'ab', so the token can
-// hold several quoted segments.
+// into one token, meaning 'ab', so the token can hold several quoted
+// segments.
 func unquoteString(raw string) string {
 	var b strings.Builder
 	for i := 0; i < len(raw); {
@@ -468,7 +468,7 @@ func unquoteString(raw string) string {
 			// scanner pg_query builds ends the token before one instead,
 			// but should that change, a quote in the comment must not be
 			// taken for a segment.
-			if j := strings.IndexByte(raw[i:], '\n'); j >= 0 {
+			if j := strings.IndexAny(raw[i:], "\r\n"); j >= 0 {
 				i += j
 			} else {
 				i = len(raw)

@@ -137,7 +137,7 @@ func (r *Registry) Match(sql string) (stmts []Statement, found bool) {
 			}
 			last = int(t.End)
 			if len(words) < 4 {
-				words = append(words, strings.ToUpper(sql[t.Start:t.End]))
+				words = append(words, sql[t.Start:t.End])
 			}
 		}
 		if first < 0 {
@@ -172,12 +172,33 @@ func (r *Registry) lookup(words []string) Command {
 	return nil
 }
 
+// equalWords compares word lists folding ASCII letters only, as
+// PostgreSQL's keyword lookup does: "inſtall" is not INSTALL.
 func equalWords(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if !strings.EqualFold(a[i], b[i]) {
+		if !equalFoldASCII(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'a' <= x && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		if 'a' <= y && y <= 'z' {
+			y -= 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}
