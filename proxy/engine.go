@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
 	"go.uber.org/zap"
 
 	"github.com/pgverbs/pgverbs/commands"
@@ -29,7 +31,27 @@ const internalName = "pgverbs_internal"
 // extended protocol.
 type engine struct {
 	stmts   map[string]commands.Prepared
-	portals map[string]commands.Prepared
+	portals map[string]portal
+}
+
+// portal is a command bound by the client. It lives until the transaction
+// it was bound in ends, as the server's portals do.
+type portal struct {
+	prep  commands.Prepared
+	epoch uint64
+}
+
+// lookupPortal returns the live command portal of that name.
+func (s *session) lookupPortal(name string) (commands.Prepared, bool) {
+	p, ok := s.eng.portals[name]
+	if !ok {
+		return nil, false
+	}
+	if p.epoch != s.t.txEpoch() {
+		delete(s.eng.portals, name)
+		return nil, false
+	}
+	return p.prep, true
 }
 
 // intercept looks at a client message before it is forwarded. handled means
@@ -120,7 +142,7 @@ func (s *session) intercept(typ byte, total int) (handled bool, err error) {
 		if kind == 'S' {
 			prep, ok = s.eng.stmts[name]
 		} else {
-			prep, ok = s.eng.portals[name]
+			prep, ok = s.lookupPortal(name)
 		}
 		if !ok {
 			return false, nil
@@ -131,7 +153,7 @@ func (s *session) intercept(typ byte, total int) (handled bool, err error) {
 		}
 		return true, s.extClose(kind, name)
 	case 'E':
-		prep, ok := s.eng.portals[string(cstring(body))]
+		prep, ok := s.lookupPortal(string(cstring(body)))
 		if !ok {
 			return false, nil
 		}
@@ -369,18 +391,24 @@ func (s *session) simpleQuery(sql string, stmts []commands.Statement) error {
 	}
 	c := &execConn{s: s}
 	ctx := context.Background()
-	for _, st := range stmts {
+	preps, err := parseAll(sql, stmts)
+	if err != nil {
+		if err := s.fail(c, err); err != nil {
+			return err
+		}
+	}
+	for i, st := range stmts {
+		if c.failed {
+			break
+		}
 		var err error
 		if st.Command == nil {
 			err = s.relayStatement(c, st.SQL)
 		} else {
-			err = s.runCommand(ctx, c, sql, st)
+			err = s.runCommand(ctx, c, preps[i])
 		}
 		if err != nil {
 			return err
-		}
-		if c.failed {
-			break
 		}
 	}
 	if err := s.syncEngine(); err != nil {
@@ -389,18 +417,43 @@ func (s *session) simpleQuery(sql string, stmts []commands.Statement) error {
 	return s.release()
 }
 
-// runCommand parses and runs one command statement of a simple query,
-// writing its replies.
-func (s *session) runCommand(ctx context.Context, c *execConn, sql string, st commands.Statement) error {
-	prep, err := st.Command.Parse(st.SQL)
-	if err != nil {
-		var pe *pgerr.Error
-		if errors.As(err, &pe) && pe.Position > 0 {
-			// Positions count characters from the start of the query string.
-			pe.Position += int32(utf8.RuneCountInString(sql[:st.Offset]))
+// parseAll parses every statement of a query string before any runs, as
+// PostgreSQL does: a syntax error anywhere means nothing runs. Ordinary
+// statements get a raw parse by pg_query (PostgreSQL's grammar, no
+// catalog access, so a statement may refer to a table an earlier one
+// creates); commands are parsed by their own grammar. Error positions are
+// made relative to the whole string.
+func parseAll(sql string, stmts []commands.Statement) ([]commands.Prepared, error) {
+	preps := make([]commands.Prepared, len(stmts))
+	for i, st := range stmts {
+		before := int32(utf8.RuneCountInString(sql[:st.Offset]))
+		if st.Command == nil {
+			if _, err := pg_query.Parse(st.SQL); err != nil {
+				e := pgerr.New(pgerr.SyntaxError, "%s", err.Error())
+				var perr *parser.Error
+				if errors.As(err, &perr) && perr.Cursorpos > 0 {
+					e.Position = int32(perr.Cursorpos) + before
+				}
+				return nil, e
+			}
+			continue
 		}
-		return s.fail(c, err)
+		prep, err := st.Command.Parse(st.SQL)
+		if err != nil {
+			var pe *pgerr.Error
+			if errors.As(err, &pe) && pe.Position > 0 {
+				pe.Position += before
+			}
+			return nil, err
+		}
+		preps[i] = prep
 	}
+	return preps, nil
+}
+
+// runCommand runs one parsed command of a simple query, writing its
+// replies.
+func (s *session) runCommand(ctx context.Context, c *execConn, prep commands.Prepared) error {
 	out, err := prep.Execute(ctx, c)
 	if err != nil {
 		return s.fail(c, err)
@@ -507,6 +560,9 @@ func (s *session) syncEngine() error {
 // extParse handles Parse of a command statement.
 func (s *session) extParse(name string, stmts []commands.Statement, nparams int) error {
 	return s.extStep(func(c *execConn) error {
+		if err := s.refuseIfAborted(c); err != nil || c.failed {
+			return err
+		}
 		if len(stmts) != 1 {
 			return s.fail(c, pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement"))
 		}
@@ -527,8 +583,11 @@ func (s *session) extParse(name string, stmts []commands.Statement, nparams int)
 }
 
 // extBind handles Bind of a command statement.
-func (s *session) extBind(portal string, prep commands.Prepared, rest []byte) error {
+func (s *session) extBind(name string, prep commands.Prepared, rest []byte) error {
 	return s.extStep(func(c *execConn) error {
+		if err := s.refuseIfAborted(c); err != nil || c.failed {
+			return err
+		}
 		var b pgproto3.Bind
 		// Decode needs the names; rebuild a minimal body.
 		body := append([]byte{0, 0}, rest...)
@@ -540,9 +599,9 @@ func (s *session) extBind(portal string, prep commands.Prepared, rest []byte) er
 				"bind message supplies %d parameters, but prepared statement requires 0", len(b.Parameters)))
 		}
 		if s.eng.portals == nil {
-			s.eng.portals = map[string]commands.Prepared{}
+			s.eng.portals = map[string]portal{}
 		}
-		s.eng.portals[portal] = prep
+		s.eng.portals[name] = portal{prep: prep, epoch: s.t.txEpoch()}
 		s.cw.Write([]byte{'2', 0, 0, 0, 4})
 		return nil
 	})
@@ -580,6 +639,9 @@ func (s *session) extClose(kind byte, name string) error {
 // extExecute handles Execute of a command portal.
 func (s *session) extExecute(prep commands.Prepared) error {
 	return s.extStep(func(c *execConn) error {
+		if err := s.refuseIfAborted(c); err != nil || c.failed {
+			return err
+		}
 		out, err := prep.Execute(context.Background(), c)
 		if err != nil {
 			return s.fail(c, err)
@@ -587,6 +649,21 @@ func (s *session) extExecute(prep commands.Prepared) error {
 		s.writeOutcome(prep.Columns(), out, false)
 		return nil
 	})
+}
+
+// errAborted is refused like PostgreSQL refuses Parse, Bind and Execute of
+// anything but transaction control in a failed transaction.
+var errAborted = &pgerr.Error{Severity: pgerr.SeverityError, Code: pgerr.InFailedTransaction,
+	Message: "current transaction is aborted, commands ignored until end of transaction block"}
+
+// refuseIfAborted fails the step when the client's transaction is failed.
+// It returns nil both when the step may go on and when it was refused
+// (c.failed then tells).
+func (s *session) refuseIfAborted(c *execConn) error {
+	if status, _, _ := s.t.state(); status == 'E' {
+		return s.fail(c, errAborted)
+	}
+	return nil
 }
 
 // extStep runs one extended-protocol step of a command with the backend

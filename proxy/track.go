@@ -22,9 +22,15 @@ type tracker struct {
 	items []pendingItem
 	// status is the transaction status of the last ReadyForQuery.
 	status byte
-	// discarding is set after an extended-protocol error until the next
-	// ReadyForQuery: the server is skipping messages until Sync.
+	// discarding is set when the server will skip the next extended-protocol
+	// message sent: an error ended an extended run and the client has not
+	// sent the Sync that ends the skipping yet. Messages sent meanwhile are
+	// not counted, as they will never be answered.
 	discarding bool
+	// epoch counts transactions ended (ReadyForQuery 'I'), so that the
+	// engine can tell when a portal it answered for has died with its
+	// transaction.
+	epoch uint64
 	// copyIn is set while the server waits for COPY data from the client.
 	copyIn bool
 	// drained is signalled when items becomes empty and a waiter exists.
@@ -69,6 +75,10 @@ func (t *tracker) sent(typ byte) {
 	switch typ {
 	case 'P', 'B', 'D', 'E', 'C':
 		t.mu.Lock()
+		if t.discarding {
+			t.mu.Unlock()
+			return
+		}
 		if n := len(t.items); n > 0 && t.items[n-1].kind == 'x' {
 			t.items[n-1].n++
 		} else {
@@ -77,6 +87,9 @@ func (t *tracker) sent(typ byte) {
 		t.mu.Unlock()
 	case 'S', 'Q', 'F':
 		t.mu.Lock()
+		if typ == 'S' {
+			t.discarding = false
+		}
 		t.items = append(t.items, pendingItem{kind: typ})
 		t.mu.Unlock()
 	case 'c', 'f':
@@ -102,9 +115,13 @@ func (t *tracker) received(typ byte) {
 		t.copyIn = true
 		return
 	case 'Z':
-		t.discarding = false
 		t.copyIn = false
-		if len(t.items) > 0 && t.items[0].kind != 'x' {
+		// Whatever extended work preceded the Sync was answered or
+		// discarded by now.
+		for len(t.items) > 0 && t.items[0].kind == 'x' {
+			t.pop()
+		}
+		if len(t.items) > 0 {
 			t.pop()
 		}
 		return
@@ -114,8 +131,12 @@ func (t *tracker) received(typ byte) {
 		return
 	}
 	if typ == 'E' {
-		t.discarding = true
 		t.pop()
+		// Unless the client already sent the Sync that ends it, what it
+		// sends next is skipped by the server.
+		if len(t.items) == 0 || t.items[0].kind != 'S' {
+			t.discarding = true
+		}
 		return
 	}
 	if typ == 'T' || typ == 'C' || typ == '1' || typ == '2' || typ == '3' || typ == 'n' || typ == 'I' || typ == 's' {
@@ -128,8 +149,22 @@ func (t *tracker) received(typ byte) {
 // setStatus records the status byte of a ReadyForQuery.
 func (t *tracker) setStatus(s byte) {
 	t.mu.Lock()
-	t.status = s
+	t.setStatusLocked(s)
 	t.mu.Unlock()
+}
+
+func (t *tracker) setStatusLocked(s byte) {
+	if s == 'I' {
+		t.epoch++
+	}
+	t.status = s
+}
+
+// txEpoch returns the number of transactions ended so far.
+func (t *tracker) txEpoch() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.epoch
 }
 
 func (t *tracker) pop() {
@@ -187,7 +222,7 @@ func (t *tracker) state() (status byte, discarding, copyIn bool) {
 // afterSync records the ReadyForQuery that answered the engine's own Sync.
 func (t *tracker) afterSync(status byte) {
 	t.mu.Lock()
-	t.status = status
+	t.setStatusLocked(status)
 	t.discarding = false
 	t.mu.Unlock()
 }

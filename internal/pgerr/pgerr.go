@@ -25,6 +25,7 @@ const (
 	SyntaxError             Code = "42601"
 	InternalError           Code = "XX000"
 	InvalidTransactionState Code = "25000"
+	InFailedTransaction     Code = "25P02"
 	// Extension commands.
 	InvalidSchemaName          Code = "3F000"
 	DependentObjectsStillExist Code = "2BP01"

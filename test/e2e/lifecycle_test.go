@@ -218,16 +218,19 @@ func TestReplicationThroughProxy(t *testing.T) {
 	if err := rw.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Exec(ctx, "SELECT pg_switch_wal(); CREATE TABLE r2 AS SELECT g FROM generate_series(1,1000) g; SELECT pg_switch_wal()"); err != nil {
-		t.Fatal(err)
-	}
+	// pg_receivewal may connect after a given switch; keep writing and
+	// switching until a completed segment arrives through the proxy.
 	waitFor(t, func() bool {
+		if err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS r2(g int); INSERT INTO r2 VALUES (1); SELECT pg_switch_wal()"); err != nil {
+			t.Fatal(err)
+		}
 		ents, _ := os.ReadDir(waldir)
 		for _, e := range ents {
 			if !strings.HasSuffix(e.Name(), ".partial") {
 				return true
 			}
 		}
+		time.Sleep(100 * time.Millisecond)
 		return false
 	})
 	_ = rw.Process.Signal(syscall.SIGINT)

@@ -31,6 +31,13 @@
 //
 // Everything runs on this machine: on a small one the proxy, pgbench and
 // PostgreSQL share the same cores, which is what the 16-client rows measure.
+// Anything else running skews the result, so every run also reports the
+// "other load": the share of the machine's CPU capacity (from /proc/stat)
+// not used by the benchmark's own processes (pgbench, the proxies, the
+// postmaster and its backends). Runs above 10% are flagged; trust a
+// comparison only where the other load is near 0 for all the targets. On
+// virtual machines, mind that an idle machine can be slower at one client
+// than a busy one, because waking an idle virtual CPU is expensive.
 //
 // Usage:
 //
@@ -77,7 +84,7 @@ const (
 	dialParallelism = 16
 )
 
-// Targets: what a column of the table measured.
+// Target names, as printed in the table.
 const (
 	direct    = "direct"
 	pgverbs   = "pgverbs"
@@ -108,11 +115,13 @@ func main() {
 	err = run(ctx, opts)
 	interrupted := ctx.Err() != nil
 	stop()
+	if interrupted {
+		// Whatever failed after the signal failed because of it.
+		fmt.Fprintln(os.Stderr, "bench: interrupted")
+		os.Exit(130)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		if interrupted {
-			os.Exit(130)
-		}
 		os.Exit(1)
 	}
 }
@@ -184,7 +193,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
-	fmt.Printf("command: go run ./internal/tools/bench %s\n", shellJoin(os.Args[1:]))
+	fmt.Printf("command: %s\n", strings.TrimSpace("go run ./internal/tools/bench "+shellJoin(os.Args[1:])))
 	fmt.Printf("settings: -duration %s -rounds %d -clients %s -modes %s -idle %d\n",
 		o.duration, o.rounds, joinInts(o.clients), strings.Join(o.modes, ","), o.idle)
 
@@ -192,9 +201,9 @@ func run(ctx context.Context, o options) (err error) {
 	cluster, err := pgtest.New(pgtest.Options{
 		Settings: map[string]string{
 			"max_connections": strconv.Itoa(maxConnections),
-			"shared_buffers":  "256MB",
-			// The pgbench -S working set (scale 10, ~150 MB) then stays in
-			// shared buffers, so the runs measure protocol cost, not I/O.
+			// The pgbench -S working set (scale 10, ~150 MB) stays in shared
+			// buffers, so the runs measure protocol cost, not I/O.
+			"shared_buffers": "256MB",
 		},
 	})
 	if err != nil {
@@ -504,6 +513,9 @@ func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clie
 		"-c", strconv.Itoa(clients),
 		"-j", strconv.Itoa(min(clients, 2)),
 		"-M", mode)
+	if ctx.Err() != nil {
+		return round{}, ctx.Err()
+	}
 	if err != nil {
 		if t.daemon != nil {
 			err = fmt.Errorf("%w\n%s output (tail):\n%s", err, t.name, t.daemon.out.String())
@@ -526,7 +538,6 @@ func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clie
 	capacity := float64(after.at.Sub(before.at)) * float64(runtime.NumCPU())
 	foreign := (after.busy - before.busy) - (after.ours - before.ours) - pgbenchCPU
 	r.other = max(0, float64(foreign)/capacity)
-	fmt.Fprintf(os.Stderr, "DEBUG wall %s busy %s ours %s pgbench %s steal %s\n", after.at.Sub(before.at), after.busy-before.busy, after.ours-before.ours, pgbenchCPU, after.steal-before.steal)
 	r.steal = float64(after.steal-before.steal) / capacity
 	if t.daemon != nil {
 		proxyAfter, err := procCPU(t.daemon.cmd.Process.Pid, false)
