@@ -27,8 +27,18 @@ CREATE TABLE IF NOT EXISTS pgverbs.extensions (
     installed_at  timestamptz NOT NULL DEFAULT now(),
     script_sha256 text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pgverbs.extension_objects (
+    extension    text NOT NULL REFERENCES pgverbs.extensions (name) ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    classid      text NOT NULL,
+    objid        oid NOT NULL,
+    type         text NOT NULL,
+    identity     text NOT NULL,
+    object_names text[] NOT NULL,
+    object_args  text[] NOT NULL,
+    PRIMARY KEY (classid, objid)
+);
 GRANT USAGE ON SCHEMA pgverbs TO PUBLIC;
-GRANT SELECT ON pgverbs.extensions TO PUBLIC;
+GRANT SELECT ON pgverbs.extensions, pgverbs.extension_objects TO PUBLIC;
 COMMENT ON TABLE pgverbs.extensions IS 'extensions installed by pgverbs INSTALL EXTENSION'`
 
 	// lockSQL serialises every pgverbs extension change in the database,
@@ -51,7 +61,7 @@ func prepareCatalog(ctx context.Context, c Conn) error {
 	if _, err := c.Exec(ctx, lockSQL); err != nil {
 		return err
 	}
-	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
+	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL`)
 	if err != nil {
 		return err
 	}
@@ -234,6 +244,10 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if pkg.Name != st.Name {
 			c.Notice("NOTICE", fmt.Sprintf("installing required extension %q", pkg.Name), "")
 		}
+		before, err := snapshotObjects(ctx, c)
+		if err != nil {
+			return nil, err
+		}
 		if err := setSettings(ctx, c, scriptEnv); err != nil {
 			return nil, err
 		}
@@ -243,13 +257,20 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if err := setSettings(ctx, c, saved); err != nil {
 			return nil, err
 		}
+		after, err := snapshotObjects(ctx, c)
+		if err != nil {
+			return nil, err
+		}
 		req := make([]string, len(pkg.Depends))
 		for j, d := range pkg.Depends {
 			req[j] = d.Name
 		}
-		_, err := c.Exec(ctx, `INSERT INTO pgverbs.extensions (name, version, schema, requires, script_sha256) VALUES ($1, $2, $3, $4::text[], $5)`,
+		_, err = c.Exec(ctx, `INSERT INTO pgverbs.extensions (name, version, schema, requires, script_sha256) VALUES ($1, $2, $3, $4::text[], $5)`,
 			&pkg.Name, &pkg.Version, &schema, strp(arrayLiteral(req)), &sums[i])
 		if err != nil {
+			return nil, err
+		}
+		if err := recordNewObjects(ctx, c, pkg.Name, before, after); err != nil {
 			return nil, err
 		}
 		for _, set := range pkg.Settings {
@@ -366,16 +387,15 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !pkg.HasUninstall {
-			return nil, pgerr.New(pgerr.FeatureNotSupported, "extension %q has no uninstall script", name)
-		}
-		text, err := repo.Script(pkg, "uninstall")
-		if err != nil {
-			return nil, err
-		}
-		stmts, err := extension.PrepareScript(name+"/uninstall.sql", text, schemas[name])
-		if err != nil {
-			return nil, err
+		var stmts []extension.Statement
+		if pkg.HasUninstall {
+			text, err := repo.Script(pkg, "uninstall")
+			if err != nil {
+				return nil, err
+			}
+			if stmts, err = extension.PrepareScript(name+"/uninstall.sql", text, schemas[name]); err != nil {
+				return nil, err
+			}
 		}
 		steps = append(steps, step{pkg, stmts})
 	}
@@ -392,10 +412,17 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if err := setSettings(ctx, c, env); err != nil {
 			return nil, err
 		}
-		if err := runScript(ctx, c, name+"/uninstall.sql", s.stmts); err != nil {
+		if s.pkg.HasUninstall {
+			if err := runScript(ctx, c, name+"/uninstall.sql", s.stmts); err != nil {
+				return nil, err
+			}
+		} else if err := dropTrackedObjects(ctx, c, name, st.Cascade); err != nil {
 			return nil, err
 		}
 		if err := setSettings(ctx, c, saved); err != nil {
+			return nil, err
+		}
+		if err := checkNoObjectsLeft(ctx, c, name); err != nil {
 			return nil, err
 		}
 		if _, err := c.Exec(ctx, `DELETE FROM pgverbs.extensions WHERE name = $1`, &name); err != nil {

@@ -415,3 +415,85 @@ func TestInstallSemantics(t *testing.T) {
 		}
 	})
 }
+
+// TestTrackedObjects: a package without uninstall.sql is uninstalled by
+// dropping exactly the objects its install script created, and a user
+// table that depends on one of them blocks UNINSTALL unless CASCADE.
+func TestTrackedObjects(t *testing.T) {
+	c, p := extSetup(t)
+	ctx := testCtx(t)
+	conn := connect(t, freshDB(t, c, p, "tracked"))
+	countObjects := func() int {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_class WHERE relnamespace >= 16384 OR oid >= 16384)
+			+ (SELECT count(*) FROM pg_proc WHERE oid >= 16384) + (SELECT count(*) FROM pg_type WHERE oid >= 16384)
+			+ (SELECT count(*) FROM pg_namespace WHERE oid >= 16384) + (SELECT count(*) FROM pg_operator WHERE oid >= 16384)
+			+ (SELECT count(*) FROM pg_cast WHERE oid >= 16384) + (SELECT count(*) FROM pg_ts_config WHERE oid >= 16384)`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Create the catalog first so that it is not counted.
+	if _, err := conn.Exec(ctx, "INSTALL EXTENSION baz; UNINSTALL EXTENSION baz", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	base := countObjects()
+	if _, err := conn.Exec(ctx, "INSTALL EXTENSION noscript"); err != nil {
+		t.Fatal(err)
+	}
+	var types string
+	if err := conn.QueryRow(ctx, `SELECT string_agg(DISTINCT type, ',' ORDER BY type) FROM pgverbs.extension_objects WHERE extension = 'noscript'`).Scan(&types); err != nil {
+		t.Fatal(err)
+	}
+	want := "aggregate,cast,function,operator,schema,sequence,table,text search configuration,type,view"
+	if types != want {
+		t.Fatalf("recorded object types %q, want %q", types, want)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT ns_add(2, 3) + ns_extra.pair_sum((1,2)) + (SELECT ns_total(x) FROM generate_series(1,3) x)").Scan(&n); err != nil || n != 14 {
+		t.Fatalf("extension objects unusable: %d %v", n, err)
+	}
+	// A user table using the extension's type blocks uninstall.
+	if _, err := conn.Exec(ctx, "CREATE TABLE user_data(m mood)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.Exec(ctx, "UNINSTALL EXTENSION noscript")
+	e := wantCode(t, err, "2BP01")
+	if !strings.Contains(e.Detail, "user_data") {
+		t.Fatalf("2BP01 detail does not name the dependent table: %+v", e)
+	}
+	if !exists(t, ctx, conn, "ns_log") || !exists(t, ctx, conn, "user_data") {
+		t.Fatal("a refused uninstall changed something")
+	}
+	if _, err := conn.Exec(ctx, "DROP TABLE user_data"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "UNINSTALL EXTENSION noscript"); err != nil {
+		t.Fatalf("uninstall without script: %v", err)
+	}
+	if got := countObjects(); got != base {
+		t.Fatalf("%d objects after uninstall, %d before install: something was left behind", got, base)
+	}
+	var rows int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pgverbs.extension_objects").Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("extension_objects rows left: %d %v", rows, err)
+	}
+	// CASCADE drops the dependent user table too, as DROP EXTENSION CASCADE does.
+	if _, err := conn.Exec(ctx, "INSTALL EXTENSION noscript"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE user_data(m mood)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "UNINSTALL EXTENSION noscript CASCADE"); err != nil {
+		t.Fatalf("uninstall cascade: %v", err)
+	}
+	if exists(t, ctx, conn, "user_data") {
+		// The column of type mood is dropped, not the table: PostgreSQL's behaviour.
+		var cols int
+		conn.QueryRow(ctx, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'user_data'::regclass AND attnum > 0 AND NOT attisdropped").Scan(&cols)
+		if cols != 0 {
+			t.Fatalf("user_data still has %d columns of the dropped type", cols)
+		}
+	}
+}

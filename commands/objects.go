@@ -1,0 +1,177 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// Tracked objects: PostgreSQL records an extension's member objects in
+// pg_depend and drops exactly those on DROP EXTENSION. pgverbs cannot write
+// pg_depend, so it finds the members itself: it lists the catalogs' objects
+// before and after the scripts run, in the same transaction, and records the
+// new top-level ones in pgverbs.extension_objects. Top-level means what
+// PostgreSQL would make a member: objects without an internal or automatic
+// dependency on another object (a table's row type, indexes, owned
+// sequences, array types and toast tables go with their owner).
+
+// objectsSQL lists user objects (OID >= FirstNormalObjectId) of every
+// catalog whose objects can belong to an extension.
+const objectsSQL = `SELECT o.classid::oid, o.objid FROM (
+      SELECT 'pg_class'::regclass AS classid, oid AS objid FROM pg_catalog.pg_class
+UNION ALL SELECT 'pg_proc'::regclass, oid FROM pg_catalog.pg_proc
+UNION ALL SELECT 'pg_type'::regclass, oid FROM pg_catalog.pg_type
+UNION ALL SELECT 'pg_namespace'::regclass, oid FROM pg_catalog.pg_namespace
+UNION ALL SELECT 'pg_operator'::regclass, oid FROM pg_catalog.pg_operator
+UNION ALL SELECT 'pg_opclass'::regclass, oid FROM pg_catalog.pg_opclass
+UNION ALL SELECT 'pg_opfamily'::regclass, oid FROM pg_catalog.pg_opfamily
+UNION ALL SELECT 'pg_cast'::regclass, oid FROM pg_catalog.pg_cast
+UNION ALL SELECT 'pg_collation'::regclass, oid FROM pg_catalog.pg_collation
+UNION ALL SELECT 'pg_conversion'::regclass, oid FROM pg_catalog.pg_conversion
+UNION ALL SELECT 'pg_ts_config'::regclass, oid FROM pg_catalog.pg_ts_config
+UNION ALL SELECT 'pg_ts_dict'::regclass, oid FROM pg_catalog.pg_ts_dict
+UNION ALL SELECT 'pg_ts_parser'::regclass, oid FROM pg_catalog.pg_ts_parser
+UNION ALL SELECT 'pg_ts_template'::regclass, oid FROM pg_catalog.pg_ts_template
+UNION ALL SELECT 'pg_foreign_data_wrapper'::regclass, oid FROM pg_catalog.pg_foreign_data_wrapper
+UNION ALL SELECT 'pg_foreign_server'::regclass, oid FROM pg_catalog.pg_foreign_server
+UNION ALL SELECT 'pg_event_trigger'::regclass, oid FROM pg_catalog.pg_event_trigger
+UNION ALL SELECT 'pg_language'::regclass, oid FROM pg_catalog.pg_language
+UNION ALL SELECT 'pg_am'::regclass, oid FROM pg_catalog.pg_am
+UNION ALL SELECT 'pg_statistic_ext'::regclass, oid FROM pg_catalog.pg_statistic_ext
+) o
+WHERE o.objid >= 16384
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = o.classid AND d.objid = o.objid AND d.objsubid = 0
+                    AND d.deptype IN ('i', 'a', 'e'))`
+
+// objectKey identifies a catalog object.
+type objectKey struct{ classid, objid uint32 }
+
+// snapshotObjects returns the current set of candidate member objects.
+func snapshotObjects(ctx context.Context, c Conn) (map[objectKey]bool, error) {
+	res, err := c.Exec(ctx, objectsSQL)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[objectKey]bool, len(res.Rows))
+	for _, r := range res.Rows {
+		cl, _ := strconv.ParseUint(string(r[0]), 10, 32)
+		ob, _ := strconv.ParseUint(string(r[1]), 10, 32)
+		set[objectKey{uint32(cl), uint32(ob)}] = true
+	}
+	return set, nil
+}
+
+// recordNewObjects stores the objects in after but not in before as members
+// of ext, with their identities.
+func recordNewObjects(ctx context.Context, c Conn, ext string, before, after map[objectKey]bool) error {
+	var classes, objs []string
+	for k := range after {
+		if !before[k] {
+			classes = append(classes, strconv.FormatUint(uint64(k.classid), 10))
+			objs = append(objs, strconv.FormatUint(uint64(k.objid), 10))
+		}
+	}
+	if len(objs) == 0 {
+		return nil
+	}
+	cl := "{" + strings.Join(classes, ",") + "}"
+	ob := "{" + strings.Join(objs, ",") + "}"
+	_, err := c.Exec(ctx, `INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
+SELECT $1, u.classid::regclass::text, u.objid, i.type, i.identity, a.object_names, a.object_args
+FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
+     LATERAL pg_catalog.pg_identify_object(u.classid, u.objid, 0) AS i,
+     LATERAL pg_catalog.pg_identify_object_as_address(u.classid, u.objid, 0) AS a`, &ext, &cl, &ob)
+	return err
+}
+
+// forgetMissingObjects deletes rows of objects that no longer exist (an
+// update script dropped them).
+func forgetMissingObjects(ctx context.Context, c Conn, ext string) error {
+	_, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_objects o WHERE o.extension = $1
+AND (pg_catalog.pg_identify_object(o.classid::regclass, o.objid, 0)).identity IS NULL`, &ext)
+	return err
+}
+
+// trackedObject is a recorded member object.
+type trackedObject struct {
+	typ, identity string
+}
+
+// dropTrackedObjects drops ext's recorded objects, newest first, so that
+// objects created later (which may depend on earlier ones) go first. Without
+// cascade a dependent object outside the extension makes PostgreSQL refuse
+// with 2BP01 and its own DETAIL.
+func dropTrackedObjects(ctx context.Context, c Conn, ext string, cascade bool) error {
+	res, err := c.Exec(ctx, `SELECT type, identity FROM pgverbs.extension_objects
+WHERE extension = $1 AND (pg_catalog.pg_identify_object(classid::regclass, objid, 0)).identity IS NOT NULL
+ORDER BY objid DESC`, &ext)
+	if err != nil {
+		return err
+	}
+	var objs []trackedObject
+	for _, r := range res.Rows {
+		objs = append(objs, trackedObject{string(r[0]), string(r[1])})
+	}
+	for _, o := range objs {
+		kw, ok := dropKeyword(o.typ)
+		if !ok {
+			return pgerr.New(pgerr.FeatureNotSupported, "cannot uninstall extension %q: do not know how to drop %s %s", ext, o.typ, o.identity)
+		}
+		stmt := "DROP " + kw + " IF EXISTS " + o.identity
+		if cascade {
+			stmt += " CASCADE"
+		}
+		if _, err := c.Exec(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropKeyword maps pg_identify_object's type to the DROP statement's object
+// keyword.
+func dropKeyword(typ string) (string, bool) {
+	switch typ {
+	case "table", "view", "materialized view", "sequence", "foreign table", "function", "procedure",
+		"aggregate", "type", "domain", "schema", "operator", "operator class", "operator family",
+		"cast", "collation", "conversion", "text search configuration", "text search dictionary",
+		"text search parser", "text search template", "server", "event trigger", "language",
+		"access method":
+		return strings.ToUpper(typ), true
+	case "composite type":
+		return "TYPE", true
+	case "foreign-data wrapper":
+		return "FOREIGN DATA WRAPPER", true
+	case "statistics object":
+		return "STATISTICS", true
+	}
+	return "", false
+}
+
+// checkNoObjectsLeft confirms after an uninstall that none of ext's recorded
+// objects exists any more, then forgets them.
+func checkNoObjectsLeft(ctx context.Context, c Conn, ext string) error {
+	res, err := c.Exec(ctx, `SELECT type || ' ' || identity FROM pgverbs.extension_objects
+WHERE extension = $1 AND (pg_catalog.pg_identify_object(classid::regclass, objid, 0)).identity IS NOT NULL`, &ext)
+	if err != nil {
+		return err
+	}
+	if len(res.Rows) > 0 {
+		var left []string
+		for _, r := range res.Rows {
+			left = append(left, string(r[0]))
+		}
+		sort.Strings(left)
+		e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "uninstall of extension %q left %d of its objects behind", ext, len(left))
+		e.Detail = strings.Join(left, "\n")
+		e.Hint = fmt.Sprintf("The package's uninstall script does not drop everything its install script created; drop them in the script, or remove %s/uninstall.sql to let pgverbs drop the recorded objects.", ext)
+		return e
+	}
+	_, err = c.Exec(ctx, `DELETE FROM pgverbs.extension_objects WHERE extension = $1`, &ext)
+	return err
+}

@@ -1,0 +1,15 @@
+CREATE SCHEMA ns_extra;
+CREATE TYPE @extschema@.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN @extschema@.posint AS int CHECK (VALUE > 0);
+CREATE TYPE ns_extra.pair AS (a int, b int);
+CREATE TABLE @extschema@.ns_log(id serial PRIMARY KEY, m mood, n posint);
+CREATE INDEX ON @extschema@.ns_log (m);
+CREATE VIEW @extschema@.ns_happy AS SELECT * FROM ns_log WHERE m = 'happy';
+CREATE FUNCTION @extschema@.ns_add(a posint, b posint) RETURNS int LANGUAGE sql AS $$ SELECT a + b $$;
+CREATE FUNCTION ns_extra.pair_sum(p ns_extra.pair) RETURNS int LANGUAGE sql AS $$ SELECT p.a + p.b $$;
+CREATE AGGREGATE @extschema@.ns_total(int) (SFUNC = int4pl, STYPE = int, INITCOND = '0');
+CREATE FUNCTION @extschema@.mood_eq_text(mood, text) RETURNS bool LANGUAGE sql AS $$ SELECT $1::text = $2 $$;
+CREATE OPERATOR @extschema@.=~ (LEFTARG = mood, RIGHTARG = text, FUNCTION = mood_eq_text);
+CREATE CAST (mood AS int) WITH INOUT;
+CREATE SEQUENCE @extschema@.ns_counter;
+CREATE TEXT SEARCH CONFIGURATION @extschema@.ns_english (COPY = pg_catalog.english);
