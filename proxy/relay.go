@@ -189,6 +189,11 @@ func (s *session) clientToBackend() error {
 		// Record the expected replies before the bytes can reach the
 		// server: a full buffer flushes inside copyMessage.
 		s.t.sent(typ)
+		if typ == 'X' {
+			// Before the server can see Terminate and close: its EOF must
+			// not be taken for a lost backend.
+			s.clientDone.Store(true)
+		}
 		if _, _, err := copyMessage(s.bw, s.cr, total); err != nil {
 			return err
 		}
