@@ -14,6 +14,10 @@ type Conn interface {
 	// NULL) and returns its result. An error from the server is a *ServerError;
 	// after one the transaction is failed and Exec must not be called again.
 	Exec(ctx context.Context, sql string, args ...*string) (*Result, error)
+	// ExecBatch runs statements pipelined (one round trip), discarding
+	// their results, and stops at the first error, returning it and the
+	// index of the failing statement.
+	ExecBatch(ctx context.Context, sqls []string) (failed int, err error)
 	// Notice sends a NoticeResponse to the client at once.
 	Notice(severity, message, detail string)
 	// User and Database are the startup parameters of the session.

@@ -153,17 +153,20 @@ func databaseSetting(ctx context.Context, c Conn, name string, value *string) er
 	return err
 }
 
-// runScript runs a package script's statements. A failing statement's
-// error names the script and line in its CONTEXT.
+// runScript runs a package script's statements, pipelined. A failing
+// statement's error names the script and line in its CONTEXT.
 func runScript(ctx context.Context, c Conn, file string, stmts []extension.Statement) error {
-	for _, st := range stmts {
-		if _, err := c.Exec(ctx, st.SQL); err != nil {
-			var se *ServerError
-			if errors.As(err, &se) {
-				return se.WithContext(fmt.Sprintf("extension script %s, line %d", file, st.Line))
-			}
-			return err
+	sqls := make([]string, len(stmts))
+	for i, st := range stmts {
+		sqls[i] = st.SQL
+	}
+	failed, err := c.ExecBatch(ctx, sqls)
+	if err != nil {
+		var se *ServerError
+		if errors.As(err, &se) && failed >= 0 && failed < len(stmts) {
+			return se.WithContext(fmt.Sprintf("extension script %s, line %d", file, stmts[failed].Line))
 		}
+		return err
 	}
 	return nil
 }

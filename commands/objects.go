@@ -117,20 +117,22 @@ ORDER BY objid DESC`, &ext)
 	for _, r := range res.Rows {
 		objs = append(objs, trackedObject{string(r[0]), string(r[1])})
 	}
+	stmts := make([]string, 0, len(objs))
 	for _, o := range objs {
 		kw, ok := dropKeyword(o.typ)
 		if !ok {
 			return pgerr.New(pgerr.FeatureNotSupported, "cannot uninstall extension %q: do not know how to drop %s %s", ext, o.typ, o.identity)
 		}
+		// IF EXISTS: dropping an earlier object may have taken a later one
+		// with it (a schema and its contents).
 		stmt := "DROP " + kw + " IF EXISTS " + o.identity
 		if cascade {
 			stmt += " CASCADE"
 		}
-		if _, err := c.Exec(ctx, stmt); err != nil {
-			return err
-		}
+		stmts = append(stmts, stmt)
 	}
-	return nil
+	_, err = c.ExecBatch(ctx, stmts)
+	return err
 }
 
 // dropKeyword maps pg_identify_object's type to the DROP statement's object

@@ -325,6 +325,54 @@ func (c *execConn) Exec(ctx context.Context, sql string, args ...*string) (*comm
 	}
 }
 
+// ExecBatch pipelines statements: all are sent with one Flush and their
+// replies read afterwards. After an error the server skips the rest (it
+// discards until Sync), so replies stop there.
+func (c *execConn) ExecBatch(ctx context.Context, sqls []string) (int, error) {
+	if c.failed {
+		return -1, errors.New("engine: ExecBatch after a server error")
+	}
+	var buf []byte
+	for _, sql := range sqls {
+		buf, _ = (&pgproto3.Close{ObjectType: 'S', Name: internalName}).Encode(buf)
+		buf, _ = (&pgproto3.Close{ObjectType: 'P', Name: internalName}).Encode(buf)
+		buf, _ = (&pgproto3.Parse{Name: internalName, Query: sql}).Encode(buf)
+		buf, _ = (&pgproto3.Bind{DestinationPortal: internalName, PreparedStatement: internalName}).Encode(buf)
+		buf, _ = (&pgproto3.Execute{Portal: internalName}).Encode(buf)
+	}
+	buf = append(buf, flushMsg...)
+	if _, err := c.s.bw.Write(buf); err != nil {
+		return -1, err
+	}
+	if err := c.s.bw.Flush(); err != nil {
+		return -1, err
+	}
+	done := 0
+	for done < len(sqls) {
+		m, err := c.s.t.next()
+		if err != nil {
+			return done, err
+		}
+		switch m.typ {
+		case '1', '2', '3', 'D', 'T', 'n':
+		case 'C', 'I':
+			done++
+		case 'E':
+			c.failed = true
+			return done, serverError(m.msg)
+		case 'G':
+			c.s.bw.Write(copyFailMsg("COPY FROM STDIN is not supported inside a pgverbs command"))
+			c.s.bw.Write(flushMsg)
+			if err := c.s.bw.Flush(); err != nil {
+				return done, err
+			}
+		default:
+			c.s.forwardAsync(m)
+		}
+	}
+	return done, nil
+}
+
 // forwardAsync passes a message the engine does not consume to the client:
 // notices, notifications and parameter changes.
 func (s *session) forwardAsync(m execMsg) {

@@ -100,6 +100,8 @@ type options struct {
 	modes     []string
 	pgbouncer string
 	idle      int
+	// installRounds is the number of INSTALL + UNINSTALL round trips timed.
+	installRounds int
 }
 
 func main() {
@@ -137,6 +139,7 @@ func parseFlags(args []string) (options, error) {
 	modes := fs.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.pgbouncer, "pgbouncer", "auto", "pgbouncer binary: auto (PATH, then /usr/sbin/pgbouncer), off, or a path")
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections for the memory measurement (0 skips it)")
+	fs.IntVar(&o.installRounds, "install-rounds", 5, "INSTALL + UNINSTALL EXTENSION round trips of a 10,000-line script (0 skips them)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -227,7 +230,12 @@ func run(ctx context.Context, o options) (err error) {
 
 	targets := []*target{{name: direct, port: cluster.Port}}
 
-	proxy, err := startPgverbs(ctx, proxyPath, cluster.Port)
+	extDir, script, err := writeBenchPackage()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(extDir)
+	proxy, err := startPgverbs(ctx, proxyPath, cluster.Port, extDir)
 	if err != nil {
 		return err
 	}
@@ -268,6 +276,16 @@ func run(ctx context.Context, o options) (err error) {
 			idle = append(idle, r)
 		}
 		printIdle(o.idle, idle)
+	}
+	if o.installRounds > 0 {
+		fmt.Fprintln(os.Stderr, "INSTALL/UNINSTALL latency...")
+		rs, err := measureInstall(ctx, o.installRounds,
+			fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", cluster.Port),
+			fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", proxy.port), script)
+		if err != nil {
+			return err
+		}
+		printInstall(rs)
 	}
 	if msg := strings.TrimSpace(proxy.out.String()); msg != "" {
 		fmt.Printf("\npgverbs logged (level warn and above):\n%s\n", msg)
@@ -1094,7 +1112,7 @@ func (d *daemon) stop() {
 	}
 }
 
-func startPgverbs(ctx context.Context, bin string, pgPort int) (*daemon, error) {
+func startPgverbs(ctx context.Context, bin string, pgPort int, extDir string) (*daemon, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -1104,6 +1122,7 @@ func startPgverbs(ctx context.Context, bin string, pgPort int) (*daemon, error) 
 		"--backend", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", pgPort),
 		"--log-level", "warn",
 		"--max-client-conns", strconv.Itoa(proxyMaxClients),
+		"--extensions", extDir,
 	}
 	fmt.Printf("pgverbs: %s %s\n", bin, shellJoin(args))
 	// SIGINT ends every session at once; SIGTERM would wait for them.
