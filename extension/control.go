@@ -9,31 +9,95 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
-// Package is one package of the extensions directory: its control file,
-// optional settings file, and where its scripts are.
+// Layouts of a package in the extensions directory, the values of
+// Package.Layout.
+const (
+	// LayoutPgverbs is a directory per package: foo/control, foo/install.sql,
+	// one version.
+	LayoutPgverbs = "pgverbs"
+	// LayoutNative is PostgreSQL's own layout: foo.control, foo--1.0.sql,
+	// update scripts foo--1.0--1.1.sql, secondary control files
+	// foo--1.1.control.
+	LayoutNative = "native"
+)
+
+// Package is one package of the extensions directory, in either layout: its
+// control file, optional settings file, and where its scripts are.
+//
+// ParseControl and ParseNativeControl fill only what a control file says;
+// Repo.Load and Repo.LoadVersion fill the rest.
 type Package struct {
-	// Name equals the package's directory name.
+	// Name equals the package's directory name (pgverbs layout) or its
+	// control file's name without ".control" (native layout).
 	Name string
-	// Version is the only version the directory provides.
+	// Version is the version this Package value describes: the default
+	// version, unless loaded for another one with Repo.LoadVersion. For the
+	// pgverbs layout it is the only version the directory provides. It is ""
+	// for a native package whose control file has no default_version,
+	// loaded without a version.
 	Version string
 	// Comment is free text, for listings.
 	Comment string
-	// Depends lists the packages that must be installed first.
+	// Depends lists the packages that must be installed first. For a native
+	// package it holds the requires names, without constraints, so that the
+	// resolver treats both layouts alike.
 	Depends []Requirement
 	// Conflicts lists the packages (and versions) that must not be
-	// installed alongside this one.
+	// installed alongside this one. Native packages have none.
 	Conflicts []Requirement
 	// CustomVariableClasses is informative only: PostgreSQL 9.2 removed the
 	// setting, since dotted custom settings need no declaration.
 	CustomVariableClasses []string
-	// Dir is the package directory, absolute and with symbolic links
-	// resolved; set by Repo.Load.
+	// Dir is the package directory (pgverbs layout) or the directory holding
+	// its scripts (native layout: the control file's directory key, else the
+	// extensions directory), absolute and with symbolic links resolved; set
+	// by Repo.Load.
 	Dir string
-	// HasUninstall reports whether the package ships uninstall.sql; set by
-	// Repo.Load.
+	// HasUninstall reports whether the package ships an uninstall script:
+	// uninstall.sql (pgverbs layout), or uninstall_<name>.sql beside the
+	// scripts (native layout, the convention of contrib modules before
+	// PostgreSQL 9.1, which pgTAP still follows); set by Repo.Load.
 	HasUninstall bool
-	// Settings come from <name>.conf, in file order; set by Repo.Load.
+	// Settings come from <name>.conf, in file order; set by Repo.Load. Only
+	// the pgverbs layout has them.
 	Settings []Setting
+
+	// Layout is LayoutPgverbs or LayoutNative; set by Repo.Load.
+	Layout string
+	// DefaultVersion is the version installed when none is asked for: the
+	// default_version key (native layout, "" when absent), or Version
+	// (pgverbs layout).
+	DefaultVersion string
+	// Versions lists every version that can be installed, sorted with
+	// CompareVersions: for the native layout the versions with an install
+	// script or reachable from one through update scripts, as
+	// pg_available_extension_versions lists them; for the pgverbs layout
+	// just Version. Set by Repo.Load.
+	Versions []string
+	// Requires names the extensions that must be installed first: the
+	// requires key (native layout), the names of Depends (pgverbs layout).
+	Requires []string
+	// Schema is the schema the extension must be installed in (native
+	// control key schema), "" when the installer chooses.
+	Schema string
+	// Relocatable, Superuser and Trusted are the native control keys of
+	// the same names (defaults false, true, false). The pgverbs layout runs
+	// its scripts as the client's own role and leaves all three false.
+	Relocatable, Superuser, Trusted bool
+	// ModulePathname is substituted for MODULE_PATHNAME in scripts (native
+	// control key module_pathname). Setting it does not mean that the
+	// package needs a shared library: see NeedsLibrary.
+	ModulePathname string
+	// Encoding is the encoding of the scripts (native control key encoding),
+	// as PostgreSQL's canonical name ("UTF8", "LATIN1"); "" means UTF-8.
+	Encoding string
+	// Directory is the directory key of a native control file as written,
+	// relative to the extensions directory; Dir is where it leads.
+	Directory string
+	// NoRelocate lists required extensions whose schema this one
+	// references with @extschema:name@, so they must not be relocated
+	// (native control key no_relocate, PostgreSQL 16).
+	NoRelocate []string
 }
 
 // Setting is one "name = value" line of a package's <name>.conf.

@@ -35,6 +35,8 @@ func TestRepoLoad(t *testing.T) {
 		Dir:                   wantDir,
 		HasUninstall:          true,
 		Settings:              []Setting{{"foo.enabled", "on"}, {"foo.greeting", "it's me"}},
+		// Filled by Load since the native layout came along.
+		Layout: LayoutPgverbs, DefaultVersion: "1.0", Versions: []string{"1.0"}, Requires: []string{"bar", "baz"},
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("Load(foo) =\n%+v\nwant\n%+v", p, want)

@@ -2,6 +2,7 @@ package extension
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -20,34 +21,120 @@ type Installed struct {
 type Plan struct {
 	// Steps are the packages to install, in order: every package after all
 	// of its dependencies, the target last. Packages already installed are
-	// not in it, and none appears twice.
+	// not in it, and none appears twice. Server steps (see Actions) are not
+	// in it: callers that use ResolveEnv with server extensions must follow
+	// Actions instead.
 	Steps []*Package
+	// Actions are all the steps, in order: Steps and the server extensions
+	// to create, each after everything it depends on, the target last.
+	Actions []Step
+	// Notes are messages for the client (NOTICE), such as a name that is
+	// both a package and a server extension, saying which one is used.
+	Notes []string
+}
+
+// Step is one step of a Plan: a package to install from the extensions
+// directory (Pkg set), or an extension to create on the server with
+// CREATE EXTENSION (Server set).
+type Step struct {
+	// Pkg is the package to install, at Pkg.Version; nil for a server step.
+	Pkg *Package
+	// Scripts is Repo.InstallPath(Pkg, Pkg.Version): the scripts to run,
+	// in order. Nil for a server step.
+	Scripts []ScriptFile
+	// Server names the extension to create with CREATE EXTENSION, "" for
+	// a package step.
+	Server string
+	// Version is the version the step installs: Pkg.Version, or for a
+	// server step the VERSION the command asked for or else the server's
+	// default_version from Env.ServerAvailable ("" when unknown: then let
+	// the server choose).
+	Version string
+	// Cascade tells a server step to add CASCADE, so that the server
+	// installs what the extension requires in turn: always for
+	// dependencies, as the command asked for the target.
+	Cascade bool
+}
+
+// Name is the name of the extension the step installs.
+func (s Step) Name() string {
+	if s.Pkg != nil {
+		return s.Pkg.Name
+	}
+	return s.Server
+}
+
+// Env is what ResolveEnv knows of the database.
+type Env struct {
+	// Installed are the extensions installed by pgverbs (from
+	// pgverbs.extensions), keyed by name.
+	Installed map[string]Installed
+	// ServerInstalled are the extensions created on the server, name ->
+	// version (pg_extension.extname, extversion). They satisfy a
+	// dependency, with its constraints checked against that version.
+	ServerInstalled map[string]string
+	// ServerAvailable are the extensions the server could create, name ->
+	// default_version (pg_available_extensions). With CASCADE a missing
+	// dependency found only here becomes a server step.
+	ServerAvailable map[string]string
+	// PreferPackages makes a package of the extensions directory win over
+	// a server extension of the same name; by default the server's wins.
+	// Either way the collision is reported in Plan.Notes.
+	PreferPackages bool
 }
 
 // Resolve plans INSTALL EXTENSION name [VERSION version] [CASCADE] against
-// the repository and the installed extensions (keyed by name). version ""
-// means whatever the package provides. Every check runs before anything is
-// installed, so a refused command changes nothing.
+// the repository and the extensions pgverbs installed (keyed by name):
+// ResolveEnv with no server extensions. See ResolveEnv.
+func Resolve(r *Repo, name, version string, installed map[string]Installed, cascade bool) (*Plan, error) {
+	return ResolveEnv(r, name, version, Env{Installed: installed}, cascade)
+}
+
+// ResolveEnv plans INSTALL EXTENSION name [VERSION version] [CASCADE]
+// against the repository and env. version "" means the package's default
+// version; for a native package another version is loaded with
+// Repo.LoadVersion (its secondary control file applied). Every check runs
+// before anything is installed, so a refused command changes nothing.
+//
+// Dependencies (depends, or a native package's requires) are satisfied, in
+// this order, by an extension pgverbs installed (env.Installed), one
+// created on the server (env.ServerInstalled), or one this plan installs;
+// constraints are checked against that version. Otherwise, with CASCADE,
+// the dependency is installed first: from the repository, or, when the
+// server offers it (env.ServerAvailable), as a server step, CREATE
+// EXTENSION ... CASCADE, as PostgreSQL installs required extensions at
+// their default version. A name that is both a package and a server
+// extension is taken from the server unless env.PreferPackages; either way
+// Plan.Notes says so. The same choice applies to the target: a target that
+// only the server offers becomes a single server step.
+//
+// A native package installed through update scripts (InstallPath) needs
+// what every version along the way requires, as PostgreSQL checks the
+// requires of each script's control file: its dependencies are the union,
+// in path order.
 //
 // Errors are *pgerr.Error values, in PostgreSQL's message style:
 //
 //   - 42710 `extension "foo" already exists` when the target is installed,
-//     also wrapping ErrAlreadyInstalled; INSTALL EXTENSION IF NOT EXISTS
-//     turns it into a notice.
+//     by pgverbs or on the server, also wrapping ErrAlreadyInstalled;
+//     INSTALL EXTENSION IF NOT EXISTS turns it into a notice.
 //   - 42704 `extension "foo" is not available` (wrapping ErrNotFound) for the
-//     target or, with CASCADE, a dependency missing from the repository.
+//     target or, with CASCADE, a dependency missing from the repository and
+//     the server.
 //   - 22023 `version "2.0" of extension "foo" is not available` when VERSION
-//     names another version than the package directory provides (versions
-//     compare with CompareVersions, so VERSION '1.0.0' accepts 1.0).
+//     names a version the package cannot install (versions compare with
+//     CompareVersions, so VERSION '1.0.0' accepts 1.0), with the available
+//     ones in DETAIL; `version to install must be specified` for a native
+//     package without default_version.
 //   - 42704 `required extension "bar" is not installed`, with a HINT to use
 //     CASCADE, for a dependency neither installed nor (without CASCADE)
 //     installable. This is PostgreSQL's CREATE EXTENSION message and code.
 //   - 22023 `required extension "bar" version 1.0 does not satisfy >= 1.1`
-//     when the installed version, or the one the repository would install,
-//     fails a depends constraint. Like the VERSION error this is a wanted
-//     version that cannot be had, hence the same code; the DETAIL says
-//     which extension requires what, and whether 1.0 is installed or
-//     available.
+//     when the installed version, or the one the repository or the server
+//     would install, fails a depends constraint. Like the VERSION error
+//     this is a wanted version that cannot be had, hence the same code; the
+//     DETAIL says which extension requires what, and whether 1.0 is
+//     installed or available (on the server, or not).
 //   - 42P17 `cyclic dependency between extensions: a -> b -> a`
 //     (invalid_object_definition: the control files together define
 //     something that cannot exist).
@@ -61,44 +148,61 @@ type Plan struct {
 //     unchecked.
 //
 // Conflicts are checked both ways: a package of the plan that declares a
-// conflict with an installed or planned package, and an installed package
-// whose control file declares a conflict with a planned one. Installed
-// extensions do not record their conflicts, so the rules of an installed
-// package are read from the repository, and only when the repository still
-// holds the installed version: another version's rules may differ.
+// conflict with an installed (by pgverbs or on the server) or planned
+// extension, and an installed package whose control file declares a
+// conflict with a planned one. Installed extensions do not record their
+// conflicts, so the rules of an installed package are read from the
+// repository, and only when the repository still holds the installed
+// version: another version's rules may differ.
 //
-// The order of Steps is deterministic: a depth-first walk of depends
+// The order of the steps is deterministic: a depth-first walk of depends
 // entries in the order the control files list them, each package placed
 // after its dependencies.
-func Resolve(r *Repo, name, version string, installed map[string]Installed, cascade bool) (*Plan, error) {
+func ResolveEnv(r *Repo, name, version string, env Env, cascade bool) (*Plan, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
-	if _, ok := installed[name]; ok {
+	_, pgv := env.Installed[name]
+	_, srv := env.ServerInstalled[name]
+	if pgv || srv {
 		return nil, withSentinel(pgerr.New(pgerr.DuplicateObject, "extension %s already exists", quote(name)), ErrAlreadyInstalled)
 	}
-	target, err := r.Load(name)
-	if err != nil {
-		return nil, err
-	}
-	if version != "" && CompareVersions(version, target.Version) != 0 {
-		return nil, newErr(pgerr.InvalidParameterValue, "Available version: "+target.Version+".", "",
-			"version %s of extension %s is not available", quote(version), quote(name))
-	}
 	rs := &resolver{
-		repo:      r,
-		installed: installed,
-		cascade:   cascade,
-		state:     map[string]visit{},
-		pkgs:      map[string]*Package{name: target},
+		repo:    r,
+		env:     env,
+		cascade: cascade,
+		state:   map[string]visit{},
+		pkgs:    map[string]*Package{},
+		server:  map[string]string{},
 	}
-	if err := rs.visit(target); err != nil {
-		return nil, err
+	if rs.fromServer(name) {
+		if version == "" {
+			version = env.ServerAvailable[name]
+		}
+		rs.addServer(name, version, cascade)
+	} else {
+		target, err := r.LoadVersion(name, version)
+		if err != nil {
+			return nil, err
+		}
+		if target.Version == "" {
+			return nil, versionRequired(name)
+		}
+		rs.pkgs[name] = target
+		if err := rs.visit(target); err != nil {
+			return nil, err
+		}
 	}
 	if err := rs.checkConflicts(); err != nil {
 		return nil, err
 	}
-	return &Plan{Steps: rs.plan}, nil
+	plan := &Plan{Actions: rs.plan, Notes: rs.notes}
+	for _, s := range rs.plan {
+		if s.Pkg != nil {
+			plan.Steps = append(plan.Steps, s.Pkg)
+		}
+	}
+	return plan, nil
 }
 
 type visit int
@@ -110,21 +214,86 @@ const (
 )
 
 type resolver struct {
-	repo      *Repo
-	installed map[string]Installed
-	cascade   bool
-	state     map[string]visit
-	pkgs      map[string]*Package // every package loaded so far, by name
-	stack     []string            // the depends path being walked, for cycle messages
-	plan      []*Package
+	repo    *Repo
+	env     Env
+	cascade bool
+	state   map[string]visit
+	pkgs    map[string]*Package // every package loaded so far, by name
+	server  map[string]string   // server steps planned: name -> version
+	stack   []string            // the depends path being walked, for cycle messages
+	plan    []Step
+	notes   []string
+}
+
+// fromServer decides whether name, to be installed, comes from the server,
+// noting a name that both offer.
+func (rs *resolver) fromServer(name string) bool {
+	if _, ok := rs.env.ServerAvailable[name]; !ok {
+		return false
+	}
+	if !rs.repo.exists(name) {
+		return true
+	}
+	if rs.env.PreferPackages {
+		rs.notes = append(rs.notes, fmt.Sprintf("extension %s is both a package in the extensions directory and available on the server; installing the package", quote(name)))
+		return false
+	}
+	rs.notes = append(rs.notes, fmt.Sprintf("extension %s is both a package in the extensions directory and available on the server; installing the server's with CREATE EXTENSION", quote(name)))
+	return true
+}
+
+func (rs *resolver) addServer(name, version string, cascade bool) {
+	rs.state[name] = visited
+	rs.server[name] = version
+	rs.plan = append(rs.plan, Step{Server: name, Version: version, Cascade: cascade})
+}
+
+// requirements returns what installing p needs, with its install scripts:
+// p.Depends, or for a native package installed through update scripts the
+// union of what each version on the way requires.
+func (rs *resolver) requirements(p *Package) ([]Requirement, []ScriptFile, error) {
+	files, err := rs.repo.InstallPath(p, p.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.Layout != LayoutNative || len(files) < 2 {
+		return p.Depends, files, nil
+	}
+	var reqs []Requirement
+	seen := map[string]bool{}
+	for _, f := range files {
+		q := p
+		if f.To != p.Version {
+			if q, err = rs.repo.LoadVersion(p.Name, f.To); err != nil {
+				return nil, nil, err
+			}
+		}
+		for _, d := range q.Depends {
+			if !seen[d.Name] {
+				seen[d.Name] = true
+				reqs = append(reqs, d)
+			}
+		}
+	}
+	return reqs, files, nil
 }
 
 func (rs *resolver) visit(p *Package) error {
 	rs.state[p.Name] = visiting
 	rs.stack = append(rs.stack, p.Name)
-	for _, req := range p.Depends {
-		if inst, ok := rs.installed[req.Name]; ok {
+	reqs, files, err := rs.requirements(p)
+	if err != nil {
+		return err
+	}
+	for _, req := range reqs {
+		if inst, ok := rs.env.Installed[req.Name]; ok {
 			if err := unsatisfied(p, req, inst.Version, "installed"); err != nil {
+				return err
+			}
+			continue
+		}
+		if v, ok := rs.env.ServerInstalled[req.Name]; ok {
+			if err := unsatisfied(p, req, v, "installed on the server"); err != nil {
 				return err
 			}
 			continue
@@ -137,6 +306,12 @@ func (rs *resolver) visit(p *Package) error {
 		case visited:
 			// Reached again through another path (a diamond): already
 			// planned, but this path's constraints must hold too.
+			if v, ok := rs.server[req.Name]; ok {
+				if err := unsatisfied(p, req, v, "available on the server"); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := unsatisfied(p, req, rs.pkgs[req.Name].Version, "available"); err != nil {
 				return err
 			}
@@ -147,6 +322,14 @@ func (rs *resolver) visit(p *Package) error {
 				"Extension "+quote(p.Name)+" requires "+req.String()+".",
 				"Use INSTALL EXTENSION ... CASCADE to install required extensions too.",
 				"required extension %s is not installed", quote(req.Name))
+		}
+		if rs.fromServer(req.Name) {
+			v := rs.env.ServerAvailable[req.Name]
+			if err := unsatisfied(p, req, v, "available on the server"); err != nil {
+				return err
+			}
+			rs.addServer(req.Name, v, true)
+			continue
 		}
 		dep, err := rs.repo.Load(req.Name)
 		if err != nil {
@@ -159,6 +342,9 @@ func (rs *resolver) visit(p *Package) error {
 			}
 			return err
 		}
+		if dep.Version == "" {
+			return versionRequired(dep.Name)
+		}
 		if err := unsatisfied(p, req, dep.Version, "available"); err != nil {
 			return err
 		}
@@ -169,7 +355,7 @@ func (rs *resolver) visit(p *Package) error {
 	}
 	rs.stack = rs.stack[:len(rs.stack)-1]
 	rs.state[p.Name] = visited
-	rs.plan = append(rs.plan, p)
+	rs.plan = append(rs.plan, Step{Pkg: p, Scripts: files, Version: p.Version})
 	return nil
 }
 
@@ -186,34 +372,45 @@ func unsatisfied(p *Package, req Requirement, version, how string) error {
 }
 
 // checkConflicts checks the conflicts rules of the plan against installed
-// and planned packages, then those of installed packages against the plan.
+// and planned extensions, then those of installed packages against the
+// plan.
 func (rs *resolver) checkConflicts() error {
-	planned := map[string]*Package{}
-	for _, p := range rs.plan {
-		planned[p.Name] = p
+	planned := map[string]string{} // name -> version
+	for _, s := range rs.plan {
+		planned[s.Name()] = s.Version
 	}
-	for _, p := range rs.plan {
+	for _, s := range rs.plan {
+		p := s.Pkg
+		if p == nil {
+			continue
+		}
 		for _, c := range p.Conflicts {
 			if c.Name == p.Name {
 				continue
 			}
-			if inst, ok := rs.installed[c.Name]; ok && c.Satisfied(inst.Version) {
+			if inst, ok := rs.env.Installed[c.Name]; ok && c.Satisfied(inst.Version) {
 				return conflictError(p.Name, c.Name, inst.Version, true, p.Name, c)
 			}
-			if q, ok := planned[c.Name]; ok && c.Satisfied(q.Version) {
-				return conflictError(p.Name, q.Name, q.Version, false, p.Name, c)
+			if v, ok := rs.env.ServerInstalled[c.Name]; ok && c.Satisfied(v) {
+				return conflictError(p.Name, c.Name, v, true, p.Name, c)
+			}
+			if v, ok := planned[c.Name]; ok && c.Satisfied(v) {
+				return conflictError(p.Name, c.Name, v, false, p.Name, c)
 			}
 		}
 	}
-	names := make([]string, 0, len(rs.installed))
-	for n := range rs.installed {
+	names := make([]string, 0, len(rs.env.Installed))
+	for n := range rs.env.Installed {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		inst := rs.installed[n]
+		inst := rs.env.Installed[n]
 		if ValidName(n) != nil {
 			continue // cannot be in the repository
+		}
+		if !rs.repo.definesPgverbs(n) {
+			continue // gone, or a native package: no conflicts rules
 		}
 		ip, err := rs.repo.Load(n)
 		if errors.Is(err, ErrNotFound) {
@@ -226,8 +423,8 @@ func (rs *resolver) checkConflicts() error {
 			continue // the repository's rules are another version's
 		}
 		for _, c := range ip.Conflicts {
-			if q, ok := planned[c.Name]; ok && c.Name != n && c.Satisfied(q.Version) {
-				return conflictError(q.Name, n, inst.Version, true, n, c)
+			if v, ok := planned[c.Name]; ok && c.Name != n && c.Satisfied(v) {
+				return conflictError(c.Name, n, inst.Version, true, n, c)
 			}
 		}
 	}

@@ -32,6 +32,29 @@ const schemaQuoteChars = `"$'\`
 // message.
 var echoLine = regexp.MustCompile(`(?m)^\\echo.*$`)
 
+// ScriptOptions are the values PrepareScriptOpts substitutes into a
+// script, as PostgreSQL's CREATE EXTENSION and ALTER EXTENSION UPDATE do.
+type ScriptOptions struct {
+	// Schema replaces @extschema@, double-quoted. It may not contain any of
+	// " $ ' \ (CVE-2023-39417), used or not; a script using @extschema@
+	// needs one.
+	Schema string
+	// Owner replaces @extowner@, double-quoted: the role installing the
+	// extension. A script using @extowner@ needs one without quote
+	// characters.
+	Owner string
+	// RequiredSchemas maps required extensions to their schemas, each
+	// replacing @extschema:name@ (PostgreSQL 16), double-quoted. A script
+	// referring to an extension not in the map is refused, as is a schema
+	// with quote characters that a script uses.
+	RequiredSchemas map[string]string
+	// ModulePathname, when set, replaces every MODULE_PATHNAME (the
+	// package's module_pathname, from the control file of the version the
+	// script installs); when empty, MODULE_PATHNAME stays as written, as in
+	// PostgreSQL.
+	ModulePathname string
+}
+
 // PrepareScript turns a package script into statements ready to run on the
 // client's session, checking everything that can be checked before the
 // first one runs. file names the script in messages ("foo/install.sql");
@@ -41,8 +64,8 @@ var echoLine = regexp.MustCompile(`(?m)^\\echo.*$`)
 // removed and every @extschema@ is replaced by schema, double-quoted (always,
 // which is correct for any name and needs no keyword list). A schema name
 // with any of " $ ' \ is refused (22023), as is a script that uses
-// @extschema@ when schema is empty. @extowner@ and @extschema:name@ are not
-// substituted.
+// @extschema@ when schema is empty. @extowner@, @extschema:name@ and
+// MODULE_PATHNAME are not substituted: PrepareScriptOpts does that.
 //
 // The script is parsed with PostgreSQL's parser (pg_query) and cut at its
 // statement boundaries, so dollar-quoted bodies and comments holding
@@ -63,9 +86,37 @@ var echoLine = regexp.MustCompile(`(?m)^\\echo.*$`)
 // A syntax error is SQLSTATE 42601, `file:line: message`, and bytes that
 // are not UTF-8, or NUL, 22021. Errors are *pgerr.Error.
 func PrepareScript(file, script, schema string) ([]Statement, error) {
+	return prepareScript(file, script, ScriptOptions{Schema: schema}, false)
+}
+
+// PrepareScriptOpts is PrepareScript with every substitution PostgreSQL
+// makes in extension scripts, in a single pass over the text (a substituted
+// value is never scanned again):
+//
+//   - @extschema@ by o.Schema, @extowner@ by o.Owner and @extschema:name@
+//     by o.RequiredSchemas[name], each double-quoted; a value holding any
+//     of " $ ' \ is refused with SQLSTATE 22023, as PostgreSQL does since
+//     CVE-2023-39417 (the schema always, the others when the script uses
+//     them), and so is a placeholder without a value;
+//   - MODULE_PATHNAME by o.ModulePathname, as written, when it is set.
+//
+// Everything else is as in PrepareScript; errors name lines of the
+// original script whatever the substituted values hold. PostgreSQL
+// substitutes @extschema@ only for extensions that are not relocatable;
+// here it is always substituted, which makes no difference to a
+// relocatable script, since it cannot use @extschema@.
+func PrepareScriptOpts(file, script string, o ScriptOptions) ([]Statement, error) {
+	return prepareScript(file, script, o, true)
+}
+
+// placeholders matches what PrepareScriptOpts substitutes.
+var placeholders = regexp.MustCompile(`@extschema@|@extowner@|@extschema:([^@\s]+)@|MODULE_PATHNAME`)
+
+func prepareScript(file, script string, o ScriptOptions, all bool) ([]Statement, error) {
 	if err := checkEncoding(file, script); err != nil {
 		return nil, err
 	}
+	schema := o.Schema
 	if strings.ContainsAny(schema, schemaQuoteChars) {
 		return nil, pgerr.New(pgerr.InvalidParameterValue,
 			"invalid character in schema %s for extension script %s: must not contain any of %s",
@@ -77,9 +128,17 @@ func PrepareScript(file, script, schema string) ([]Statement, error) {
 	}
 	// Blanking, rather than deleting, keeps line numbers.
 	text := echoLine.ReplaceAllString(script, "")
-	sub := newSubstitution(text, "@extschema@", `"`+schema+`"`)
-	if sub.count() > 0 && schema == "" {
-		return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extschema@ but no schema was given", quote(file))
+	var sub *substitution
+	if all {
+		var err error
+		if sub, err = substituteAll(file, text, o); err != nil {
+			return nil, err
+		}
+	} else {
+		sub = newSubstitution(text, "@extschema@", `"`+schema+`"`)
+		if sub.count() > 0 && schema == "" {
+			return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extschema@ but no schema was given", quote(file))
+		}
 	}
 	sql := sub.text
 
@@ -132,34 +191,104 @@ func checkEncoding(file, script string) error {
 	return nil
 }
 
-// substitution is a text with every occurrence of a placeholder replaced,
-// able to map offsets in the new text back to lines of the old one: a
-// replacement may hold newlines (a schema name can), and error lines must
-// point into the file the author wrote.
+// substituteAll makes PrepareScriptOpts's substitutions.
+func substituteAll(file, text string, o ScriptOptions) (*substitution, error) {
+	// checkValue refuses what cannot go between double quotes safely.
+	checkValue := func(what, v string) error {
+		if strings.ContainsAny(v, schemaQuoteChars) || strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			return pgerr.New(pgerr.InvalidParameterValue,
+				"invalid character in %s %s for extension script %s: must not contain any of %s",
+				what, quote(v), quote(file), quote(schemaQuoteChars))
+		}
+		return nil
+	}
+	matches := placeholders.FindAllStringSubmatchIndex(text, -1)
+	repl := make([]string, 0, len(matches))
+	spans := make([][2]int, 0, len(matches))
+	for _, m := range matches {
+		var value string
+		switch ph := text[m[0]:m[1]]; {
+		case ph == "@extschema@":
+			if o.Schema == "" {
+				return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extschema@ but no schema was given", quote(file))
+			}
+			value = `"` + o.Schema + `"`
+		case ph == "@extowner@":
+			if o.Owner == "" {
+				return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extowner@ but no owner was given", quote(file))
+			}
+			if err := checkValue("owner", o.Owner); err != nil {
+				return nil, err
+			}
+			value = `"` + o.Owner + `"`
+		case ph == "MODULE_PATHNAME":
+			if o.ModulePathname == "" {
+				continue
+			}
+			value = o.ModulePathname
+		default: // @extschema:name@
+			name := text[m[2]:m[3]]
+			s, ok := o.RequiredSchemas[name]
+			if !ok || s == "" {
+				return nil, newErr(pgerr.InvalidParameterValue,
+					"PostgreSQL substitutes @extschema:name@ only for extensions listed in requires.", "",
+					"extension script %s uses %s but extension %s is not a required extension with a known schema", quote(file), ph, quote(name))
+			}
+			if err := checkValue("schema", s); err != nil {
+				return nil, err
+			}
+			value = `"` + s + `"`
+		}
+		spans = append(spans, [2]int{m[0], m[1]})
+		repl = append(repl, value)
+	}
+	return substitute(text, spans, repl), nil
+}
+
+// substitution is a text with placeholders replaced, able to map offsets
+// in the new text back to lines of the old one: a replacement may hold
+// newlines (a schema name can), and error lines must point into the file
+// the author wrote.
 type substitution struct {
 	text string
 	// starts and ends delimit each replacement in text.
 	starts, ends []int
-	// newlines is how many more newlines a replacement has than the
+	// deltas is how many more newlines each replacement has than its
 	// placeholder.
-	newlines int
+	deltas []int
 }
 
+// newSubstitution replaces every placeholder in s by replacement.
 func newSubstitution(s, placeholder, replacement string) *substitution {
-	sub := &substitution{newlines: strings.Count(replacement, "\n") - strings.Count(placeholder, "\n")}
-	var b strings.Builder
-	for {
-		i := strings.Index(s, placeholder)
+	var spans [][2]int
+	var repl []string
+	for off := 0; ; {
+		i := strings.Index(s[off:], placeholder)
 		if i < 0 {
-			b.WriteString(s)
 			break
 		}
-		b.WriteString(s[:i])
-		sub.starts = append(sub.starts, b.Len())
-		b.WriteString(replacement)
-		sub.ends = append(sub.ends, b.Len())
-		s = s[i+len(placeholder):]
+		spans = append(spans, [2]int{off + i, off + i + len(placeholder)})
+		repl = append(repl, replacement)
+		off += i + len(placeholder)
 	}
+	return substitute(s, spans, repl)
+}
+
+// substitute replaces the spans of s, in order and not overlapping, by
+// repl.
+func substitute(s string, spans [][2]int, repl []string) *substitution {
+	sub := &substitution{}
+	var b strings.Builder
+	prev := 0
+	for i, sp := range spans {
+		b.WriteString(s[prev:sp[0]])
+		sub.starts = append(sub.starts, b.Len())
+		b.WriteString(repl[i])
+		sub.ends = append(sub.ends, b.Len())
+		sub.deltas = append(sub.deltas, strings.Count(repl[i], "\n")-strings.Count(s[sp[0]:sp[1]], "\n"))
+		prev = sp[1]
+	}
+	b.WriteString(s[prev:])
 	sub.text = b.String()
 	return sub
 }
@@ -172,17 +301,18 @@ func (s *substitution) count() int { return len(s.starts) }
 // line of its placeholder.
 func (s *substitution) line(off int) int {
 	off = min(max(off, 0), len(s.text))
-	before := 0 // replacements wholly before off
+	extra := 0 // newlines added by replacements wholly before off
 	for i := range s.starts {
 		if s.starts[i] <= off && off < s.ends[i] {
 			off = s.starts[i]
 			break
 		}
-		if s.ends[i] <= off {
-			before = i + 1
+		if s.ends[i] > off {
+			break
 		}
+		extra += s.deltas[i]
 	}
-	return 1 + strings.Count(s.text[:off], "\n") - before*s.newlines
+	return 1 + strings.Count(s.text[:off], "\n") - extra
 }
 
 // charToByte converts a 0-based character offset, which is what the parser

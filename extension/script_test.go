@@ -165,3 +165,94 @@ func TestSubstitutionLines(t *testing.T) {
 		t.Errorf("second placeholder on line %d, want 3", got)
 	}
 }
+
+func TestPrepareScriptOpts(t *testing.T) {
+	full := ScriptOptions{
+		Schema: "app", Owner: "alice",
+		RequiredSchemas: map[string]string{"multi": "m s", "plpgsql": "pg_catalog"},
+		ModulePathname:  "$libdir/cext",
+	}
+	for _, tc := range []struct {
+		name   string
+		script string
+		opts   ScriptOptions
+		want   []Statement
+		code   pgerr.Code
+		parts  []string
+	}{
+		{
+			name:   "MODULE_PATHNAME",
+			script: "CREATE FUNCTION f() RETURNS int\nAS 'MODULE_PATHNAME', 'f' LANGUAGE C;\n",
+			opts:   full,
+			want:   []Statement{{"CREATE FUNCTION f() RETURNS int\nAS '$libdir/cext', 'f' LANGUAGE C", 1}},
+		},
+		{
+			name:   "MODULE_PATHNAME kept without module_pathname",
+			script: "LOAD 'MODULE_PATHNAME';",
+			opts:   ScriptOptions{Schema: "app"},
+			want:   []Statement{{"LOAD 'MODULE_PATHNAME'", 1}},
+		},
+		{
+			name:   "extowner",
+			script: "ALTER TABLE @extschema@.t OWNER TO @extowner@;",
+			opts:   full,
+			want:   []Statement{{`ALTER TABLE "app".t OWNER TO "alice"`, 1}},
+		},
+		{
+			name:   "extschema of a required extension",
+			script: "CREATE VIEW v AS SELECT * FROM @extschema:multi@.multi_t;\nSELECT @extschema:plpgsql@.now();",
+			opts:   full,
+			want: []Statement{
+				{`CREATE VIEW v AS SELECT * FROM "m s".multi_t`, 1},
+				{`SELECT "pg_catalog".now()`, 2},
+			},
+		},
+		{
+			name:   "substituted values are not scanned again",
+			script: "SELECT '@extschema@', 'MODULE_PATHNAME';",
+			opts:   ScriptOptions{Schema: "MODULE_PATHNAME", ModulePathname: "@extowner@"},
+			want:   []Statement{{`SELECT '"MODULE_PATHNAME"', '@extowner@'`, 1}},
+		},
+		{
+			name:   "lines after multi-line values",
+			script: "SELECT @extowner@;\nSELECT @extschema:multi@;\nSELEC 1;\n",
+			opts:   ScriptOptions{Schema: "s", Owner: "a\nb", RequiredSchemas: map[string]string{"multi": "x\ny\nz"}},
+			code:   pgerr.SyntaxError, parts: []string{"f.sql:3: syntax error"},
+		},
+		{name: "extowner without owner", script: "SELECT @extowner@;", opts: ScriptOptions{Schema: "s"}, code: pgerr.InvalidParameterValue, parts: []string{`"f.sql" uses @extowner@ but no owner was given`}},
+		{name: "owner with a quote", script: "SELECT @extowner@;", opts: ScriptOptions{Owner: `a"b`}, code: pgerr.InvalidParameterValue, parts: []string{"invalid character in owner"}},
+		{name: "unused owner with a quote", script: "SELECT 1;", opts: ScriptOptions{Owner: `a'b`}, want: []Statement{{"SELECT 1", 1}}},
+		{name: "unknown required extension", script: "SELECT @extschema:ghost@.f();", opts: full, code: pgerr.InvalidParameterValue, parts: []string{`uses @extschema:ghost@ but extension "ghost" is not a required extension`}},
+		{name: "required schema with a dollar", script: "SELECT @extschema:x@.f();", opts: ScriptOptions{RequiredSchemas: map[string]string{"x": "a$b"}}, code: pgerr.InvalidParameterValue, parts: []string{"invalid character in schema"}},
+		{name: "extschema without schema", script: "SELECT @extschema@.f();", opts: ScriptOptions{}, code: pgerr.InvalidParameterValue, parts: []string{"uses @extschema@ but no schema was given"}},
+		{name: "schema with a quote, unused", script: "SELECT 1;", opts: ScriptOptions{Schema: "a'b"}, code: pgerr.InvalidParameterValue, parts: []string{"invalid character in schema"}},
+		{name: "statements still refused", script: "SELECT 1;\nCOMMIT;", opts: full, code: pgerr.FeatureNotSupported, parts: []string{"f.sql:2: COMMIT"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PrepareScriptOpts("f.sql", tc.script, tc.opts)
+			if tc.code != "" {
+				wantError(t, err, tc.code, tc.parts...)
+				return
+			}
+			if err != nil {
+				t.Fatalf("PrepareScriptOpts: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("PrepareScriptOpts =\n%#v\nwant\n%#v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPrepareScriptUnchanged checks that PrepareScript still substitutes
+// only @extschema@.
+func TestPrepareScriptUnchanged(t *testing.T) {
+	got, err := PrepareScript("f.sql", "SELECT '@extowner@', '@extschema:x@', 'MODULE_PATHNAME', @extschema@.f();", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Statement{{`SELECT '@extowner@', '@extschema:x@', 'MODULE_PATHNAME', "s".f()`, 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("PrepareScript = %#v, want %#v", got, want)
+	}
+}

@@ -1,0 +1,1 @@
+ALTER TABLE @extschema@.dirpkg_t ADD COLUMN n int;

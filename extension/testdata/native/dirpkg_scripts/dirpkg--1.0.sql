@@ -1,0 +1,1 @@
+CREATE TABLE @extschema@.dirpkg_t (name text DEFAULT 'café');

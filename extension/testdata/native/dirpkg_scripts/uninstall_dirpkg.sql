@@ -1,0 +1,1 @@
+DROP TABLE @extschema@.dirpkg_t;

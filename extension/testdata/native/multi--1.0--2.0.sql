@@ -1,0 +1,1 @@
+UPDATE multi_t SET v = '2.0';

@@ -1,0 +1,1 @@
+CREATE TABLE @extschema@.plain_t (x int);
