@@ -60,7 +60,7 @@ func run(args []string) int {
 	}
 	repo := extension.OpenRepo(cfg.ExtensionsDir)
 	registry := commands.NewRegistry()
-	registry.Register(commands.NewInstall(repo))
+	registry.Register(commands.NewInstall(repo, cfg.ExtensionCollision == "package"))
 	registry.Register(commands.NewUninstall(repo))
 	srv := proxy.New(proxy.Options{
 		Logger:      log,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pgverbs/pgverbs/extension"
@@ -172,10 +173,18 @@ func runScript(ctx context.Context, c Conn, file string, stmts []extension.State
 }
 
 // Install is the INSTALL EXTENSION command.
-type Install struct{ extContext }
+type Install struct {
+	extContext
+	// preferPackages makes a package win over a server extension of the
+	// same name (config extension_collision: package).
+	preferPackages bool
+}
 
 // NewInstall returns INSTALL EXTENSION over the packages in repo.
-func NewInstall(repo *extension.Repo) *Install { return &Install{extContext{repo}} }
+// preferPackages decides name collisions with server extensions.
+func NewInstall(repo *extension.Repo, preferPackages bool) *Install {
+	return &Install{extContext{repo}, preferPackages}
+}
 
 // Name implements Command.
 func (*Install) Name() string { return "INSTALL EXTENSION" }
@@ -202,110 +211,365 @@ type installRun struct {
 
 func (*installRun) Columns() []Column { return nil }
 
+// serverState is what the server itself knows of extensions.
+type serverState struct {
+	installed map[string]string // name -> version (pg_extension)
+	available map[string]string // name -> default_version
+	schemas   map[string]string // name -> schema of installed ones
+	owner     string            // current_user
+	superuser bool
+}
+
+func readServerState(ctx context.Context, c Conn) (*serverState, error) {
+	ss := &serverState{installed: map[string]string{}, available: map[string]string{}, schemas: map[string]string{}}
+	res, err := c.Exec(ctx, `SELECT e.extname, e.extversion, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range res.Rows {
+		ss.installed[string(r[0])] = string(r[1])
+		ss.schemas[string(r[0])] = string(r[2])
+	}
+	if res, err = c.Exec(ctx, `SELECT name, coalesce(default_version, '') FROM pg_catalog.pg_available_extensions`); err != nil {
+		return nil, err
+	}
+	for _, r := range res.Rows {
+		ss.available[string(r[0])] = string(r[1])
+	}
+	if res, err = c.Exec(ctx, `SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`); err != nil {
+		return nil, err
+	}
+	if len(res.Rows) > 0 {
+		ss.owner, ss.superuser = string(res.Rows[0][0]), string(res.Rows[0][1]) == "t"
+	}
+	return ss, nil
+}
+
+// preparedStep is a plan step with everything read and checked.
+type preparedStep struct {
+	extension.Step
+	schema   string
+	required []string // schemas of required extensions, for search_path
+	files    []preparedFile
+	sum      string
+}
+
+type preparedFile struct {
+	name  string
+	stmts []extension.Statement
+}
+
 func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	st, repo := r.st, r.cmd.repo
 	done := &Outcome{Tag: "INSTALL EXTENSION"}
 	if err := prepareCatalog(ctx, c); err != nil {
 		return nil, err
 	}
-	installed, _, err := installedExtensions(ctx, c)
+	installed, schemas, err := installedExtensions(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := installed[st.Name]; ok && st.IfNotExists {
-		c.Notice("NOTICE", fmt.Sprintf("extension %q already exists, skipping", st.Name), "")
-		return done, nil
-	}
-	plan, err := extension.Resolve(repo, st.Name, st.Version, installed, st.Cascade)
+	ss, err := readServerState(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	schema, err := targetSchema(ctx, c, st.Schema)
-	if err != nil {
-		return nil, err
+	if inst, ok := installed[st.Name]; ok && st.Version != "" && extension.CompareVersions(st.Version, inst.Version) != 0 {
+		return upgrade(ctx, c, repo, st.Name, inst.Version, st.Version, schemas[st.Name], ss, done)
 	}
-	// Load and check every script before anything runs.
-	scripts := make([][]extension.Statement, len(plan.Steps))
-	sums := make([]string, len(plan.Steps))
-	for i, pkg := range plan.Steps {
-		text, err := repo.Script(pkg, "install")
-		if err != nil {
-			return nil, err
+	env := extension.Env{Installed: installed, ServerInstalled: ss.installed, ServerAvailable: ss.available, PreferPackages: r.cmd.preferPackages}
+	plan, err := extension.ResolveEnv(repo, st.Name, st.Version, env, st.Cascade)
+	if err != nil {
+		if errors.Is(err, extension.ErrAlreadyInstalled) && st.IfNotExists {
+			c.Notice("NOTICE", fmt.Sprintf("extension %q already exists, skipping", st.Name), "")
+			return done, nil
 		}
-		if scripts[i], err = extension.PrepareScript(pkg.Name+"/install.sql", text, schema); err != nil {
-			return nil, err
+		return nil, err
+	}
+	for _, n := range plan.Notes {
+		c.Notice("NOTICE", n, "")
+	}
+	// Read and check every script of every step before anything runs.
+	steps := make([]preparedStep, 0, len(plan.Actions))
+	planned := map[string]string{}
+	for _, a := range plan.Actions {
+		ps := preparedStep{Step: a}
+		if a.Pkg != nil {
+			if err := r.prepareStep(ctx, c, &ps, ss, schemas, planned); err != nil {
+				return nil, err
+			}
+			planned[a.Pkg.Name] = ps.schema
 		}
-		sum := sha256.Sum256([]byte(text))
-		sums[i] = hex.EncodeToString(sum[:])
+		steps = append(steps, ps)
 	}
 	saved, err := saveSettings(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	scriptEnv := []*string{strp(quoteIdent(schema) + ", pg_temp"), strp("off"), strp("warning")}
-	for i, pkg := range plan.Steps {
-		if pkg.Name != st.Name {
-			c.Notice("NOTICE", fmt.Sprintf("installing required extension %q", pkg.Name), "")
+	for _, ps := range steps {
+		if ps.Name() != st.Name {
+			c.Notice("NOTICE", fmt.Sprintf("installing required extension %q", ps.Name()), "")
 		}
-		before, err := snapshotObjects(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		if err := setSettings(ctx, c, scriptEnv); err != nil {
-			return nil, err
-		}
-		if err := runScript(ctx, c, pkg.Name+"/install.sql", scripts[i]); err != nil {
-			return nil, err
-		}
-		if err := setSettings(ctx, c, saved); err != nil {
-			return nil, err
-		}
-		after, err := snapshotObjects(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		req := make([]string, len(pkg.Depends))
-		for j, d := range pkg.Depends {
-			req[j] = d.Name
-		}
-		_, err = c.Exec(ctx, `INSERT INTO pgverbs.extensions (name, version, schema, requires, script_sha256) VALUES ($1, $2, $3, $4::text[], $5)`,
-			&pkg.Name, &pkg.Version, &schema, strp(arrayLiteral(req)), &sums[i])
-		if err != nil {
-			return nil, err
-		}
-		if err := recordNewObjects(ctx, c, pkg.Name, before, after); err != nil {
-			return nil, err
-		}
-		for _, set := range pkg.Settings {
-			if err := databaseSetting(ctx, c, set.Name, &set.Value); err != nil {
+		if ps.Server != "" {
+			if err := createServerExtension(ctx, c, ps.Server, st.Schema, ps.Version, ps.Cascade); err != nil {
 				return nil, err
 			}
+			continue
+		}
+		if err := installPackage(ctx, c, ps, saved); err != nil {
+			return nil, err
 		}
 	}
 	return done, nil
 }
 
-// targetSchema checks the SCHEMA option, or picks the first schema of the
-// search path as CREATE EXTENSION does.
-func targetSchema(ctx context.Context, c Conn, schema string) (string, error) {
-	if schema == "" {
-		res, err := c.Exec(ctx, `SELECT pg_catalog.current_schema()`)
-		if err != nil {
-			return "", err
-		}
-		if res.Rows[0][0] == nil {
-			return "", pgerr.New(pgerr.InvalidSchemaName, "no schema has been selected to create in")
-		}
-		return string(res.Rows[0][0]), nil
-	}
-	res, err := c.Exec(ctx, `SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1`, &schema)
+// prepareStep decides a package step's schema, checks it can be installed
+// over the wire by this role, and reads and prepares its scripts.
+func (r *installRun) prepareStep(ctx context.Context, c Conn, ps *preparedStep, ss *serverState, schemas, planned map[string]string) error {
+	pkg, repo, st := ps.Pkg, r.cmd.repo, r.st
+	needs, err := repo.NeedsLibrary(pkg, ps.Version)
 	if err != nil {
-		return "", err
+		return err
 	}
-	if len(res.Rows) == 0 {
-		return "", pgerr.New(pgerr.InvalidSchemaName, "schema %q does not exist", schema)
+	if needs {
+		e := pgerr.New(pgerr.FeatureNotSupported, "extension %q needs a shared library and cannot be installed over the wire", pkg.Name)
+		e.Detail = "Its scripts refer to MODULE_PATHNAME, $libdir or a LANGUAGE C function, which only a library installed on the server provides."
+		e.Hint = "Install the extension's package on the server; INSTALL EXTENSION then runs CREATE EXTENSION."
+		return e
 	}
-	return schema, nil
+	if pkg.Layout == extension.LayoutNative && pkg.Superuser && !pkg.Trusted && !ss.superuser {
+		e := pgerr.New(pgerr.InsufficientPrivilege, "permission denied to create extension %q", pkg.Name)
+		e.Hint = "Must be superuser to create this extension."
+		return e
+	}
+	schema, err := pkg.InstallSchema(st.Schema, pkg.Name != st.Name || st.Cascade)
+	if err != nil {
+		return err
+	}
+	if pkg.Schema == "" {
+		if schema, err = targetSchema(ctx, c, schema); err != nil {
+			return err
+		}
+	}
+	ps.schema = schema
+	reqSchemas := map[string]string{}
+	for _, req := range pkg.Requires {
+		for _, m := range []map[string]string{schemas, ss.schemas, planned} {
+			if sc, ok := m[req]; ok {
+				reqSchemas[req] = sc
+				ps.required = append(ps.required, sc)
+				break
+			}
+		}
+	}
+	h := sha256.New()
+	for _, f := range ps.Scripts {
+		text, err := repo.ReadScript(pkg, f)
+		if err != nil {
+			return err
+		}
+		h.Write([]byte(text))
+		at := pkg
+		if f.To != "" && f.To != pkg.Version {
+			if at, err = repo.LoadVersion(pkg.Name, f.To); err != nil {
+				return err
+			}
+		}
+		stmts, err := extension.PrepareScriptOpts(f.Name, text, extension.ScriptOptions{
+			Schema: schema, Owner: ss.owner, RequiredSchemas: reqSchemas, ModulePathname: at.ModulePathname,
+		})
+		if err != nil {
+			return err
+		}
+		ps.files = append(ps.files, preparedFile{f.Name, stmts})
+	}
+	ps.sum = hex.EncodeToString(h.Sum(nil))
+	return nil
+}
+
+// scriptPath is the search_path scripts run with, as PostgreSQL sets it:
+// the target schema, the required extensions' schemas, then pg_temp.
+func scriptPath(schema string, required []string) string {
+	parts := []string{quoteIdent(schema)}
+	for _, r := range required {
+		parts = append(parts, quoteIdent(r))
+	}
+	return strings.Join(append(parts, "pg_temp"), ", ")
+}
+
+// installPackage runs one prepared package step and records it.
+func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*string) error {
+	pkg := ps.Pkg
+	if pkg.Schema != "" {
+		res, err := c.Exec(ctx, `SELECT pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', $1::text)`, &ps.schema)
+		if err != nil {
+			return err
+		}
+		if _, err := c.Exec(ctx, string(res.Rows[0][0])); err != nil {
+			return err
+		}
+	}
+	before, err := snapshotObjects(ctx, c)
+	if err != nil {
+		return err
+	}
+	if err := setSettings(ctx, c, []*string{strp(scriptPath(ps.schema, ps.required)), strp("off"), strp("warning")}); err != nil {
+		return err
+	}
+	for _, f := range ps.files {
+		if err := runScript(ctx, c, f.name, f.stmts); err != nil {
+			return err
+		}
+	}
+	if err := setSettings(ctx, c, saved); err != nil {
+		return err
+	}
+	after, err := snapshotObjects(ctx, c)
+	if err != nil {
+		return err
+	}
+	_, err = c.Exec(ctx, `INSERT INTO pgverbs.extensions (name, version, schema, requires, script_sha256) VALUES ($1, $2, $3, $4::text[], $5)`,
+		&pkg.Name, &ps.Version, &ps.schema, strp(arrayLiteral(pkg.Requires)), &ps.sum)
+	if err != nil {
+		return err
+	}
+	if err := recordNewObjects(ctx, c, pkg.Name, before, after); err != nil {
+		return err
+	}
+	for _, set := range pkg.Settings {
+		if err := databaseSetting(ctx, c, set.Name, &set.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createServerExtension runs CREATE EXTENSION for an extension the server
+// provides itself, the statement built by the server's format().
+func createServerExtension(ctx context.Context, c Conn, name, schema, version string, cascade bool) error {
+	cas := "f"
+	if cascade {
+		cas = "t"
+	}
+	res, err := c.Exec(ctx, `SELECT pg_catalog.format('CREATE EXTENSION %I', $1::text)
+	|| CASE WHEN $2::text <> '' THEN pg_catalog.format(' SCHEMA %I', $2::text) ELSE '' END
+	|| CASE WHEN $3::text <> '' THEN pg_catalog.format(' VERSION %L', $3::text) ELSE '' END
+	|| CASE WHEN $4::bool THEN ' CASCADE' ELSE '' END`, &name, &schema, &version, &cas)
+	if err != nil {
+		return err
+	}
+	_, err = c.Exec(ctx, string(res.Rows[0][0]))
+	return err
+}
+
+// upgrade moves an installed package from one version to another along
+// its update path, in the current transaction, rechecking dependencies and
+// conflicts against the new version first.
+func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, schema string, ss *serverState, done *Outcome) (*Outcome, error) {
+	pkg, err := repo.LoadVersion(name, to)
+	if err != nil {
+		return nil, err
+	}
+	path, err := repo.UpdatePath(pkg, from, to)
+	if err != nil {
+		return nil, err
+	}
+	installed, schemas, err := installedExtensions(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	// Check the new version's requirements and conflicts as an install of
+	// it would, with the extension itself set aside.
+	others := make(map[string]extension.Installed, len(installed))
+	for k, v := range installed {
+		if k != name {
+			others[k] = v
+		}
+	}
+	env := extension.Env{Installed: others, ServerInstalled: ss.installed}
+	if _, err := extension.ResolveEnv(repo, name, pkg.Version, env, false); err != nil {
+		return nil, err
+	}
+	for _, inst := range installed {
+		for _, r := range inst.Requires {
+			if r == name {
+				// A dependent's constraint on name may no longer hold; its
+				// control file says which versions it accepts.
+				dep, err := repo.LoadVersion(inst.Name, inst.Version)
+				if err != nil {
+					continue
+				}
+				for _, d := range dep.Depends {
+					if d.Name == name && !d.Satisfied(pkg.Version) {
+						return nil, pgerr.New(pgerr.InvalidParameterValue, "extension %q requires %s, which version %s does not satisfy", inst.Name, d.String(), pkg.Version)
+					}
+				}
+			}
+		}
+	}
+	reqSchemas := map[string]string{}
+	var required []string
+	for _, req := range pkg.Requires {
+		for _, m := range []map[string]string{schemas, ss.schemas} {
+			if sc, ok := m[req]; ok {
+				reqSchemas[req] = sc
+				required = append(required, sc)
+				break
+			}
+		}
+	}
+	ps := preparedStep{schema: schema, required: required}
+	for _, f := range path {
+		text, err := repo.ReadScript(pkg, f)
+		if err != nil {
+			return nil, err
+		}
+		at, err := repo.LoadVersion(name, f.To)
+		if err != nil {
+			return nil, err
+		}
+		stmts, err := extension.PrepareScriptOpts(f.Name, text, extension.ScriptOptions{
+			Schema: schema, Owner: ss.owner, RequiredSchemas: reqSchemas, ModulePathname: at.ModulePathname,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ps.files = append(ps.files, preparedFile{f.Name, stmts})
+	}
+	saved, err := saveSettings(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	before, err := snapshotObjects(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := setSettings(ctx, c, []*string{strp(scriptPath(schema, required)), strp("off"), strp("warning")}); err != nil {
+		return nil, err
+	}
+	for _, f := range ps.files {
+		if err := runScript(ctx, c, f.name, f.stmts); err != nil {
+			return nil, err
+		}
+	}
+	if err := setSettings(ctx, c, saved); err != nil {
+		return nil, err
+	}
+	after, err := snapshotObjects(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Exec(ctx, `UPDATE pgverbs.extensions SET version = $2, requires = $3::text[] WHERE name = $1`,
+		&name, &pkg.Version, strp(arrayLiteral(pkg.Requires))); err != nil {
+		return nil, err
+	}
+	if err := recordNewObjects(ctx, c, name, before, after); err != nil {
+		return nil, err
+	}
+	if err := forgetMissingObjects(ctx, c, name); err != nil {
+		return nil, err
+	}
+	c.Notice("NOTICE", fmt.Sprintf("extension %q updated from version %s to %s", name, from, pkg.Version), "")
+	return done, nil
 }
 
 // Uninstall is the UNINSTALL EXTENSION command.
@@ -346,10 +610,20 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	ss, err := readServerState(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	targets := map[string]bool{}
+	var server []string // server-native targets: DROP EXTENSION
 	for _, name := range st.Names {
 		if _, ok := installed[name]; ok {
 			targets[name] = true
+			continue
+		}
+		if _, ok := ss.installed[name]; ok {
+			targets[name] = true
+			server = append(server, name)
 			continue
 		}
 		if !st.IfExists {
@@ -360,11 +634,14 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	if len(targets) == 0 {
 		return done, nil
 	}
-	// Everything that depends on a target, directly or not.
+	// Everything pgverbs installed that depends on a target, directly or
+	// not (a package may require a server extension too).
 	remove := map[string]bool{}
 	var blocked []string
 	for name := range targets {
-		remove[name] = true
+		if _, ok := installed[name]; ok {
+			remove[name] = true
+		}
 		for _, dep := range extension.DependentsOf(name, installed) {
 			if !targets[dep] {
 				blocked = append(blocked, fmt.Sprintf("extension %q depends on extension %q", dep, name))
@@ -381,33 +658,49 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	}
 	order := removalOrder(remove, installed)
 	type step struct {
-		pkg   *extension.Package
+		name  string
+		pkg   *extension.Package // nil when the package left the directory
+		file  string
 		stmts []extension.Statement
 	}
 	steps := make([]step, 0, len(order))
 	for _, name := range order {
-		pkg, err := repo.Load(name)
-		if err != nil {
+		s := step{name: name}
+		pkg, err := repo.LoadVersion(name, installed[name].Version)
+		switch {
+		case errors.Is(err, extension.ErrNotFound):
+			// The package left the directory: its recorded objects are
+			// still known.
+		case err != nil:
 			return nil, err
+		default:
+			s.pkg = pkg
 		}
-		var stmts []extension.Statement
-		if pkg.HasUninstall {
-			text, err := repo.Script(pkg, "uninstall")
+		// Only the pgverbs layout has uninstall scripts; a native package
+		// is removed by its recorded objects, as DROP EXTENSION removes its
+		// members.
+		if s.pkg != nil && s.pkg.Layout != extension.LayoutNative && s.pkg.HasUninstall {
+			f, err := repo.UninstallScript(s.pkg)
 			if err != nil {
 				return nil, err
 			}
-			if stmts, err = extension.PrepareScript(name+"/uninstall.sql", text, schemas[name]); err != nil {
+			text, err := repo.ReadScript(s.pkg, f)
+			if err != nil {
+				return nil, err
+			}
+			s.file = f.Name
+			if s.stmts, err = extension.PrepareScriptOpts(f.Name, text, extension.ScriptOptions{Schema: schemas[name], Owner: ss.owner}); err != nil {
 				return nil, err
 			}
 		}
-		steps = append(steps, step{pkg, stmts})
+		steps = append(steps, s)
 	}
 	saved, err := saveSettings(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range steps {
-		name := s.pkg.Name
+		name := s.name
 		if !targets[name] {
 			c.Notice("NOTICE", fmt.Sprintf("uninstall cascades to extension %q", name), "")
 		}
@@ -415,8 +708,8 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if err := setSettings(ctx, c, env); err != nil {
 			return nil, err
 		}
-		if s.pkg.HasUninstall {
-			if err := runScript(ctx, c, name+"/uninstall.sql", s.stmts); err != nil {
+		if s.file != "" {
+			if err := runScript(ctx, c, s.file, s.stmts); err != nil {
 				return nil, err
 			}
 		} else if err := dropTrackedObjects(ctx, c, name, st.Cascade); err != nil {
@@ -431,10 +724,22 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if _, err := c.Exec(ctx, `DELETE FROM pgverbs.extensions WHERE name = $1`, &name); err != nil {
 			return nil, err
 		}
-		for _, set := range s.pkg.Settings {
-			if err := databaseSetting(ctx, c, set.Name, nil); err != nil {
-				return nil, err
+		if s.pkg != nil {
+			for _, set := range s.pkg.Settings {
+				if err := databaseSetting(ctx, c, set.Name, nil); err != nil {
+					return nil, err
+				}
 			}
+		}
+	}
+	for _, name := range server {
+		res, err := c.Exec(ctx, `SELECT pg_catalog.format('DROP EXTENSION %I', $1::text) || CASE WHEN $2::bool THEN ' CASCADE' ELSE '' END`,
+			&name, strp(strconv.FormatBool(st.Cascade)))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Exec(ctx, string(res.Rows[0][0])); err != nil {
+			return nil, err
 		}
 	}
 	return done, nil
@@ -476,4 +781,27 @@ func removalOrder(names map[string]bool, installed map[string]extension.Installe
 		}
 	}
 	return order
+}
+
+// targetSchema checks the SCHEMA option, or picks the first schema of the
+// search path as CREATE EXTENSION does.
+func targetSchema(ctx context.Context, c Conn, schema string) (string, error) {
+	if schema == "" {
+		res, err := c.Exec(ctx, `SELECT pg_catalog.current_schema()`)
+		if err != nil {
+			return "", err
+		}
+		if res.Rows[0][0] == nil {
+			return "", pgerr.New(pgerr.InvalidSchemaName, "no schema has been selected to create in")
+		}
+		return string(res.Rows[0][0]), nil
+	}
+	res, err := c.Exec(ctx, `SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1`, &schema)
+	if err != nil {
+		return "", err
+	}
+	if len(res.Rows) == 0 {
+		return "", pgerr.New(pgerr.InvalidSchemaName, "schema %q does not exist", schema)
+	}
+	return schema, nil
 }

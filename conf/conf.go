@@ -44,6 +44,11 @@ type Config struct {
 	// backups. Load makes a relative path absolute against the working
 	// directory at load time, so a later chdir cannot move backups.
 	BackupRoot string
+	// ExtensionCollision decides which wins when a package in the
+	// extensions directory has the name of an extension the server offers:
+	// "server" (the default: INSTALL EXTENSION runs CREATE EXTENSION) or
+	// "package".
+	ExtensionCollision string
 	// ConfigFile is the YAML file this configuration was loaded from, ""
 	// if none.
 	ConfigFile string
@@ -60,8 +65,9 @@ func Default() Config {
 		ShutdownTimeout: 30 * time.Second,
 		// PostgreSQL's authentication_timeout default: a proxy should not
 		// give clients less time than the server it stands in for would.
-		AuthTimeout:   60 * time.Second,
-		ExtensionsDir: "./extensions",
+		AuthTimeout:        60 * time.Second,
+		ExtensionsDir:      "./extensions",
+		ExtensionCollision: "server",
 	}
 }
 
@@ -119,6 +125,9 @@ func (c *Config) Validate() error {
 	}
 	// Load resolves relative paths; only a hand-built Config gets here with
 	// one, and its meaning would silently depend on the working directory.
+	if c.ExtensionCollision != "server" && c.ExtensionCollision != "package" {
+		add("extension_collision", "%q is not server or package", c.ExtensionCollision)
+	}
 	if c.BackupRoot != "" && !filepath.IsAbs(c.BackupRoot) {
 		add("backup_root", "%q is not an absolute path", c.BackupRoot)
 	}

@@ -51,14 +51,15 @@ func mustContainAll(t *testing.T, err error, want ...string) {
 func TestDefault(t *testing.T) {
 	d := Default()
 	want := Config{
-		Listen:          "127.0.0.1:6432",
-		Backend:         "postgres://localhost:5432",
-		LogLevel:        "info",
-		LogFormat:       "console",
-		MaxClientConns:  1000,
-		ShutdownTimeout: 30 * time.Second,
-		AuthTimeout:     60 * time.Second,
-		ExtensionsDir:   "./extensions",
+		Listen:             "127.0.0.1:6432",
+		Backend:            "postgres://localhost:5432",
+		LogLevel:           "info",
+		LogFormat:          "console",
+		MaxClientConns:     1000,
+		ShutdownTimeout:    30 * time.Second,
+		AuthTimeout:        60 * time.Second,
+		ExtensionsDir:      "./extensions",
+		ExtensionCollision: "server",
 	}
 	if d != want {
 		t.Fatalf("Default() = %+v\nwant %+v", d, want)
@@ -163,20 +164,21 @@ extensions_dir: /file/ext
 		{
 			name: "every env variable",
 			env: env{
-				"PGVERBS_LISTEN":           ":7000",
-				"PGVERBS_BACKEND":          "host=db port=5433",
-				"PGVERBS_LOG_LEVEL":        "error",
-				"PGVERBS_LOG_FORMAT":       "json",
-				"PGVERBS_MAX_CLIENT_CONNS": "5",
-				"PGVERBS_SHUTDOWN_TIMEOUT": "1s",
-				"PGVERBS_AUTH_TIMEOUT":     "2s",
-				"PGVERBS_EXTENSIONS_DIR":   "/ext",
-				"PGVERBS_BACKUP_ROOT":      "/backups",
+				"PGVERBS_LISTEN":              ":7000",
+				"PGVERBS_BACKEND":             "host=db port=5433",
+				"PGVERBS_LOG_LEVEL":           "error",
+				"PGVERBS_LOG_FORMAT":          "json",
+				"PGVERBS_MAX_CLIENT_CONNS":    "5",
+				"PGVERBS_SHUTDOWN_TIMEOUT":    "1s",
+				"PGVERBS_AUTH_TIMEOUT":        "2s",
+				"PGVERBS_EXTENSIONS_DIR":      "/ext",
+				"PGVERBS_BACKUP_ROOT":         "/backups",
+				"PGVERBS_EXTENSION_COLLISION": "package",
 			},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db port=5433", LogLevel: "error", LogFormat: "json",
 					MaxClientConns: 5, ShutdownTimeout: time.Second, AuthTimeout: 2 * time.Second,
-					ExtensionsDir: "/ext", BackupRoot: "/backups"}
+					ExtensionsDir: "/ext", BackupRoot: "/backups", ExtensionCollision: "package"}
 				if *c != want {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -187,11 +189,11 @@ extensions_dir: /file/ext
 			name: "every flag",
 			args: []string{"--listen", ":7000", "--backend", "host=db", "--log-level", "debug",
 				"--log-format", "json", "--max-client-conns", "7", "--shutdown-timeout", "0s", "--auth-timeout", "3s",
-				"--extensions", "/ext", "--backup-root", "/b"},
+				"--extensions", "/ext", "--backup-root", "/b", "--extension-collision", "package"},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "debug", LogFormat: "json",
 					MaxClientConns: 7, ShutdownTimeout: 0, AuthTimeout: 3 * time.Second,
-					ExtensionsDir: "/ext", BackupRoot: "/b"}
+					ExtensionsDir: "/ext", BackupRoot: "/b", ExtensionCollision: "package"}
 				if *c != want {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -369,12 +371,13 @@ func TestValidateReportsEveryField(t *testing.T) {
 		ShutdownTimeout: -time.Second,
 		AuthTimeout:     0,
 		BackupRoot:      "relative/dir",
+		// ExtensionCollision left empty: neither server nor package.
 	}
 	err := c.Validate()
 	mustContainAll(t, err, "listen: ", "backend: ", "tls_key: ", "log_level: ", "log_format: ",
-		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ")
-	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 9 {
-		t.Errorf("got %d errors, want 9:\n%v", n, err)
+		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ", "extension_collision: ")
+	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 10 {
+		t.Errorf("got %d errors, want 10:\n%v", n, err)
 	}
 }
 

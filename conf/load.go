@@ -61,6 +61,9 @@ var settings = []setting{
 	{"backup_root", "PGVERBS_BACKUP_ROOT", "backup-root", "DIR",
 		"directory backups are written under; empty disables backups",
 		func(c *Config) any { return &c.BackupRoot }},
+	{"extension_collision", "PGVERBS_EXTENSION_COLLISION", "extension-collision", "server|package",
+		"which wins when a package has the name of a server extension",
+		func(c *Config) any { return &c.ExtensionCollision }},
 }
 
 const (
@@ -270,6 +273,8 @@ type fileConfig struct {
 	AuthTimeout     yamlDuration `yaml:"auth_timeout"`
 	ExtensionsDir   string       `yaml:"extensions_dir"`
 	BackupRoot      string       `yaml:"backup_root"`
+	// ExtensionCollision is "server" or "package".
+	ExtensionCollision string `yaml:"extension_collision"`
 }
 
 // yamlDuration accepts only Go duration strings. yaml.v3 would otherwise
@@ -301,17 +306,18 @@ func loadFile(path string, cfg *Config) error {
 		return fmt.Errorf("config file: %w", err)
 	}
 	fc := fileConfig{
-		Listen:          cfg.Listen,
-		Backend:         cfg.Backend,
-		TLSCert:         cfg.TLSCert,
-		TLSKey:          cfg.TLSKey,
-		LogLevel:        cfg.LogLevel,
-		LogFormat:       cfg.LogFormat,
-		MaxClientConns:  cfg.MaxClientConns,
-		ShutdownTimeout: yamlDuration(cfg.ShutdownTimeout),
-		AuthTimeout:     yamlDuration(cfg.AuthTimeout),
-		ExtensionsDir:   cfg.ExtensionsDir,
-		BackupRoot:      cfg.BackupRoot,
+		Listen:             cfg.Listen,
+		Backend:            cfg.Backend,
+		TLSCert:            cfg.TLSCert,
+		TLSKey:             cfg.TLSKey,
+		LogLevel:           cfg.LogLevel,
+		LogFormat:          cfg.LogFormat,
+		MaxClientConns:     cfg.MaxClientConns,
+		ShutdownTimeout:    yamlDuration(cfg.ShutdownTimeout),
+		AuthTimeout:        yamlDuration(cfg.AuthTimeout),
+		ExtensionsDir:      cfg.ExtensionsDir,
+		BackupRoot:         cfg.BackupRoot,
+		ExtensionCollision: cfg.ExtensionCollision,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	// A misspelt key would otherwise be ignored and its setting silently
@@ -340,6 +346,7 @@ func loadFile(path string, cfg *Config) error {
 	cfg.AuthTimeout = time.Duration(fc.AuthTimeout)
 	cfg.ExtensionsDir = fc.ExtensionsDir
 	cfg.BackupRoot = fc.BackupRoot
+	cfg.ExtensionCollision = fc.ExtensionCollision
 	return nil
 }
 

@@ -1,0 +1,548 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/pgverbs/pgverbs/extension"
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// The SHOW commands list what can be installed, from both places an
+// extension can come from: the packages of pgverbs' extensions directory
+// (source "pgverbs") and the extensions the server itself offers (source
+// "server", from pg_available_extensions and its relatives). They only
+// read, so any role can run them, inside any transaction.
+//
+//	SHOW AVAILABLE EXTENSIONS
+//	SHOW AVAILABLE EXTENSION VERSIONS [name]
+//	SHOW EXTENSION UPDATE PATHS name
+//
+// Rows come with the CommandComplete tag "SHOW", as PostgreSQL's own SHOW
+// sends them; clients display and read the rows from the RowDescription and
+// DataRows, not from the tag.
+
+// ShowKind tells which of the SHOW commands a statement is.
+type ShowKind int
+
+// The SHOW commands.
+const (
+	// ShowAvailableExtensions is SHOW AVAILABLE EXTENSIONS.
+	ShowAvailableExtensions ShowKind = iota + 1
+	// ShowAvailableExtensionVersions is SHOW AVAILABLE EXTENSION VERSIONS [name].
+	ShowAvailableExtensionVersions
+	// ShowExtensionUpdatePaths is SHOW EXTENSION UPDATE PATHS name.
+	ShowExtensionUpdatePaths
+)
+
+// Values of the source column.
+const (
+	showSourcePgverbs = "pgverbs"
+	showSourceServer  = "server"
+)
+
+// Type OIDs of the columns.
+const (
+	showBoolOID = 16
+	showTextOID = 25
+)
+
+// ShowStmt is a parsed SHOW statement of pgverbs.
+type ShowStmt struct {
+	Kind ShowKind
+	// Name is the extension named, "" when none was (only SHOW AVAILABLE
+	// EXTENSION VERSIONS may omit it).
+	Name string
+}
+
+// ParseShow parses one of the SHOW statements of pgverbs, telling which by
+// Kind. Lexical rules, name folding and errors are as for ParseInstall.
+func ParseShow(sql string) (*ShowStmt, error) {
+	return parse(sql, func(p *parser) (*ShowStmt, error) { return p.show(0) })
+}
+
+// show parses a SHOW statement; want, when not 0, is the only kind
+// accepted.
+func (p *parser) show(want ShowKind) (*ShowStmt, error) {
+	if err := p.expect(pg_query.Token_SHOW); err != nil {
+		return nil, err
+	}
+	st := &ShowStmt{}
+	switch {
+	case p.isWord(0, "available"):
+		p.pos++
+		switch {
+		case p.isWord(0, "extensions"):
+			p.pos++
+			st.Kind = ShowAvailableExtensions
+		case p.peekIs(0, pg_query.Token_EXTENSION):
+			p.pos++
+			if err := p.expectWord("versions"); err != nil {
+				return nil, err
+			}
+			st.Kind = ShowAvailableExtensionVersions
+			if t := p.peek(0); t != nil && t.Token != pg_query.Token_ASCII_59 { // ';'
+				var err error
+				if st.Name, err = p.colID(); err != nil {
+					return nil, err
+				}
+			}
+		default:
+			return nil, p.syntaxError(p.peek(0))
+		}
+	case p.peekIs(0, pg_query.Token_EXTENSION):
+		p.pos++
+		if err := p.expect(pg_query.Token_UPDATE); err != nil {
+			return nil, err
+		}
+		if err := p.expectWord("paths"); err != nil {
+			return nil, err
+		}
+		st.Kind = ShowExtensionUpdatePaths
+		var err error
+		if st.Name, err = p.colID(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, p.syntaxError(p.peek(0))
+	}
+	if err := p.finish(); err != nil {
+		return nil, err
+	}
+	if want != 0 && st.Kind != want {
+		// Another SHOW command: the forms part at the second word
+		// (AVAILABLE or EXTENSION) or, under AVAILABLE, at the third.
+		at := 2
+		if want == ShowExtensionUpdatePaths || st.Kind == ShowExtensionUpdatePaths {
+			at = 1
+		}
+		return nil, p.syntaxError(p.toks[at])
+	}
+	return st, nil
+}
+
+// isWord reports whether the token i places ahead is word, a bare
+// identifier (so not a quoted one) in any letter case.
+func (p *parser) isWord(i int, word string) bool {
+	t := p.peek(i)
+	return t != nil && t.Token == pg_query.Token_IDENT && asciiLower(p.text(t)) == word
+}
+
+// expectWord consumes word, a bare identifier.
+func (p *parser) expectWord(word string) error {
+	if !p.isWord(0, word) {
+		return p.syntaxError(p.peek(0))
+	}
+	p.pos++
+	return nil
+}
+
+// Show is one of the SHOW commands over the packages of a repository.
+type Show struct {
+	repo *extension.Repo
+	kind ShowKind
+}
+
+// NewShow returns the SHOW command of kind over the packages in repo.
+func NewShow(repo *extension.Repo, kind ShowKind) *Show {
+	switch kind {
+	case ShowAvailableExtensions, ShowAvailableExtensionVersions, ShowExtensionUpdatePaths:
+	default:
+		panic(fmt.Sprintf("commands: unknown SHOW kind %d", kind))
+	}
+	return &Show{repo: repo, kind: kind}
+}
+
+// Name implements Command.
+func (s *Show) Name() string { return strings.Join(s.Keywords(), " ") }
+
+// Keywords implements Command.
+func (s *Show) Keywords() []string {
+	switch s.kind {
+	case ShowAvailableExtensions:
+		return []string{"SHOW", "AVAILABLE", "EXTENSIONS"}
+	case ShowAvailableExtensionVersions:
+		return []string{"SHOW", "AVAILABLE", "EXTENSION", "VERSIONS"}
+	}
+	return []string{"SHOW", "EXTENSION", "UPDATE", "PATHS"}
+}
+
+// Parse implements Parser.
+func (s *Show) Parse(sql string) (Prepared, error) {
+	st, err := parse(sql, func(p *parser) (*ShowStmt, error) { return p.show(s.kind) })
+	if err != nil {
+		return nil, err
+	}
+	return &showRun{repo: s.repo, st: st}, nil
+}
+
+type showRun struct {
+	repo *extension.Repo
+	st   *ShowStmt
+}
+
+var (
+	showExtensionsColumns = []Column{
+		{"name", showTextOID}, {"default_version", showTextOID}, {"installed_version", showTextOID},
+		{"source", showTextOID}, {"comment", showTextOID}, {"requires", showTextOID}, {"conflicts", showTextOID},
+	}
+	showVersionsColumns = []Column{
+		{"name", showTextOID}, {"version", showTextOID}, {"installed", showBoolOID},
+		{"source", showTextOID}, {"requires", showTextOID}, {"comment", showTextOID},
+	}
+	showPathsColumns = []Column{{"source", showTextOID}, {"target", showTextOID}, {"path", showTextOID}}
+)
+
+// Columns implements Prepared.
+func (r *showRun) Columns() []Column {
+	switch r.st.Kind {
+	case ShowAvailableExtensions:
+		return showExtensionsColumns
+	case ShowAvailableExtensionVersions:
+		return showVersionsColumns
+	}
+	return showPathsColumns
+}
+
+// Execute implements Prepared.
+func (r *showRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
+	var rows [][]*string
+	var err error
+	switch r.st.Kind {
+	case ShowAvailableExtensions:
+		rows, err = r.extensions(ctx, c)
+	case ShowAvailableExtensionVersions:
+		rows, err = r.versions(ctx, c)
+	default:
+		rows, err = r.updatePaths(ctx, c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Outcome{Tag: "SHOW", Rows: rows}, nil
+}
+
+// extensions lists the packages and the server's extensions.
+func (r *showRun) extensions(ctx context.Context, c Conn) ([][]*string, error) {
+	pkgs, err := showPackages(c, r.repo)
+	if err != nil {
+		return nil, err
+	}
+	installed, err := showInstalled(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var rows [][]*string
+	for _, p := range pkgs {
+		var inst *string
+		if v, ok := installed[p.Name]; ok {
+			inst = strp(v)
+		}
+		rows = append(rows, []*string{strp(p.Name), showOrNull(p.DefaultVersion), inst,
+			strp(showSourcePgverbs), showOrNull(p.Comment), showRequirements(p.Depends), showRequirements(p.Conflicts)})
+	}
+	res, err := c.Exec(ctx, `SELECT e.name, e.default_version, e.installed_version, e.comment, pg_catalog.array_to_string(v.requires, ', ')
+FROM pg_catalog.pg_available_extensions e
+LEFT JOIN pg_catalog.pg_available_extension_versions v ON v.name = e.name AND v.version = e.default_version`)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range res.Rows {
+		if len(v) < 5 {
+			return nil, showShortRow()
+		}
+		rows = append(rows, []*string{showText(v[0]), showText(v[1]), showText(v[2]),
+			strp(showSourceServer), showText(v[3]), showText(v[4]), nil})
+	}
+	showSortRows(rows, 0, 3, -1)
+	return rows, nil
+}
+
+// versions lists the versions of one extension or of all.
+func (r *showRun) versions(ctx context.Context, c Conn) ([][]*string, error) {
+	name := r.st.Name
+	var pkgs []*extension.Package
+	var notFound error
+	if name == "" {
+		var err error
+		if pkgs, err = showPackages(c, r.repo); err != nil {
+			return nil, err
+		}
+	} else {
+		p, err := r.load(name)
+		switch {
+		case err == nil:
+			pkgs = []*extension.Package{p}
+		case errors.Is(err, extension.ErrNotFound):
+			notFound = err
+		default:
+			return nil, err
+		}
+	}
+	installed := map[string]string{}
+	if len(pkgs) > 0 {
+		var err error
+		if installed, err = showInstalled(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	var rows [][]*string
+	for _, p := range pkgs {
+		for _, v := range p.Versions {
+			pv := p
+			if p.Layout == extension.LayoutNative && v != p.Version {
+				// A secondary control file may change requires and comment.
+				var err error
+				if pv, err = r.repo.LoadVersion(p.Name, v); err != nil {
+					if name != "" {
+						return nil, err
+					}
+					showWarnLeftOut(c, fmt.Sprintf("version %q of extension %q", v, p.Name), err)
+					continue
+				}
+			}
+			inst := "f"
+			if iv, ok := installed[p.Name]; ok && iv == v {
+				inst = "t"
+			}
+			rows = append(rows, []*string{strp(p.Name), strp(v), strp(inst),
+				strp(showSourcePgverbs), showRequirements(pv.Depends), showOrNull(pv.Comment)})
+		}
+	}
+	sql := `SELECT name, version, installed, pg_catalog.array_to_string(requires, ', '), comment FROM pg_catalog.pg_available_extension_versions`
+	var args []*string
+	if name != "" {
+		sql += ` WHERE name = $1`
+		args = append(args, &name)
+	}
+	res, err := c.Exec(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range res.Rows {
+		if len(v) < 5 {
+			return nil, showShortRow()
+		}
+		rows = append(rows, []*string{showText(v[0]), showText(v[1]), showText(v[2]),
+			strp(showSourceServer), showText(v[3]), showText(v[4])})
+	}
+	if len(rows) == 0 && name != "" {
+		return nil, notFound
+	}
+	showSortRows(rows, 0, 3, 1)
+	return rows, nil
+}
+
+// updatePaths lists the update paths of a package, or else of the
+// server's extension.
+func (r *showRun) updatePaths(ctx context.Context, c Conn) ([][]*string, error) {
+	name := r.st.Name
+	p, err := r.load(name)
+	if err == nil {
+		paths, err := r.repo.UpdatePaths(p)
+		if err != nil {
+			return nil, err
+		}
+		rows := make([][]*string, 0, len(paths))
+		for _, vp := range paths {
+			var path *string
+			if vp.Path != nil {
+				path = strp(strings.Join(vp.Path, "--"))
+			}
+			rows = append(rows, []*string{strp(vp.Source), strp(vp.Target), path})
+		}
+		return rows, nil
+	}
+	if !errors.Is(err, extension.ErrNotFound) {
+		return nil, err
+	}
+	// pg_extension_update_paths() fails for an extension the server lacks,
+	// and before PostgreSQL 16 with a message that shows the server's file
+	// system; ask first.
+	res, qerr := c.Exec(ctx, `SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1`, &name)
+	if qerr != nil {
+		return nil, qerr
+	}
+	if len(res.Rows) == 0 {
+		return nil, err
+	}
+	res, qerr = c.Exec(ctx, `SELECT source, target, path FROM pg_catalog.pg_extension_update_paths($1)`, &name)
+	if qerr != nil {
+		return nil, qerr
+	}
+	rows := make([][]*string, 0, len(res.Rows))
+	for _, v := range res.Rows {
+		if len(v) < 3 {
+			return nil, showShortRow()
+		}
+		rows = append(rows, []*string{showText(v[0]), showText(v[1]), showText(v[2])})
+	}
+	// The server lists versions in the order it finds the scripts on disk;
+	// sort as Repo.UpdatePaths does.
+	sort.SliceStable(rows, func(i, j int) bool {
+		if c := showCompareVersions(rows[i][0], rows[j][0]); c != 0 {
+			return c < 0
+		}
+		return showCompareVersions(rows[i][1], rows[j][1]) < 0
+	})
+	return rows, nil
+}
+
+// load loads package name, failing with an error that wraps
+// extension.ErrNotFound when the repository does not have it, including
+// names no package can have (which the server may still offer).
+func (r *showRun) load(name string) (*extension.Package, error) {
+	if extension.ValidName(name) != nil {
+		return nil, &showNotAvailable{pgerr.New(pgerr.UndefinedObject, "extension %q is not available", name)}
+	}
+	return r.repo.Load(name)
+}
+
+// showNotAvailable is the 42704 error for a name no package can have,
+// wrapping extension.ErrNotFound like the repository's own.
+type showNotAvailable struct{ pg *pgerr.Error }
+
+func (e *showNotAvailable) Error() string   { return e.pg.Error() }
+func (e *showNotAvailable) Unwrap() []error { return []error{e.pg, extension.ErrNotFound} }
+
+// showPackages loads every package of the repository at its default
+// version. A package that fails to load is left out with a WARNING, so that
+// one broken package does not hide the others; a missing extensions
+// directory holds no packages, as PostgreSQL treats a missing extension
+// directory.
+func showPackages(c Conn, repo *extension.Repo) ([]*extension.Package, error) {
+	names, err := repo.Names()
+	if err != nil {
+		var pe *pgerr.Error
+		if errors.As(err, &pe) && pe.Code == pgerr.UndefinedFile {
+			return nil, nil
+		}
+		return nil, err
+	}
+	pkgs := make([]*extension.Package, 0, len(names))
+	for _, n := range names {
+		p, err := repo.Load(n)
+		if err != nil {
+			showWarnLeftOut(c, fmt.Sprintf("extension %q", n), err)
+			continue
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs, nil
+}
+
+// showWarnLeftOut tells the client that what is left out of a listing, and
+// why.
+func showWarnLeftOut(c Conn, what string, err error) {
+	msg, detail := err.Error(), ""
+	var pe *pgerr.Error
+	if errors.As(err, &pe) {
+		msg, detail = pe.Message, pe.Detail
+	}
+	c.Notice("WARNING", what+" is left out: "+msg, detail)
+}
+
+// showInstalled returns the version of each extension recorded in
+// pgverbs.extensions, which does not exist before the first INSTALL
+// EXTENSION in the database.
+func showInstalled(ctx context.Context, c Conn) (map[string]string, error) {
+	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	if len(res.Rows) == 0 || len(res.Rows[0]) == 0 || string(res.Rows[0][0]) != "t" {
+		return out, nil
+	}
+	if res, err = c.Exec(ctx, `SELECT name, version FROM pgverbs.extensions`); err != nil {
+		return nil, err
+	}
+	for _, v := range res.Rows {
+		if len(v) < 2 {
+			return nil, showShortRow()
+		}
+		out[string(v[0])] = string(v[1])
+	}
+	return out, nil
+}
+
+func showShortRow() error {
+	return pgerr.New(pgerr.InternalError, "pgverbs: a catalog query returned fewer columns than expected")
+}
+
+// requirements renders requirements as a control file writes them,
+// "bar (>= 1.1), baz", or NULL when there are none, as PostgreSQL shows
+// an extension without requires.
+func showRequirements(reqs []extension.Requirement) *string {
+	if len(reqs) == 0 {
+		return nil
+	}
+	parts := make([]string, len(reqs))
+	for i, r := range reqs {
+		parts[i] = r.String()
+	}
+	return strp(strings.Join(parts, ", "))
+}
+
+// showOrNull is s, or NULL when s is empty.
+func showOrNull(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// showText converts a value of a Result row.
+func showText(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+// showSortRows orders rows by the name column, byte-wise as PostgreSQL sorts
+// the name type, then the packages before the server's extensions (the
+// source column), then, when versionCol is not negative, by version.
+func showSortRows(rows [][]*string, nameCol, sourceCol, versionCol int) {
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if x, y := showDeref(a[nameCol]), showDeref(b[nameCol]); x != y {
+			return x < y
+		}
+		if x, y := showDeref(a[sourceCol]), showDeref(b[sourceCol]); x != y {
+			return x == showSourcePgverbs
+		}
+		return versionCol >= 0 && showCompareVersions(a[versionCol], b[versionCol]) < 0
+	})
+}
+
+// showCompareVersions orders versions with extension.CompareVersions, then
+// byte-wise, so that versions it holds equal (1.0, 1.0.0) keep a fixed
+// order; NULL comes last.
+func showCompareVersions(a, b *string) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	if c := extension.CompareVersions(*a, *b); c != 0 {
+		return c
+	}
+	return strings.Compare(*a, *b)
+}
+
+func showDeref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,2 @@
+CREATE OR REPLACE FUNCTION multi_version() RETURNS text LANGUAGE sql AS $$ SELECT '1.1'::text $$;
+CREATE FUNCTION multi_new_in_11() RETURNS int LANGUAGE sql AS $$ SELECT 11 $$;
