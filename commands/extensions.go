@@ -38,8 +38,19 @@ CREATE TABLE IF NOT EXISTS pgverbs.extension_objects (
     object_args  text[] NOT NULL,
     PRIMARY KEY (classid, objid)
 );
+CREATE OR REPLACE VIEW pgverbs.all_extensions AS
+    SELECT name, version, schema, requires, 'pgverbs'::text AS source, installed_by, installed_at
+      FROM pgverbs.extensions
+    UNION ALL
+    SELECT e.extname::text, e.extversion, n.nspname::text,
+           ARRAY(SELECT r.extname::text FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension r ON r.oid = d.refobjid
+                 WHERE d.classid = 'pg_catalog.pg_extension'::regclass AND d.objid = e.oid
+                   AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'n'),
+           'server'::text, pg_catalog.pg_get_userbyid(e.extowner)::text, NULL::timestamptz
+      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname NOT IN (SELECT name FROM pgverbs.extensions);
 GRANT USAGE ON SCHEMA pgverbs TO PUBLIC;
-GRANT SELECT ON pgverbs.extensions, pgverbs.extension_objects TO PUBLIC;
+GRANT SELECT ON pgverbs.extensions, pgverbs.extension_objects, pgverbs.all_extensions TO PUBLIC;
 COMMENT ON TABLE pgverbs.extensions IS 'extensions installed by pgverbs INSTALL EXTENSION'`
 
 	// lockSQL serialises every pgverbs extension change in the database,
@@ -62,7 +73,7 @@ func prepareCatalog(ctx context.Context, c Conn) error {
 	if _, err := c.Exec(ctx, lockSQL); err != nil {
 		return err
 	}
-	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL`)
+	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.all_extensions') IS NOT NULL`)
 	if err != nil {
 		return err
 	}

@@ -100,6 +100,11 @@ func TestNativePackages(t *testing.T) {
 		if err := conn.QueryRow(ctx, "SELECT usehstore_get('k=>v', 'k')").Scan(&s); err != nil || s != "v" {
 			t.Fatalf("usehstore_get: %q %v", s, err)
 		}
+		// One view lists both kinds, for \dx-like listings with plain SQL.
+		if err := conn.QueryRow(ctx, "SELECT string_agg(name || ':' || source, ',' ORDER BY name) FROM pgverbs.all_extensions").Scan(&s); err != nil ||
+			s != "hstore:server,plpgsql:server,usehstore:pgverbs" {
+			t.Fatalf("pgverbs.all_extensions: %q %v", s, err)
+		}
 		_, err = conn.Exec(ctx, "UNINSTALL EXTENSION hstore")
 		wantCode(t, err, "2BP01")
 		if _, err := conn.Exec(ctx, "UNINSTALL EXTENSION hstore CASCADE"); err != nil {
