@@ -62,6 +62,7 @@ func run(args []string) int {
 	registry := commands.NewRegistry()
 	registry.Register(commands.NewInstall(repo, cfg.ExtensionCollision == "package"))
 	registry.Register(commands.NewUninstall(repo))
+	registry.Register(commands.NewAlterExtension(repo))
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,

@@ -395,12 +395,20 @@ func (r *showRun) updatePaths(ctx context.Context, c Conn) ([][]*string, error) 
 
 // load loads package name, failing with an error that wraps
 // extension.ErrNotFound when the repository does not have it, including
-// names no package can have (which the server may still offer).
+// names no package can have (which the server may still offer) and a
+// missing extensions directory.
 func (r *showRun) load(name string) (*extension.Package, error) {
-	if extension.ValidName(name) != nil {
+	if extension.ValidName(name) != nil || showMissingDir(r.repo) {
 		return nil, &showNotAvailable{pgerr.New(pgerr.UndefinedObject, "extension %q is not available", name)}
 	}
 	return r.repo.Load(name)
+}
+
+// showMissingDir reports whether the extensions directory does not exist.
+func showMissingDir(repo *extension.Repo) bool {
+	_, err := repo.Names()
+	var pe *pgerr.Error
+	return errors.As(err, &pe) && pe.Code == pgerr.UndefinedFile
 }
 
 // showNotAvailable is the 42704 error for a name no package can have,
@@ -418,8 +426,7 @@ func (e *showNotAvailable) Unwrap() []error { return []error{e.pg, extension.Err
 func showPackages(c Conn, repo *extension.Repo) ([]*extension.Package, error) {
 	names, err := repo.Names()
 	if err != nil {
-		var pe *pgerr.Error
-		if errors.As(err, &pe) && pe.Code == pgerr.UndefinedFile {
+		if showMissingDir(repo) {
 			return nil, nil
 		}
 		return nil, err

@@ -58,6 +58,22 @@ func TestNativePackages(t *testing.T) {
 		}
 		_, err := conn.Exec(ctx, "INSTALL EXTENSION multi VERSION '1.1'")
 		wantCode(t, err, "22023") // no downgrade path
+		// ALTER EXTENSION ... UPDATE works on packages pgverbs manages.
+		if _, err := conn.Exec(ctx, "UNINSTALL EXTENSION multi; INSTALL EXTENSION multi VERSION '1.0'", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "ALTER EXTENSION multi UPDATE TO '1.1'"); err != nil {
+			t.Fatalf("ALTER EXTENSION UPDATE TO: %v", err)
+		}
+		if err := conn.QueryRow(ctx, "SELECT multi_version() || ' ' || multi_new_in_11()").Scan(&v); err != nil || v != "1.1 11" {
+			t.Fatalf("after ALTER EXTENSION UPDATE TO '1.1': %q %v", v, err)
+		}
+		if _, err := conn.Exec(ctx, "ALTER EXTENSION multi UPDATE"); err != nil {
+			t.Fatalf("ALTER EXTENSION UPDATE: %v", err)
+		}
+		if err := conn.QueryRow(ctx, "SELECT multi_version()").Scan(&v); err != nil || v != "2.0" {
+			t.Fatalf("after ALTER EXTENSION UPDATE: %q %v", v, err)
+		}
 	})
 
 	t.Run("C library refused", func(t *testing.T) {
@@ -83,6 +99,12 @@ func TestNativePackages(t *testing.T) {
 		}
 		_, err := conn.Exec(ctx, "INSTALL EXTENSION hstore")
 		wantCode(t, err, "42710")
+		// ALTER EXTENSION on a server extension goes to the server untouched.
+		if _, err := conn.Exec(ctx, "ALTER EXTENSION hstore UPDATE"); err != nil {
+			t.Fatalf("ALTER EXTENSION on a server extension: %v", err)
+		}
+		_, err = conn.Exec(ctx, "ALTER EXTENSION hstore UPDATE TO '0.1'")
+		wantCode(t, err, "22023") // the server's own error
 		if _, err := conn.Exec(ctx, "UNINSTALL EXTENSION hstore"); err != nil {
 			t.Fatal(err)
 		}
