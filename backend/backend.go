@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,6 +37,25 @@ type Target struct {
 	// tlsRequired is false for sslmode=prefer/allow, where a server that
 	// answers 'N' is accepted in plaintext.
 	tlsRequired bool
+	// explicitUser is set when the conninfo or PGUSER names a user.
+	explicitUser bool
+}
+
+// namesUser reports whether a conninfo names a user: URL userinfo, a user
+// parameter, or PGUSER in the environment.
+func namesUser(conninfo string) bool {
+	if os.Getenv("PGUSER") != "" {
+		return true
+	}
+	if u, err := url.Parse(conninfo); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		return (u.User != nil && u.User.Username() != "") || u.Query().Get("user") != ""
+	}
+	for _, f := range strings.Fields(conninfo) {
+		if strings.HasPrefix(f, "user=") || strings.HasPrefix(f, "user =") {
+			return true
+		}
+	}
+	return strings.Contains(conninfo, "user=") || strings.Contains(conninfo, "user =")
 }
 
 // Parse parses a libpq URL or key=value conninfo. The conninfo may hold a
@@ -45,7 +66,7 @@ func Parse(conninfo string) (*Target, error) {
 		// pgconn redacts the password in ParseConfigError's text.
 		return nil, fmt.Errorf("parse backend conninfo: %w", err)
 	}
-	t := &Target{cfg: cfg, tlsConfig: cfg.TLSConfig}
+	t := &Target{cfg: cfg, tlsConfig: cfg.TLSConfig, explicitUser: namesUser(conninfo)}
 	t.tlsRequired = cfg.TLSConfig != nil
 	for _, fb := range cfg.Fallbacks {
 		// Fallbacks that are another host are not followed: pgverbs fronts
@@ -77,6 +98,10 @@ func (t *Target) Address() (network, address string) { return t.network, t.addre
 
 // User returns the user name from the conninfo (or libpq's default).
 func (t *Target) User() string { return t.cfg.User }
+
+// HasUser reports whether the conninfo (or PGUSER) names a user, rather
+// than pgconn defaulting to the OS user.
+func (t *Target) HasUser() bool { return t.explicitUser }
 
 // Database returns the database from the conninfo.
 func (t *Target) Database() string { return t.cfg.Database }

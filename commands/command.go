@@ -58,6 +58,15 @@ type Prepared interface {
 	Execute(ctx context.Context, c Conn) (*Outcome, error)
 }
 
+// Standalone is implemented by prepared commands that do not run on the
+// client's session (BASE BACKUP runs on the proxy's own connections): like
+// VACUUM they refuse to run inside a transaction block or a multi-statement
+// query, and a cancel request or the client leaving cancels the context
+// Execute gets.
+type Standalone interface {
+	Standalone()
+}
+
 // Parser is implemented by commands: it parses a statement whose leading
 // keywords matched. Syntax errors are *pgerr.Error with SQLSTATE 42601 and
 // a position relative to sql.

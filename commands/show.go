@@ -233,9 +233,11 @@ func (r *showRun) extensions(ctx context.Context, c Conn) ([][]*string, error) {
 	if err != nil {
 		return nil, err
 	}
-	installed, err := showInstalled(ctx, c)
-	if err != nil {
-		return nil, err
+	installed := map[string]string{}
+	if len(pkgs) > 0 {
+		if installed, err = showInstalled(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	var rows [][]*string
 	for _, p := range pkgs {

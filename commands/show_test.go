@@ -14,27 +14,29 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
+var showParseCases = []struct {
+	sql  string
+	want commands.ShowStmt
+}{
+	{"SHOW AVAILABLE EXTENSIONS", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
+	{"show available extensions;", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
+	{"Show /* a /* nested */ b */ Available -- x\n Extensions ; ;\n", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
+	{"-- lead\nSHOW\tAVAILABLE\nEXTENSIONS -- trail", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS ;", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions}},
+	{"show available extension versions HStore", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "hstore"}},
+	{`SHOW AVAILABLE EXTENSION VERSIONS "uuid-ossp";`, commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "uuid-ossp"}},
+	{`SHOW AVAILABLE EXTENSION VERSIONS "A""b"`, commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: `A"b`}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS version", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "version"}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS versions", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "versions"}},
+	{"SHOW EXTENSION UPDATE PATHS hstore", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "hstore"}},
+	{`show extension update paths "My Ext";`, commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "My Ext"}},
+	{"SHOW/**/EXTENSION/**/UPDATE/**/PATHS/**/Int", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "int"}},
+	{"SHOW EXTENSION UPDATE PATHS Éclair", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "Éclair"}},
+}
+
 func TestParseShow(t *testing.T) {
-	for _, tc := range []struct {
-		sql  string
-		want commands.ShowStmt
-	}{
-		{"SHOW AVAILABLE EXTENSIONS", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-		{"show available extensions;", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-		{"Show /* a /* nested */ b */ Available -- x\n Extensions ; ;\n", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-		{"-- lead\nSHOW\tAVAILABLE\nEXTENSIONS -- trail", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-		{"SHOW AVAILABLE EXTENSION VERSIONS", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions}},
-		{"SHOW AVAILABLE EXTENSION VERSIONS ;", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions}},
-		{"show available extension versions HStore", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "hstore"}},
-		{`SHOW AVAILABLE EXTENSION VERSIONS "uuid-ossp";`, commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "uuid-ossp"}},
-		{`SHOW AVAILABLE EXTENSION VERSIONS "A""b"`, commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: `A"b`}},
-		{"SHOW AVAILABLE EXTENSION VERSIONS version", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "version"}},
-		{"SHOW AVAILABLE EXTENSION VERSIONS versions", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "versions"}},
-		{"SHOW EXTENSION UPDATE PATHS hstore", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "hstore"}},
-		{`show extension update paths "My Ext";`, commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "My Ext"}},
-		{"SHOW/**/EXTENSION/**/UPDATE/**/PATHS/**/Int", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "int"}},
-		{"SHOW EXTENSION UPDATE PATHS Éclair", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "Éclair"}},
-	} {
+	for _, tc := range showParseCases {
 		got, err := commands.ParseShow(tc.sql)
 		if err != nil {
 			t.Errorf("ParseShow(%q): %v", tc.sql, err)
@@ -46,42 +48,44 @@ func TestParseShow(t *testing.T) {
 	}
 }
 
+var showErrorCases = []struct {
+	sql string
+	msg string
+	pos int32
+}{
+	{"SHOW AVAILABLE EXTENSIONS foo", `syntax error at or near "foo"`, 27},
+	{"SHOW AVAILABLE", "syntax error at end of input", 15},
+	{"SHOW AVAILABLE ", "syntax error at end of input", 16},
+	{"SHOW AVAILABLE EXTENSION", "syntax error at end of input", 25},
+	{"SHOW AVAILABLE EXTENSION VERSION x", `syntax error at or near "VERSION"`, 26},
+	{"SHOW AVAILABLE EXTENSION VERSIONS a b", `syntax error at or near "b"`, 37},
+	{"SHOW AVAILABLE EXTENSION VERSIONS a, b", `syntax error at or near ","`, 36},
+	{"SHOW AVAILABLE EXTENSION VERSIONS select", `syntax error at or near "select"`, 35},
+	{"SHOW AVAILABLE EXTENSION VERSIONS a.b", `syntax error at or near "."`, 36},
+	{"SHOW AVAILABLE EXTENSION VERSIONS 'a'", `syntax error at or near "'a'"`, 35},
+	{"SHOW EXTENSION UPDATE PATHS", "syntax error at end of input", 28},
+	{"SHOW EXTENSION UPDATE PATHS;", `syntax error at or near ";"`, 28},
+	{"SHOW EXTENSION UPDATE PATH x", `syntax error at or near "PATH"`, 23},
+	{"SHOW EXTENSION PATHS x", `syntax error at or near "PATHS"`, 16},
+	{"SHOW EXTENSION UPDATE PATHS 'x'", `syntax error at or near "'x'"`, 29},
+	{"SHOW EXTENSION UPDATE PATHS x y", `syntax error at or near "y"`, 31},
+	{"SHOW EXTENSION UPDATE PATHS x; SELECT 1", `syntax error at or near "SELECT"`, 32},
+	{`SHOW "AVAILABLE" EXTENSIONS`, `syntax error at or near ""AVAILABLE""`, 6},
+	{`SHOW AVAILABLE "EXTENSIONS"`, `syntax error at or near ""EXTENSIONS""`, 16},
+	{`SHOW EXTENSION UPDATE "PATHS" x`, `syntax error at or near ""PATHS""`, 23},
+	{"SHOW search_path", `syntax error at or near "search_path"`, 6},
+	{"SHOW", "syntax error at end of input", 5},
+	{"SELECT 1", `syntax error at or near "SELECT"`, 1},
+	{`SHOW EXTENSION UPDATE PATHS ""`, `zero-length delimited identifier at or near """"`, 29},
+	{"SHOW AVAILABLE EXTENSIONS 'x", `unterminated quoted string at or near "'x"`, 27},
+	{"SHOW AVAILABLE EXTENSIONS x 'y", `syntax error at or near "x"`, 27},
+	{"SHOW AVAILABLE EXTENSIONS\x00", "statement contains a null byte", 26},
+	{`SHOW EXTENSION UPDATE PATHS "é" x`, `syntax error at or near "x"`, 33},
+	{"/* €€ */ SHOW AVAILABLE EXTENSIONS x", `syntax error at or near "x"`, 36},
+}
+
 func TestParseShowErrors(t *testing.T) {
-	for _, tc := range []struct {
-		sql string
-		msg string
-		pos int32
-	}{
-		{"SHOW AVAILABLE EXTENSIONS foo", `syntax error at or near "foo"`, 27},
-		{"SHOW AVAILABLE", "syntax error at end of input", 15},
-		{"SHOW AVAILABLE ", "syntax error at end of input", 16},
-		{"SHOW AVAILABLE EXTENSION", "syntax error at end of input", 25},
-		{"SHOW AVAILABLE EXTENSION VERSION x", `syntax error at or near "VERSION"`, 26},
-		{"SHOW AVAILABLE EXTENSION VERSIONS a b", `syntax error at or near "b"`, 37},
-		{"SHOW AVAILABLE EXTENSION VERSIONS a, b", `syntax error at or near ","`, 36},
-		{"SHOW AVAILABLE EXTENSION VERSIONS select", `syntax error at or near "select"`, 35},
-		{"SHOW AVAILABLE EXTENSION VERSIONS a.b", `syntax error at or near "."`, 36},
-		{"SHOW AVAILABLE EXTENSION VERSIONS 'a'", `syntax error at or near "'a'"`, 35},
-		{"SHOW EXTENSION UPDATE PATHS", "syntax error at end of input", 28},
-		{"SHOW EXTENSION UPDATE PATHS;", `syntax error at or near ";"`, 28},
-		{"SHOW EXTENSION UPDATE PATH x", `syntax error at or near "PATH"`, 23},
-		{"SHOW EXTENSION PATHS x", `syntax error at or near "PATHS"`, 16},
-		{"SHOW EXTENSION UPDATE PATHS 'x'", `syntax error at or near "'x'"`, 29},
-		{"SHOW EXTENSION UPDATE PATHS x y", `syntax error at or near "y"`, 31},
-		{"SHOW EXTENSION UPDATE PATHS x; SELECT 1", `syntax error at or near "SELECT"`, 32},
-		{`SHOW "AVAILABLE" EXTENSIONS`, `syntax error at or near ""AVAILABLE""`, 6},
-		{`SHOW AVAILABLE "EXTENSIONS"`, `syntax error at or near ""EXTENSIONS""`, 16},
-		{`SHOW EXTENSION UPDATE "PATHS" x`, `syntax error at or near ""PATHS""`, 23},
-		{"SHOW search_path", `syntax error at or near "search_path"`, 6},
-		{"SHOW", "syntax error at end of input", 5},
-		{"SELECT 1", `syntax error at or near "SELECT"`, 1},
-		{`SHOW EXTENSION UPDATE PATHS ""`, `zero-length delimited identifier at or near """"`, 29},
-		{"SHOW AVAILABLE EXTENSIONS 'x", `unterminated quoted string at or near "'x"`, 27},
-		{"SHOW AVAILABLE EXTENSIONS x 'y", `syntax error at or near "x"`, 27},
-		{"SHOW AVAILABLE EXTENSIONS\x00", "statement contains a null byte", 26},
-		{`SHOW EXTENSION UPDATE PATHS "é" x`, `syntax error at or near "x"`, 33},
-		{"/* €€ */ SHOW AVAILABLE EXTENSIONS x", `syntax error at or near "x"`, 36},
-	} {
+	for _, tc := range showErrorCases {
 		st, err := commands.ParseShow(tc.sql)
 		if err == nil {
 			t.Errorf("ParseShow(%q) = %+v, want error", tc.sql, *st)
@@ -89,6 +93,45 @@ func TestParseShowErrors(t *testing.T) {
 		}
 		checkShowError(t, tc.sql, err, tc.msg, tc.pos)
 	}
+}
+
+// FuzzShowGrammar requires that ParseShow does not panic, that its errors
+// keep the documented contract, and that what it accepts survives a
+// canonical rendering.
+func FuzzShowGrammar(f *testing.F) {
+	for _, tc := range showParseCases {
+		f.Add(tc.sql)
+	}
+	for _, tc := range showErrorCases {
+		f.Add(tc.sql)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		st, err := commands.ParseShow(sql)
+		if err != nil {
+			checkError(t, sql, err)
+			return
+		}
+		var again string
+		switch st.Kind {
+		case commands.ShowAvailableExtensions:
+			again = "SHOW AVAILABLE EXTENSIONS"
+		case commands.ShowAvailableExtensionVersions:
+			again = "SHOW AVAILABLE EXTENSION VERSIONS"
+		case commands.ShowExtensionUpdatePaths:
+			again = "SHOW EXTENSION UPDATE PATHS"
+		default:
+			t.Fatalf("%q: kind %d", sql, st.Kind)
+		}
+		if st.Name != "" {
+			again += " " + quoteIdent(st.Name)
+		} else if st.Kind == commands.ShowExtensionUpdatePaths {
+			t.Fatalf("%q: no name", sql)
+		}
+		got, err := commands.ParseShow(again)
+		if err != nil || *got != *st {
+			t.Fatalf("%q parsed as %+v; rendered %q parsed as %+v, %v", sql, *st, again, got, err)
+		}
+	})
 }
 
 func checkShowError(t *testing.T, sql string, err error, msg string, pos int32) {

@@ -43,6 +43,11 @@ func (s *Server) handleCancel(log *zap.Logger, p *startupPacket) {
 		return
 	}
 	target := v.(*session)
+	if c := target.cmdCancel.Load(); c != nil {
+		// A standalone command (BASE BACKUP) runs on the proxy's own
+		// connections: cancel it directly.
+		(*c)()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
 	if err := s.target.Cancel(ctx, target.backendPID, target.backendSecret); err != nil {

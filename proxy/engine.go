@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -248,6 +250,8 @@ func (c *execConn) Notice(severity, message, detail string) {
 	n := pgproto3.NoticeResponse{Severity: severity, SeverityUnlocalized: severity, Code: "00000", Message: message, Detail: detail}
 	b, _ := n.Encode(nil)
 	c.s.cw.Write(b)
+	// Progress notices of long commands must reach psql as they happen.
+	_ = c.s.cw.Flush()
 }
 
 // Exec runs one statement on the backend with the internal prepared
@@ -440,6 +444,13 @@ func (s *session) simpleQuery(sql string, stmts []commands.Statement) error {
 	c := &execConn{s: s}
 	ctx := context.Background()
 	preps, err := parseAll(sql, stmts)
+	if err == nil && len(stmts) > 1 {
+		for _, p := range preps {
+			if _, ok := p.(commands.Standalone); ok {
+				err = errInBlock(commandName(p))
+			}
+		}
+	}
 	if err != nil {
 		if err := s.fail(c, err); err != nil {
 			return err
@@ -499,10 +510,67 @@ func parseAll(sql string, stmts []commands.Statement) ([]commands.Prepared, erro
 	return preps, nil
 }
 
+// errInBlock is PostgreSQL's refusal of VACUUM and the like in a
+// transaction block, for standalone commands.
+func errInBlock(what string) *pgerr.Error {
+	return &pgerr.Error{Severity: pgerr.SeverityError, Code: pgerr.ActiveSQLTransaction,
+		Message: what + " cannot run inside a transaction block"}
+}
+
+// execute runs a prepared command. Standalone commands (which do their
+// work on the proxy's own connections) are refused inside a transaction
+// block, and get a context that a cancel request or the client leaving
+// cancels.
+func (s *session) execute(c *execConn, prep commands.Prepared) (*commands.Outcome, error) {
+	if _, ok := prep.(commands.Standalone); !ok {
+		return prep.Execute(context.Background(), c)
+	}
+	if status, _, _ := s.t.state(); status != 'I' {
+		return nil, errInBlock(commandName(prep))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.cmdCancel.Store(&cancel)
+	defer s.cmdCancel.Store(nil)
+	stop := s.watchClient(cancel)
+	defer stop()
+	return prep.Execute(ctx, c)
+}
+
+// commandName names a prepared command in messages.
+func commandName(prep commands.Prepared) string {
+	if n, ok := prep.(interface{ CommandName() string }); ok {
+		return n.CommandName()
+	}
+	return "this command"
+}
+
+// watchClient calls cancel if the client goes away while a standalone
+// command runs. The engine does not read the client meanwhile, so a
+// goroutine may wait on the reader; stop wakes it with a read deadline and
+// waits for it, leaving whatever the client sent buffered.
+func (s *session) watchClient(cancel func()) (stop func()) {
+	var stopping atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := s.cr.Peek(1); err != nil && !stopping.Load() {
+			s.log.Debug("client left during a command; cancelling it", zap.Error(err))
+			cancel()
+		}
+	}()
+	return func() {
+		stopping.Store(true)
+		_ = s.client.SetReadDeadline(time.Now())
+		<-done
+		_ = s.client.SetReadDeadline(time.Time{})
+	}
+}
+
 // runCommand runs one parsed command of a simple query, writing its
 // replies.
 func (s *session) runCommand(ctx context.Context, c *execConn, prep commands.Prepared) error {
-	out, err := prep.Execute(ctx, c)
+	out, err := s.execute(c, prep)
 	if err != nil {
 		return s.fail(c, err)
 	}
@@ -690,7 +758,7 @@ func (s *session) extExecute(prep commands.Prepared) error {
 		if err := s.refuseIfAborted(c); err != nil || c.failed {
 			return err
 		}
-		out, err := prep.Execute(context.Background(), c)
+		out, err := s.execute(c, prep)
 		if err != nil {
 			return s.fail(c, err)
 		}

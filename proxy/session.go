@@ -50,6 +50,9 @@ type session struct {
 	t      *tracker
 	eng    engine
 	bigMsg bool // the message being intercepted was read whole
+	// cmdCancel cancels the standalone command running, if any, for a
+	// CancelRequest.
+	cmdCancel atomic.Pointer[context.CancelFunc]
 	// minor is the protocol minor version in effect, for the cancel key size.
 	minor uint16
 

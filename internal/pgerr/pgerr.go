@@ -26,6 +26,7 @@ const (
 	InternalError           Code = "XX000"
 	InvalidTransactionState Code = "25000"
 	InFailedTransaction     Code = "25P02"
+	ActiveSQLTransaction    Code = "25001"
 	// Extension commands.
 	InvalidSchemaName          Code = "3F000"
 	DependentObjectsStillExist Code = "2BP01"
