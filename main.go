@@ -63,6 +63,9 @@ func run(args []string) int {
 	registry.Register(commands.NewInstall(repo, cfg.ExtensionCollision == "package"))
 	registry.Register(commands.NewUninstall(repo))
 	registry.Register(commands.NewAlterExtension(repo))
+	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensions))
+	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensionVersions))
+	registry.Register(commands.NewShow(repo, commands.ShowExtensionUpdatePaths))
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,

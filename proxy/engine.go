@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -41,19 +45,21 @@ type engine struct {
 type portal struct {
 	prep  commands.Prepared
 	epoch uint64
+	// formats are the result format codes the client asked for in Bind.
+	formats []int16
 }
 
 // lookupPortal returns the live command portal of that name.
-func (s *session) lookupPortal(name string) (commands.Prepared, bool) {
+func (s *session) lookupPortal(name string) (portal, bool) {
 	p, ok := s.eng.portals[name]
 	if !ok {
-		return nil, false
+		return portal{}, false
 	}
 	if p.epoch != s.t.txEpoch() {
 		delete(s.eng.portals, name)
-		return nil, false
+		return portal{}, false
 	}
-	return p.prep, true
+	return p, true
 }
 
 // intercept looks at a client message before it is forwarded. handled means
@@ -139,28 +145,28 @@ func (s *session) intercept(typ byte, total int) (handled bool, err error) {
 			return false, nil
 		}
 		kind, name := body[0], string(cstring(body[1:]))
-		var prep commands.Prepared
+		var p portal
 		var ok bool
 		if kind == 'S' {
-			prep, ok = s.eng.stmts[name]
+			p.prep, ok = s.eng.stmts[name]
 		} else {
-			prep, ok = s.lookupPortal(name)
+			p, ok = s.lookupPortal(name)
 		}
 		if !ok {
 			return false, nil
 		}
 		s.consume(total)
 		if typ == 'D' {
-			return true, s.extDescribe(kind, prep)
+			return true, s.extDescribe(kind, p)
 		}
 		return true, s.extClose(kind, name)
 	case 'E':
-		prep, ok := s.lookupPortal(string(cstring(body)))
+		p, ok := s.lookupPortal(string(cstring(body)))
 		if !ok {
 			return false, nil
 		}
 		s.consume(total)
-		return true, s.extExecute(prep)
+		return true, s.extExecute(p)
 	}
 	return false, nil
 }
@@ -574,19 +580,28 @@ func (s *session) runCommand(ctx context.Context, c *execConn, prep commands.Pre
 	if err != nil {
 		return s.fail(c, err)
 	}
-	s.writeOutcome(prep.Columns(), out, true)
-	return nil
+	return s.writeOutcome(c, prep.Columns(), nil, out, true)
 }
 
-// writeOutcome writes a command's rows and CommandComplete.
-func (s *session) writeOutcome(cols []commands.Column, out *commands.Outcome, withDescription bool) {
+// writeOutcome writes a command's rows and CommandComplete, each value in
+// the format the client asked for (formats nil: text).
+func (s *session) writeOutcome(c *execConn, cols []commands.Column, formats []int16, out *commands.Outcome, withDescription bool) error {
 	if len(cols) > 0 && withDescription {
-		s.cw.Write(rowDescription(cols))
+		s.cw.Write(rowDescription(cols, formats))
 	}
 	for _, r := range out.Rows {
 		dr := pgproto3.DataRow{Values: make([][]byte, len(r))}
 		for i, v := range r {
-			if v != nil {
+			if v == nil {
+				continue
+			}
+			if i < len(formats) && formats[i] == 1 {
+				b, err := binaryValue(cols[i].TypeOID, *v)
+				if err != nil {
+					return s.fail(c, err)
+				}
+				dr.Values[i] = b
+			} else {
 				dr.Values[i] = []byte(*v)
 			}
 		}
@@ -595,14 +610,100 @@ func (s *session) writeOutcome(cols []commands.Column, out *commands.Outcome, wi
 	}
 	b, _ := (&pgproto3.CommandComplete{CommandTag: []byte(out.Tag)}).Encode(nil)
 	s.cw.Write(b)
+	return nil
 }
 
-func rowDescription(cols []commands.Column) []byte {
+// resultFormats expands Bind's result format codes to one per column, as
+// the protocol defines: none means text, one applies to all.
+func resultFormats(cols []commands.Column, codes []int16) ([]int16, error) {
+	out := make([]int16, len(cols))
+	switch len(codes) {
+	case 0:
+	case 1:
+		for i := range out {
+			out[i] = codes[0]
+		}
+	default:
+		if len(codes) != len(cols) {
+			return nil, pgerr.New(pgerr.ProtocolViolation, "bind message has %d result formats but query has %d columns", len(codes), len(cols))
+		}
+		copy(out, codes)
+	}
+	for i, f := range out {
+		if f != 0 && f != 1 {
+			return nil, pgerr.New(pgerr.ProtocolViolation, "unsupported format code: %d", f)
+		}
+		if f == 1 {
+			if _, err := binaryValue(cols[i].TypeOID, zeroText(cols[i].TypeOID)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// zeroText is a valid text value of the type, to check binary support.
+func zeroText(oid uint32) string {
+	switch oid {
+	case 16:
+		return "f"
+	case 3220:
+		return "0/0"
+	}
+	return "0"
+}
+
+// binaryValue encodes a text value of a command's result column in the
+// binary format of its type. Commands return a few types only.
+func binaryValue(oid uint32, text string) ([]byte, error) {
+	switch oid {
+	case 25, 1043, 19: // text, varchar, name: binary is the bytes
+		return []byte(text), nil
+	case 16:
+		if text == "t" {
+			return []byte{1}, nil
+		}
+		return []byte{0}, nil
+	case 23:
+		n, err := strconv.ParseInt(text, 10, 32)
+		if err != nil {
+			return nil, err
+		}
+		return binary.BigEndian.AppendUint32(nil, uint32(n)), nil
+	case 20:
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		return binary.BigEndian.AppendUint64(nil, uint64(n)), nil
+	case 701:
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return nil, err
+		}
+		return binary.BigEndian.AppendUint64(nil, math.Float64bits(f)), nil
+	case 3220: // pg_lsn: X/Y hex halves of a uint64
+		hi, lo, ok := strings.Cut(text, "/")
+		h, err1 := strconv.ParseUint(hi, 16, 32)
+		l, err2 := strconv.ParseUint(lo, 16, 32)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("invalid pg_lsn %q", text)
+		}
+		return binary.BigEndian.AppendUint64(nil, h<<32|l), nil
+	}
+	return nil, pgerr.New(pgerr.FeatureNotSupported, "binary format is not supported for result type %d of a pgverbs command", oid)
+}
+
+func rowDescription(cols []commands.Column, formats []int16) []byte {
 	rd := pgproto3.RowDescription{}
-	for _, c := range cols {
-		rd.Fields = append(rd.Fields, pgproto3.FieldDescription{
+	for i, c := range cols {
+		fd := pgproto3.FieldDescription{
 			Name: []byte(c.Name), DataTypeOID: c.TypeOID, DataTypeSize: -1, TypeModifier: -1,
-		})
+		}
+		if i < len(formats) {
+			fd.Format = formats[i]
+		}
+		rd.Fields = append(rd.Fields, fd)
 	}
 	b, _ := rd.Encode(nil)
 	return b
@@ -717,21 +818,25 @@ func (s *session) extBind(name string, prep commands.Prepared, rest []byte) erro
 		if s.eng.portals == nil {
 			s.eng.portals = map[string]portal{}
 		}
-		s.eng.portals[name] = portal{prep: prep, epoch: s.t.txEpoch()}
+		formats, err := resultFormats(prep.Columns(), b.ResultFormatCodes)
+		if err != nil {
+			return s.fail(c, err)
+		}
+		s.eng.portals[name] = portal{prep: prep, epoch: s.t.txEpoch(), formats: formats}
 		s.cw.Write([]byte{'2', 0, 0, 0, 4})
 		return nil
 	})
 }
 
 // extDescribe handles Describe of a command statement or portal.
-func (s *session) extDescribe(kind byte, prep commands.Prepared) error {
+func (s *session) extDescribe(kind byte, p portal) error {
 	return s.extStep(func(c *execConn) error {
 		if kind == 'S' {
 			b, _ := (&pgproto3.ParameterDescription{}).Encode(nil)
 			s.cw.Write(b)
 		}
-		if cols := prep.Columns(); len(cols) > 0 {
-			s.cw.Write(rowDescription(cols))
+		if cols := p.prep.Columns(); len(cols) > 0 {
+			s.cw.Write(rowDescription(cols, p.formats))
 		} else {
 			s.cw.Write([]byte{'n', 0, 0, 0, 4})
 		}
@@ -753,7 +858,8 @@ func (s *session) extClose(kind byte, name string) error {
 }
 
 // extExecute handles Execute of a command portal.
-func (s *session) extExecute(prep commands.Prepared) error {
+func (s *session) extExecute(p portal) error {
+	prep := p.prep
 	return s.extStep(func(c *execConn) error {
 		if err := s.refuseIfAborted(c); err != nil || c.failed {
 			return err
@@ -762,8 +868,7 @@ func (s *session) extExecute(prep commands.Prepared) error {
 		if err != nil {
 			return s.fail(c, err)
 		}
-		s.writeOutcome(prep.Columns(), out, false)
-		return nil
+		return s.writeOutcome(c, prep.Columns(), p.formats, out, false)
 	})
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // showModes are the ways pgx runs a query: the simple protocol, and the
@@ -18,15 +17,11 @@ var showModes = []pgx.QueryExecMode{
 }
 
 // showQuery runs sql with pgx in mode and returns the column names and the
-// rows as "a|b|NULL", reading every value as text (installed as a bool).
-//
-// The engine sends command rows in text format only, whatever result
-// formats Bind asks for, while pgx's extended modes ask for bool in binary
-// and would read "t" as false; so bool is requested in text, as a client
-// must for now.
+// rows as "a|b|NULL". pgx's extended modes ask for bool in binary, so the
+// installed column also checks the engine's binary result formats.
 func showQuery(t *testing.T, ctx context.Context, conn *pgx.Conn, mode pgx.QueryExecMode, sql string) ([]string, []string) {
 	t.Helper()
-	rows, err := conn.Query(ctx, sql, mode, pgx.QueryResultFormatsByOID{pgtype.BoolOID: pgx.TextFormatCode})
+	rows, err := conn.Query(ctx, sql, mode)
 	if err != nil {
 		t.Fatalf("%s (%v): %v", sql, mode, err)
 	}
