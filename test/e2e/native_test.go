@@ -76,6 +76,24 @@ func TestNativePackages(t *testing.T) {
 		}
 	})
 
+	t.Run("upgrade rechecks dependents' constraints", func(t *testing.T) {
+		conn := connect(t, freshDB(t, c, p, "pinned"))
+		if _, err := conn.Exec(ctx, "INSTALL EXTENSION multi VERSION '1.0'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "INSTALL EXTENSION pinmulti"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := conn.Exec(ctx, "ALTER EXTENSION multi UPDATE TO '2.0'")
+		e := wantCode(t, err, "22023")
+		if !strings.Contains(e.Message, "pinmulti") {
+			t.Fatalf("error does not name the dependent: %q", e.Message)
+		}
+		if _, err := conn.Exec(ctx, "ALTER EXTENSION multi UPDATE TO '1.1'"); err != nil {
+			t.Fatalf("an upgrade the constraint allows: %v", err)
+		}
+	})
+
 	t.Run("C library refused", func(t *testing.T) {
 		conn := connect(t, freshDB(t, c, p, "cext"))
 		_, err := conn.Exec(ctx, "INSTALL EXTENSION cext")

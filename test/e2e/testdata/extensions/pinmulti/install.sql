@@ -1,0 +1,1 @@
+CREATE FUNCTION pinmulti_ok() RETURNS bool LANGUAGE sql AS $$ SELECT true $$;
