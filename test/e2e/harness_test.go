@@ -27,7 +27,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pgverbsBin = filepath.Join(dir, "pgverbs")
-	build := exec.Command("go", "build", "-o", pgverbsBin, "github.com/pgverbs/pgverbs")
+	args := []string{"build", "-o", pgverbsBin}
+	if os.Getenv("PGVERBS_E2E_RACE") != "" {
+		// The proxy under test built with the race detector: its log then
+		// shows any data race, and it exits non-zero at shutdown.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/pgverbs/pgverbs")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build pgverbs:", err)
@@ -127,6 +133,9 @@ func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
 		case <-time.After(10 * time.Second):
 			_ = p.cmd.Process.Kill()
 			<-p.done
+		}
+		if strings.Contains(p.Log.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in pgverbs")
 		}
 		if t.Failed() {
 			t.Logf("pgverbs log:\n%s", p.Log.String())
