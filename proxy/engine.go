@@ -405,7 +405,7 @@ func serverError(msg []byte) *commands.ServerError {
 	return &commands.ServerError{Raw: msg, Code: er.Code, Message: er.Message}
 }
 
-// abortMsg is the statement the engine runs to put the server's transaction
+// abortSQL is the statement the engine runs to put the server's transaction
 // into the failed state when a command fails on the proxy's side, so that
 // the client's transaction behaves as if the server had raised the error.
 const abortSQL = `DO $pgverbs$ BEGIN RAISE EXCEPTION 'pgverbs command failed'; END $pgverbs$`

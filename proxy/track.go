@@ -181,8 +181,8 @@ func (t *tracker) pop() {
 	}
 }
 
-// idle reports whether nothing is outstanding, and whether the outstanding
-// work includes extended-protocol replies (for which a Flush is needed).
+// outstanding reports whether replies are still due, and whether they
+// include extended-protocol ones (for which the server needs a Flush).
 func (t *tracker) outstanding() (pending, needFlush bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
