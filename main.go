@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -66,6 +67,7 @@ func run(args []string) int {
 	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensions))
 	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensionVersions))
 	registry.Register(commands.NewShow(repo, commands.ShowExtensionUpdatePaths))
+	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(target)))
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,
@@ -143,6 +145,22 @@ func reload(log *zap.Logger, args []string, old *conf.Config, level zap.AtomicLe
 	}
 	log.Info("SIGHUP: configuration reloaded", zap.String("log_level", cfg.LogLevel), zap.Int("max_client_conns", cfg.MaxClientConns))
 	return cfg
+}
+
+// backupConnect opens BASE BACKUP's connections to the backend: with the
+// backend URL's credentials when it names a user, else as the client's own
+// user (trust or .pgpass setups).
+func backupConnect(target *backend.Target) commands.ConnectFunc {
+	return func(ctx context.Context, user, database string, replication bool) (*pgconn.PgConn, error) {
+		if target.HasUser() {
+			user = ""
+		}
+		var params map[string]string
+		if replication {
+			params = map[string]string{"replication": "database"}
+		}
+		return target.Connect(ctx, user, database, params)
+	}
 }
 
 func limits(cfg *conf.Config) proxy.Limits {

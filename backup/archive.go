@@ -1,0 +1,286 @@
+package backup
+
+import (
+	"archive/tar"
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// compressionSuffix is the file name suffix pg_basebackup uses per
+// algorithm.
+func compressionSuffix(alg string) string {
+	switch alg {
+	case "gzip":
+		return ".gz"
+	case "lz4":
+		return ".lz4"
+	case "zstd":
+		return ".zst"
+	}
+	return ""
+}
+
+// outFile is a file in the target written through an optional compressor.
+type outFile struct {
+	name string // relative to the target, for messages
+	f    *os.File
+	w    io.Writer      // what Write writes to: f or the compressor
+	c    io.WriteCloser // the compressor, nil without compression
+	n    int64          // bytes written before compression
+}
+
+// createOut creates name (0600, must not exist) in dir, compressed with alg
+// at level (0: default).
+func createOut(dir *os.Root, name, alg string, level int) (*outFile, error) {
+	name += compressionSuffix(alg)
+	f, err := dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fileError("create", name, err)
+	}
+	o := &outFile{name: name, f: f, w: f}
+	switch alg {
+	case "gzip":
+		if level == 0 {
+			level = gzip.DefaultCompression
+		}
+		o.c, err = gzip.NewWriterLevel(f, level)
+	case "lz4":
+		w := lz4.NewWriter(f)
+		lv := lz4.Fast
+		if level > 0 {
+			lv = lz4.Level1 << min(level-1, 8)
+		}
+		err = w.Apply(lz4.CompressionLevelOption(lv))
+		o.c = w
+	case "zstd":
+		zl := zstd.SpeedDefault
+		if level > 0 {
+			zl = zstd.EncoderLevelFromZstd(level)
+		}
+		o.c, err = zstd.NewWriter(f, zstd.WithEncoderLevel(zl))
+	}
+	if err != nil {
+		f.Close()
+		return nil, fileError("set up compression for", name, err)
+	}
+	if o.c != nil {
+		o.w = o.c
+	}
+	return o, nil
+}
+
+func (o *outFile) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	o.n += int64(n)
+	if err != nil {
+		return n, fileError("write", o.name, err)
+	}
+	return n, nil
+}
+
+// Close finishes the compressor and closes the file.
+func (o *outFile) Close() error {
+	var err error
+	if o.c != nil {
+		err = o.c.Close()
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fileError("write", o.name, err)
+	}
+	return nil
+}
+
+// abort closes the file after a failure; the caller removes the directory.
+func (o *outFile) abort() {
+	if o.c != nil {
+		o.c.Close()
+	}
+	o.f.Close()
+}
+
+// tarArchive is an archive from the server written as a (compressed) tar
+// file, counting the regular files inside.
+type tarArchive struct {
+	out   *outFile
+	count tarCounter
+}
+
+func (a *tarArchive) Write(p []byte) (int, error) {
+	a.count.Write(p)
+	return a.out.Write(p)
+}
+
+// Close appends the two zero blocks that end a tar archive (the server's
+// stream leaves them out, pg_basebackup adds them) and closes the file.
+func (a *tarArchive) Close() error {
+	if _, err := a.out.Write(make([]byte, 2*512)); err != nil {
+		a.out.abort()
+		return err
+	}
+	return a.out.Close()
+}
+
+// tarCounter follows a tar stream written to it in pieces and counts the
+// regular files, without buffering more than one header.
+type tarCounter struct {
+	hdr   [512]byte
+	have  int   // bytes of hdr filled
+	skip  int64 // data (and padding) bytes still to skip
+	files int
+}
+
+func (c *tarCounter) Write(p []byte) {
+	for len(p) > 0 {
+		if c.skip > 0 {
+			k := int64(len(p))
+			if k > c.skip {
+				k = c.skip
+			}
+			c.skip -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(c.hdr[c.have:], p)
+		c.have += k
+		p = p[k:]
+		if c.have < len(c.hdr) {
+			return
+		}
+		c.have = 0
+		size, ok := tarSize(c.hdr[124:136])
+		if !ok {
+			continue // a zero block or garbage: keep scanning by blocks
+		}
+		switch c.hdr[156] {
+		case tar.TypeReg, 0:
+			if c.hdr[0] != 0 {
+				c.files++
+			}
+		}
+		switch c.hdr[156] {
+		case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+			size = 0
+		}
+		c.skip = (size + 511) &^ 511
+	}
+}
+
+// tarSize decodes a tar header's size field (octal, or base-256 for big
+// values).
+func tarSize(b []byte) (int64, bool) {
+	if b[0]&0x80 != 0 {
+		var n int64
+		for i, c := range b {
+			if i == 0 {
+				c &= 0x7f
+			}
+			n = n<<8 | int64(c)
+		}
+		return n, n >= 0
+	}
+	var n int64
+	seen := false
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '7':
+			n = n<<3 | int64(c-'0')
+			seen = true
+		case c == ' ' || c == 0:
+			if seen {
+				return n, true
+			}
+		default:
+			return 0, false
+		}
+	}
+	return n, seen
+}
+
+// tarSink writes entries of known size to a tar file, padding a file that
+// turned out shorter with zeros (as the server does when a file shrinks
+// while it is sent; WAL replay repairs it).
+type tarSink struct {
+	out *outFile
+	tw  *tar.Writer
+}
+
+func newTarSink(dir *os.Root, name, alg string, level int) (*tarSink, error) {
+	out, err := createOut(dir, name, alg, level)
+	if err != nil {
+		return nil, err
+	}
+	return &tarSink{out: out, tw: tar.NewWriter(out)}, nil
+}
+
+func (s *tarSink) mkdir(name string, mtime time.Time) error {
+	err := s.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o700, ModTime: mtime})
+	if err != nil {
+		return s.err(err)
+	}
+	return nil
+}
+
+func (s *tarSink) create(name string, size int64, mtime time.Time) (io.WriteCloser, error) {
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: mtime}
+	if err := s.tw.WriteHeader(hdr); err != nil {
+		return nil, s.err(err)
+	}
+	return &tarEntry{s: s, left: size}, nil
+}
+
+func (s *tarSink) err(err error) error {
+	var w *wrapped
+	if errors.As(err, &w) {
+		return err
+	}
+	return fileError("write", s.out.name, err)
+}
+
+func (s *tarSink) close() error {
+	if err := s.tw.Close(); err != nil {
+		s.out.abort()
+		return s.err(err)
+	}
+	return s.out.Close()
+}
+
+func (s *tarSink) abort() { s.out.abort() }
+
+// tarEntry is one file being written to a tarSink.
+type tarEntry struct {
+	s    *tarSink
+	left int64
+}
+
+func (e *tarEntry) Write(p []byte) (int, error) {
+	orig := len(p)
+	if int64(len(p)) > e.left {
+		p = p[:e.left] // the file grew: WAL replay has the rest
+	}
+	n, err := e.s.tw.Write(p)
+	e.left -= int64(n)
+	if err != nil {
+		return n, e.s.err(err)
+	}
+	return orig, nil
+}
+
+func (e *tarEntry) Close() error {
+	zeros := make([]byte, 32*1024)
+	for e.left > 0 {
+		k := min(int64(len(zeros)), e.left)
+		if _, err := e.Write(zeros[:k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

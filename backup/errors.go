@@ -1,0 +1,134 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"strconv"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// SQLSTATE codes used here that internal/pgerr does not name.
+const (
+	// codeDuplicate is duplicate_database, what PostgreSQL uses for "already
+	// exists" conditions of directories (e.g. CREATE TABLESPACE).
+	codeDuplicate pgerr.Code = "42P04"
+	// codeObjectInUse is object_in_use.
+	codeObjectInUse pgerr.Code = "55006"
+	// codeDataCorrupted is data_corrupted.
+	codeDataCorrupted pgerr.Code = "XX001"
+	// codeDiskFull is disk_full.
+	codeDiskFull pgerr.Code = "53100"
+)
+
+// Sentinel errors, for errors.Is. The errors that carry them are also
+// *pgerr.Error values for errors.As.
+var (
+	// ErrDisabled is wrapped by the SQLSTATE 55000 error Run and
+	// ResolveTarget return when no backup root is configured.
+	ErrDisabled = errors.New("base backups are disabled")
+	// ErrOutsideRoot is wrapped by the SQLSTATE 42501 error for a target
+	// that lies, or leads through a symbolic link, outside the backup root.
+	ErrOutsideRoot = errors.New("backup target outside the backup root")
+	// ErrTargetExists is wrapped by the SQLSTATE 42P04 error for a target
+	// that exists and is not an empty directory.
+	ErrTargetExists = errors.New("backup target exists")
+	// ErrTargetInUse is wrapped by the SQLSTATE 55006 error for a target
+	// another BASE BACKUP is writing to.
+	ErrTargetInUse = errors.New("backup target in use")
+)
+
+// wrapped pairs a wire error with a cause, because pgerr.Error has no
+// Unwrap of its own and callers want both errors.As and errors.Is.
+type wrapped struct {
+	pg    *pgerr.Error
+	cause error
+}
+
+func (e *wrapped) Error() string   { return e.pg.Error() }
+func (e *wrapped) Unwrap() []error { return []error{e.pg, e.cause} }
+
+func withCause(pg *pgerr.Error, cause error) error {
+	return &wrapped{pg: pg, cause: cause}
+}
+
+// canceledError is what Run returns when its context ends.
+func canceledError(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = context.Canceled
+	}
+	msg := "canceling statement due to user request"
+	if errors.Is(cause, context.DeadlineExceeded) {
+		msg = "canceling statement due to statement timeout"
+	}
+	return withCause(pgerr.New(pgerr.QueryCanceled, "%s", msg), cause)
+}
+
+// quote renders a user-supplied value the way %q does, so that control
+// characters cannot corrupt a message or a log line.
+func quote(s string) string { return strconv.Quote(s) }
+
+// fileError turns a failed file operation into a wire error. Only the
+// errno text of a *fs.PathError is kept: its path would show clients where
+// the backup root is. name is relative to the target, as the user sees it.
+func fileError(op, name string, err error) error {
+	var pgErr *pgerr.Error
+	if errors.As(err, &pgErr) {
+		return err
+	}
+	reason := err
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		reason = pe.Err
+	}
+	code := pgerr.IOError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		code = pgerr.UndefinedFile
+	case errors.Is(err, fs.ErrPermission):
+		code = pgerr.InsufficientPrivilege
+	case errors.Is(err, syscall.ENOSPC):
+		code = codeDiskFull
+	}
+	return withCause(pgerr.New(code, "could not %s %s in the backup: %v", op, quote(name), reason), err)
+}
+
+// serverError turns an error from a server connection into a wire error:
+// the server's own ErrorResponse is passed on as it is, anything else is a
+// lost connection.
+func serverError(what string, err error) error {
+	var pgErr *pgerr.Error
+	if errors.As(err, &pgErr) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		e := &pgerr.Error{
+			Severity: pgerr.SeverityError,
+			Code:     pgerr.Code(pe.Code),
+			Message:  pe.Message,
+			Detail:   pe.Detail,
+			Hint:     pe.Hint,
+		}
+		if e.Code == "" {
+			e.Code = pgerr.InternalError
+		}
+		return withCause(e, err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || pgconn.Timeout(err) {
+		return withCause(pgerr.New(pgerr.ConnectionFailure, "lost connection to the server during %s: %v", what, err), err)
+	}
+	return withCause(pgerr.New(pgerr.ConnectionFailure, "%s failed: %v", what, err), err)
+}
+
+// protocolError reports a server answer the backup cannot make sense of.
+func protocolError(format string, args ...any) error {
+	return pgerr.New(pgerr.ProtocolViolation, format, args...)
+}

@@ -1,0 +1,265 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// Format is the layout of a backup on disk.
+type Format int
+
+const (
+	// Plain writes a data directory that a postmaster can start on (after
+	// copying it where the server runs), like pg_basebackup -Fp.
+	Plain Format = iota
+	// Tar writes base.tar, OID.tar per tablespace and pg_wal.tar, optionally
+	// compressed, like pg_basebackup -Ft.
+	Tar
+)
+
+// String returns "plain" or "tar".
+func (f Format) String() string {
+	switch f {
+	case Plain:
+		return "plain"
+	case Tar:
+		return "tar"
+	}
+	return fmt.Sprintf("Format(%d)", int(f))
+}
+
+// Method is how the backup is taken from the server.
+type Method int
+
+const (
+	// Replication uses the BASE_BACKUP replication command, as
+	// pg_basebackup does. It needs a role with REPLICATION, a pg_hba.conf
+	// replication line and a free WAL sender (two with WAL streaming).
+	Replication Method = iota
+	// SQL uses pg_backup_start, pg_ls_dir, pg_read_binary_file and
+	// pg_backup_stop over a normal connection, for servers that allow no
+	// replication connections.
+	SQL
+)
+
+// String returns "replication" or "sql".
+func (m Method) String() string {
+	switch m {
+	case Replication:
+		return "replication"
+	case SQL:
+		return "sql"
+	}
+	return fmt.Sprintf("Method(%d)", int(m))
+}
+
+// Options configure Run. The zero value of each field is its default,
+// except Connect and Root, which are required.
+type Options struct {
+	// Root is the configured backup root, an absolute path. Empty means
+	// base backups are disabled.
+	Root string
+	// Target is the user's path for the backup directory, relative to Root;
+	// an absolute path must still lie inside Root.
+	Target string
+	// Format is Plain (default) or Tar.
+	Format Format
+	// Compression is "none" (default), "gzip", "lz4" or "zstd": client-side
+	// compression of each tar file (tar format only).
+	Compression string
+	// Level is the compression level, 0 for the algorithm's default
+	// (gzip 1-9, lz4 1-12, zstd 1-22).
+	Level int
+	// WAL is "stream" (default), "fetch" or "none".
+	WAL string
+	// Checkpoint is "spread" (default, as in PostgreSQL) or "fast".
+	Checkpoint string
+	// Manifest asks for a backup_manifest.
+	Manifest bool
+	// ManifestChecksums is the manifest's checksum algorithm: "CRC32C"
+	// (default), "NONE", "SHA224", "SHA256", "SHA384" or "SHA512".
+	ManifestChecksums string
+	// MaxRate limits the transfer rate in bytes per second, 0 for no
+	// limit; otherwise at least 32 kB/s and at most 1 GB/s (the limits of
+	// BASE_BACKUP's MAX_RATE).
+	MaxRate int64
+	// Label is the backup label, "pgverbs" when empty.
+	Label string
+	// VerifyChecksums has the server verify data page checksums while
+	// sending them (replication method only).
+	VerifyChecksums bool
+	// Method is Replication (default) or SQL.
+	Method Method
+	// Connect opens a connection to the server; replication asks for a
+	// replication=database connection. Run closes every connection it
+	// opens.
+	Connect func(ctx context.Context, replication bool) (*pgconn.PgConn, error)
+	// Progress, when set, is called about once a second from another
+	// goroutine, and once with Phase "done" before Run returns success.
+	Progress func(p Progress)
+}
+
+// Progress reports how a running backup is doing.
+type Progress struct {
+	// Phase is "checkpoint" (waiting for the server's start checkpoint),
+	// "copying", "manifest", "wal" (waiting for the last WAL) or "done".
+	Phase string
+	// Bytes is the amount of backup data received so far (without WAL).
+	Bytes int64
+	// Total is the server's estimate of the data size, 0 when unknown.
+	Total int64
+	// Rate is the average transfer rate since copying began, in bytes per
+	// second.
+	Rate int64
+}
+
+// LSN is a PostgreSQL write-ahead log position.
+type LSN uint64
+
+// String formats the LSN as PostgreSQL does: "16/B374D848".
+func (l LSN) String() string {
+	return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l))
+}
+
+// parseLSN parses PostgreSQL's "X/X" notation.
+func parseLSN(s string) (LSN, error) {
+	var hi, lo uint32
+	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
+		return 0, protocolError("invalid LSN %q", s)
+	}
+	return LSN(uint64(hi)<<32 | uint64(lo)), nil
+}
+
+// Result describes a finished backup.
+type Result struct {
+	// Path is the absolute path of the backup directory.
+	Path string
+	// Format and Method are those the backup was taken with.
+	Format Format
+	Method Method
+	// Bytes is the amount of data received from the server: archive or
+	// file contents plus WAL.
+	Bytes int64
+	// Files counts the regular files of the backup's data directory,
+	// inside the archives for tar format, WAL segments included and
+	// backup_manifest not.
+	Files int
+	// StartLSN and EndLSN delimit the WAL the backup needs, on Timeline.
+	StartLSN LSN
+	EndLSN   LSN
+	Timeline uint32
+	// Duration is how long Run took.
+	Duration time.Duration
+	// Manifest reports whether a backup_manifest was written.
+	Manifest bool
+	// Warnings holds the server's warnings and notices (replication
+	// method) and Run's own, e.g. for a WAL slot that could not be made.
+	Warnings []string
+}
+
+// settings are the validated, defaulted options.
+type settings struct {
+	Options
+	compression string // "none", "gzip", "lz4", "zstd"
+	checksums   string // manifest algorithm, upper case
+	maxRateKB   int    // MAX_RATE in kB/s for BASE_BACKUP, 0 none
+}
+
+func invalid(format string, args ...any) error {
+	return pgerr.New(pgerr.InvalidParameterValue, format, args...)
+}
+
+// validate checks the options and fills in defaults.
+func validate(o Options) (*settings, error) {
+	s := &settings{Options: o}
+	if o.Connect == nil {
+		return nil, pgerr.New(pgerr.InternalError, "backup: Options.Connect is required")
+	}
+	switch o.Format {
+	case Plain, Tar:
+	default:
+		return nil, invalid("invalid backup format %d", int(o.Format))
+	}
+	switch o.Method {
+	case Replication, SQL:
+	default:
+		return nil, invalid("invalid backup method %d", int(o.Method))
+	}
+	s.compression = strings.ToLower(o.Compression)
+	if s.compression == "" {
+		s.compression = "none"
+	}
+	maxLevel := 0
+	switch s.compression {
+	case "none":
+	case "gzip":
+		maxLevel = 9
+	case "lz4":
+		maxLevel = 12
+	case "zstd":
+		maxLevel = 22
+	default:
+		return nil, invalid("unrecognized compression algorithm %s", quote(o.Compression))
+	}
+	if s.compression != "none" && o.Format != Tar {
+		return nil, withHint(invalid("compression is only supported with the tar format"), "Add FORMAT tar, or leave out COMPRESSION.")
+	}
+	if o.Level != 0 && (o.Level < 1 || o.Level > maxLevel) {
+		if maxLevel == 0 {
+			return nil, invalid("compression algorithm %s does not accept a compression level", quote(s.compression))
+		}
+		return nil, invalid("compression level %d is outside the range 1..%d of %s", o.Level, maxLevel, s.compression)
+	}
+	switch s.WAL = strings.ToLower(o.WAL); s.WAL {
+	case "":
+		s.WAL = "stream"
+	case "stream", "fetch", "none":
+	default:
+		return nil, invalid("invalid WAL method %s (stream, fetch or none)", quote(o.WAL))
+	}
+	switch s.Checkpoint = strings.ToLower(o.Checkpoint); s.Checkpoint {
+	case "":
+		s.Checkpoint = "spread"
+	case "fast", "spread":
+	default:
+		return nil, invalid("invalid checkpoint argument %s (fast or spread)", quote(o.Checkpoint))
+	}
+	s.checksums = strings.ToUpper(o.ManifestChecksums)
+	switch s.checksums {
+	case "":
+		s.checksums = "CRC32C"
+	case "NONE", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512":
+	default:
+		return nil, invalid("unrecognized manifest checksum algorithm %s", quote(o.ManifestChecksums))
+	}
+	const minRate, maxRate = 32 * 1024, 1024 * 1024 * 1024
+	if o.MaxRate != 0 {
+		if o.MaxRate < minRate || o.MaxRate > maxRate {
+			return nil, invalid("transfer rate %d bytes/s is outside the range 32 kB/s..1 GB/s", o.MaxRate)
+		}
+		s.maxRateKB = int((o.MaxRate + 1023) / 1024)
+	}
+	if s.Label == "" {
+		s.Label = "pgverbs"
+	}
+	if strings.ContainsRune(s.Label, 0) {
+		return nil, invalid("backup label must not contain NUL characters")
+	}
+	if len(s.Label) > 1023 {
+		return nil, invalid("backup label too long (max 1023 bytes)")
+	}
+	return s, nil
+}
+
+func withHint(err error, hint string) error {
+	if pe, ok := err.(*pgerr.Error); ok {
+		pe.Hint = hint
+	}
+	return err
+}

@@ -1,0 +1,532 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// errAborted stops the helpers of a backup that failed.
+var errAborted = errors.New("backup failed")
+
+// archiveName matches the archive names BASE_BACKUP sends.
+var archiveName = regexp.MustCompile(`^(base|[1-9][0-9]{0,9})\.tar$`)
+
+// archive is where one archive of the server's stream goes.
+type archive interface {
+	io.Writer
+	Close() error // finish; the archive is complete
+	abort()       // give up after a failure; waits for helpers to stop
+	files() int
+}
+
+// replication takes the backup with BASE_BACKUP.
+func (b *run) replication(parent context.Context) (err error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+
+	conn, err := b.s.Connect(ctx, true)
+	if err != nil {
+		return connectError(ctx, err)
+	}
+	var (
+		wconn  *pgconn.PgConn
+		ws     *walStreamer
+		wsDone chan error
+	)
+	// Closing the connections ends the backup on the server and drops the
+	// temporary slot; the streamer must be gone before the caller removes
+	// the directory.
+	defer func() {
+		closeConn(conn)
+		if wsDone != nil {
+			// Stop the streamer (it notices within pollInterval) before
+			// touching its connection.
+			cancel(errAborted)
+			<-wsDone
+		}
+		closeConn(wconn)
+		if ws != nil && err != nil {
+			ws.out.abort()
+			if werr := ws.failure(); werr != nil && parent.Err() == nil {
+				err = werr
+			}
+		}
+	}()
+
+	major, err := serverMajor(conn)
+	if err != nil {
+		return err
+	}
+	if major < 13 {
+		return pgerr.New(pgerr.FeatureNotSupported, "BASE BACKUP needs PostgreSQL 13 or later with METHOD replication (server is %d)", major)
+	}
+
+	if b.s.WAL == "stream" {
+		if wconn, err = b.s.Connect(ctx, true); err != nil {
+			return connectError(ctx, err)
+		}
+		segSize, err := walSegmentSize(ctx, wconn)
+		if err != nil {
+			return serverError("SHOW wal_segment_size", err)
+		}
+		slot := "pgverbs_" + randomSuffix()
+		if _, err := wconn.Exec(ctx, "CREATE_REPLICATION_SLOT "+slot+" TEMPORARY PHYSICAL RESERVE_WAL").ReadAll(); err != nil {
+			return serverError("CREATE_REPLICATION_SLOT", err)
+		}
+		var out walWriter
+		if b.s.Format == Plain {
+			out, err = newWALDir(b.t.dir)
+		} else {
+			var ts *tarSink
+			ts, err = newTarSink(b.t.dir, "pg_wal.tar", b.s.compression, b.s.Level)
+			out = walTar{ts}
+		}
+		if err != nil {
+			return err
+		}
+		ws = &walStreamer{
+			mc:      &msgConn{ctx: ctx, conn: wconn, what: "WAL streaming", warnings: nil},
+			slot:    slot,
+			segSize: segSize,
+			out:     out,
+		}
+	}
+
+	mc := &msgConn{ctx: ctx, conn: conn, what: "BASE_BACKUP", warnings: &b.res.Warnings}
+	if err := mc.send(b.baseBackupCommand(major)); err != nil {
+		return err
+	}
+	start, tli, err := readPosition(mc)
+	if err != nil {
+		return err
+	}
+	b.res.StartLSN, b.res.Timeline = start, tli
+	if ws != nil {
+		wsDone = make(chan error, 1)
+		go func() {
+			err := ws.run(start, tli)
+			if err != nil && ctx.Err() == nil {
+				ws.setFailed(err)
+				cancel(err)
+			}
+			wsDone <- err
+		}()
+	}
+
+	b.prog.setPhase("copying")
+	_, spcRows, err := mc.resultSet()
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, row := range spcRows {
+		if len(row) >= 3 && row[2] != nil {
+			kb, _ := strconv.ParseInt(string(row[2]), 10, 64)
+			total += kb * 1024
+		}
+	}
+	b.prog.setTotal(total)
+
+	if major >= 15 {
+		err = b.copyStream(mc)
+	} else {
+		err = b.copyLegacy(mc, spcRows)
+	}
+	if err != nil {
+		return err
+	}
+	end, endTLI, err := readPosition(mc)
+	if err != nil {
+		return err
+	}
+	if err := mc.untilReady(); err != nil {
+		return err
+	}
+	b.res.EndLSN = end
+	if endTLI != tli {
+		b.res.Warnings = append(b.res.Warnings, fmt.Sprintf("WARNING: the backup started on timeline %d and ended on timeline %d", tli, endTLI))
+	}
+
+	if ws != nil {
+		b.prog.setPhase("wal")
+		ws.setEnd(end)
+		werr := <-wsDone
+		wsDone = nil
+		if werr != nil {
+			return werr
+		}
+		if err := ws.out.close(); err != nil {
+			return err
+		}
+		b.res.Bytes += ws.bytes
+		b.res.Files += ws.files
+	}
+	b.res.Manifest = b.s.Manifest
+	return nil
+}
+
+// baseBackupCommand builds BASE_BACKUP in the syntax of the server's
+// version (parenthesized options since 15).
+func (b *run) baseBackupCommand(major int) string {
+	s := b.s
+	type opt struct{ name, val, old string }
+	var opts []opt
+	add := func(name, val, old string) { opts = append(opts, opt{name, val, old}) }
+	add("LABEL", replLiteral(s.Label), "LABEL "+replLiteral(s.Label))
+	add("PROGRESS", "", "PROGRESS")
+	if s.Checkpoint == "fast" {
+		add("CHECKPOINT", "'fast'", "FAST")
+	}
+	if s.WAL == "fetch" {
+		add("WAL", "", "WAL")
+	}
+	if s.WAL != "none" {
+		// The WAL comes with the backup: no waiting for the archiver.
+		add("WAIT", "false", "NOWAIT")
+	}
+	if s.maxRateKB > 0 {
+		add("MAX_RATE", strconv.Itoa(s.maxRateKB), "MAX_RATE "+strconv.Itoa(s.maxRateKB))
+	}
+	if s.Format == Tar {
+		add("TABLESPACE_MAP", "", "TABLESPACE_MAP")
+	}
+	if s.VerifyChecksums {
+		add("VERIFY_CHECKSUMS", "true", "")
+	} else {
+		add("VERIFY_CHECKSUMS", "false", "NOVERIFY_CHECKSUMS")
+	}
+	if s.Manifest {
+		add("MANIFEST", "'yes'", "MANIFEST 'yes'")
+		add("MANIFEST_CHECKSUMS", replLiteral(s.checksums), "MANIFEST_CHECKSUMS "+replLiteral(s.checksums))
+	}
+	var parts []string
+	for _, o := range opts {
+		switch {
+		case major < 15 && o.old != "":
+			parts = append(parts, o.old)
+		case major < 15:
+		case o.val == "":
+			parts = append(parts, o.name)
+		default:
+			parts = append(parts, o.name+" "+o.val)
+		}
+	}
+	if major < 15 {
+		return "BASE_BACKUP " + strings.Join(parts, " ")
+	}
+	return "BASE_BACKUP (" + strings.Join(parts, ", ") + ")"
+}
+
+// readPosition reads the result set holding an LSN and a timeline.
+func readPosition(mc *msgConn) (LSN, uint32, error) {
+	_, rows, err := mc.resultSet()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(rows) != 1 || len(rows[0]) < 2 || rows[0][0] == nil || rows[0][1] == nil {
+		return 0, 0, protocolError("unexpected WAL position result in %s", mc.what)
+	}
+	lsn, err := parseLSN(string(rows[0][0]))
+	if err != nil {
+		return 0, 0, err
+	}
+	tli, err := strconv.ParseUint(string(rows[0][1]), 10, 32)
+	if err != nil || tli == 0 {
+		return 0, 0, protocolError("invalid timeline %q in %s", rows[0][1], mc.what)
+	}
+	return lsn, uint32(tli), nil
+}
+
+// copyStream reads the single CopyOut of PostgreSQL 15 and later.
+func (b *run) copyStream(mc *msgConn) (err error) {
+	msg, err := mc.next()
+	if err != nil {
+		return err
+	}
+	if _, ok := msg.(*pgproto3.CopyOutResponse); !ok {
+		return protocolError("expected CopyOutResponse from BASE_BACKUP, got %T", msg)
+	}
+	var (
+		cur      archive
+		manifest *outFile
+	)
+	defer func() {
+		if err != nil {
+			if cur != nil {
+				cur.abort()
+			}
+			if manifest != nil {
+				manifest.abort()
+			}
+		}
+	}()
+	closeCur := func() error {
+		if cur == nil {
+			return nil
+		}
+		a := cur
+		cur = nil
+		if err := a.Close(); err != nil {
+			return err
+		}
+		b.res.Files += a.files()
+		return nil
+	}
+	for {
+		msg, err := mc.next()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(m.Data) == 0 {
+				return protocolError("empty CopyData from BASE_BACKUP")
+			}
+			d := m.Data[1:]
+			switch m.Data[0] {
+			case 'n':
+				if err := closeCur(); err != nil {
+					return err
+				}
+				if manifest != nil {
+					return protocolError("archive after the manifest in BASE_BACKUP's stream")
+				}
+				parts := bytes.SplitN(d, []byte{0}, 3)
+				if len(parts) != 3 {
+					return protocolError("invalid new-archive message from BASE_BACKUP")
+				}
+				if cur, err = b.openArchive(string(parts[0])); err != nil {
+					return err
+				}
+			case 'd':
+				var w io.Writer = cur
+				if manifest != nil {
+					w = manifest
+				} else if cur == nil {
+					return protocolError("archive data before any archive in BASE_BACKUP's stream")
+				}
+				if _, err := w.Write(d); err != nil {
+					return err
+				}
+				b.res.Bytes += int64(len(d))
+				b.prog.add(int64(len(d)))
+			case 'p':
+				if _, ok := parseProgress(d); !ok {
+					return protocolError("invalid progress message from BASE_BACKUP")
+				}
+			case 'm':
+				if err := closeCur(); err != nil {
+					return err
+				}
+				if manifest != nil {
+					return protocolError("second manifest in BASE_BACKUP's stream")
+				}
+				b.prog.setPhase("manifest")
+				if manifest, err = createOut(b.t.dir, "backup_manifest", "none", 0); err != nil {
+					return err
+				}
+			default:
+				return protocolError("unexpected message type %q in BASE_BACKUP's stream", m.Data[0])
+			}
+		case *pgproto3.CopyDone:
+			if err := closeCur(); err != nil {
+				return err
+			}
+			if manifest != nil {
+				m := manifest
+				manifest = nil
+				if err := m.Close(); err != nil {
+					return err
+				}
+			} else if b.s.Manifest {
+				return protocolError("BASE_BACKUP sent no manifest")
+			}
+			return nil
+		default:
+			return protocolError("unexpected %T in BASE_BACKUP's stream", msg)
+		}
+	}
+}
+
+// copyLegacy reads the CopyOuts of PostgreSQL 13 and 14: one per
+// tablespace in the order of the tablespace list (raw tar), then one for
+// the manifest.
+func (b *run) copyLegacy(mc *msgConn, spcRows [][][]byte) (err error) {
+	n := len(spcRows)
+	if b.s.Manifest {
+		n++
+	}
+	for i := 0; i < n; i++ {
+		msg, err := mc.next()
+		if err != nil {
+			return err
+		}
+		if _, ok := msg.(*pgproto3.CopyOutResponse); !ok {
+			return protocolError("expected CopyOutResponse from BASE_BACKUP, got %T", msg)
+		}
+		var w archive
+		if i < len(spcRows) {
+			name := "base.tar"
+			if row := spcRows[i]; len(row) > 0 && row[0] != nil {
+				name = string(row[0]) + ".tar"
+			}
+			w, err = b.openArchive(name)
+		} else {
+			b.prog.setPhase("manifest")
+			var m *outFile
+			m, err = createOut(b.t.dir, "backup_manifest", "none", 0)
+			if err == nil {
+				w = manifestArchive{m}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if err := b.copyOne(mc, w); err != nil {
+			w.abort()
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		b.res.Files += w.files()
+	}
+	return nil
+}
+
+// copyOne copies one legacy CopyOut into w.
+func (b *run) copyOne(mc *msgConn, w io.Writer) error {
+	for {
+		msg, err := mc.next()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if _, err := w.Write(m.Data); err != nil {
+				return err
+			}
+			b.res.Bytes += int64(len(m.Data))
+			b.prog.add(int64(len(m.Data)))
+		case *pgproto3.CopyDone:
+			return nil
+		default:
+			return protocolError("unexpected %T in BASE_BACKUP's stream", msg)
+		}
+	}
+}
+
+// manifestArchive lets the legacy loop treat the manifest as an archive.
+type manifestArchive struct{ *outFile }
+
+func (m manifestArchive) abort()     { m.outFile.abort() }
+func (m manifestArchive) files() int { return 0 }
+
+// openArchive starts the archive the server named.
+func (b *run) openArchive(name string) (archive, error) {
+	if !archiveName.MatchString(name) {
+		return nil, protocolError("unexpected archive name %q from BASE_BACKUP", name)
+	}
+	if b.s.Format == Tar {
+		out, err := createOut(b.t.dir, name, b.s.compression, b.s.Level)
+		if err != nil {
+			return nil, err
+		}
+		return &tarArchive{out: out}, nil
+	}
+	if name == "base.tar" {
+		return newPlainArchive(b.t.dir, "", true, nil), nil
+	}
+	oid := strings.TrimSuffix(name, ".tar")
+	rel := path.Join(tablespacesDir, oid)
+	if err := b.t.dir.MkdirAll(rel, 0o700); err != nil {
+		return nil, fileError("create directory", rel, err)
+	}
+	dir, err := b.t.dir.OpenRoot(rel)
+	if err != nil {
+		return nil, fileError("open", rel, err)
+	}
+	return newPlainArchive(dir, rel+"/", false, dir), nil
+}
+
+// plainArchive unpacks an archive while it arrives: Write feeds a pipe
+// that an unpacker goroutine reads.
+type plainArchive struct {
+	pw     *io.PipeWriter
+	u      *unpacker
+	done   chan struct{}
+	err    error    // the unpacker's result, valid after done
+	closer *os.Root // closed at the end, if not nil
+}
+
+func newPlainArchive(dir *os.Root, prefix string, links bool, closer *os.Root) *plainArchive {
+	pr, pw := io.Pipe()
+	a := &plainArchive{
+		pw:     pw,
+		u:      &unpacker{root: dir, tblspcLinks: links, prefix: prefix},
+		done:   make(chan struct{}),
+		closer: closer,
+	}
+	go func() {
+		defer close(a.done)
+		err := a.u.unpack(pr)
+		if err == nil {
+			// Whatever follows the end-of-archive blocks is ignored, but
+			// it must be read, or the writer would block.
+			_, err = io.Copy(io.Discard, pr)
+		}
+		if err != nil {
+			pr.CloseWithError(err)
+		}
+		a.err = err
+	}()
+	return a
+}
+
+func (a *plainArchive) Write(p []byte) (int, error) {
+	n, err := a.pw.Write(p)
+	if err != nil {
+		<-a.done
+		if a.err != nil {
+			return n, a.err
+		}
+		return n, fmt.Errorf("unpacking archive: %w", err)
+	}
+	return n, nil
+}
+
+func (a *plainArchive) Close() error {
+	a.pw.Close()
+	<-a.done
+	if a.closer != nil {
+		a.closer.Close()
+	}
+	return a.err
+}
+
+func (a *plainArchive) abort() {
+	a.pw.CloseWithError(io.ErrUnexpectedEOF)
+	<-a.done
+	if a.closer != nil {
+		a.closer.Close()
+	}
+}
+
+func (a *plainArchive) files() int { return a.u.files }
+
+// tarArchive satisfies archive.
+func (a *tarArchive) abort()     { a.out.abort() }
+func (a *tarArchive) files() int { return a.count.files }

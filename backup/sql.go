@@ -1,0 +1,767 @@
+package backup
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// chunkSize is how much one pg_read_binary_file call reads.
+const chunkSize = 1 << 20
+
+// Exclusions of PostgreSQL's base backup (basebackup.c), which the SQL
+// method applies itself.
+var (
+	// excludeDirContents are directories copied empty, at any depth.
+	excludeDirContents = map[string]bool{
+		"pg_stat_tmp": true, "pg_replslot": true, "pg_dynshmem": true, "pg_notify": true,
+		"pg_serial": true, "pg_snapshots": true, "pg_subtrans": true,
+	}
+	// excludeFiles are file names left out, at any depth.
+	excludeFiles = map[string]bool{
+		"postgresql.auto.conf.tmp": true, "current_logfiles.tmp": true,
+		"backup_label": true, "tablespace_map": true, "backup_manifest": true,
+		"postmaster.pid": true, "postmaster.opts": true,
+	}
+	// relFileName matches relation files: OID, fork, segment.
+	relFileName = regexp.MustCompile(`^([0-9]+)(_(fsm|vm|init))?(\.[0-9]+)?$`)
+	// tempRelFileName matches files of temporary relations.
+	tempRelFileName = regexp.MustCompile(`^t[0-9]+_[0-9]+(_(fsm|vm|init))?(\.[0-9]+)?$`)
+	// versionDirName matches TABLESPACE_VERSION_DIRECTORY.
+	versionDirName = regexp.MustCompile(`^PG_[0-9]+_[0-9]+$`)
+	// startTimeline finds the timeline in a backup label.
+	startTimeline = regexp.MustCompile(`(?m)^START TIMELINE: ([0-9]+)$`)
+)
+
+// excluded reports whether a backup leaves out the directory entry name
+// (file or directory) of directory dir whatever it is: temporary files and
+// the excludeFiles list, and, in database directories, temporary relations
+// and the non-init forks of unlogged relations (which have an _init fork
+// among siblings).
+func excluded(name string, dbDir bool, siblings map[string]bool) bool {
+	if strings.HasPrefix(name, "pgsql_tmp") || excludeFiles[name] || strings.HasPrefix(name, "pg_internal.init") {
+		return true
+	}
+	if !dbDir {
+		return false
+	}
+	if m := relFileName.FindStringSubmatch(name); m != nil && m[3] != "init" && siblings[m[1]+"_init"] {
+		return true
+	}
+	return tempRelFileName.MatchString(name)
+}
+
+// isDBDir reports whether dir (slash-separated, relative to the data
+// directory or a tablespace) holds relations: base/OID, or VERSIONDIR/OID
+// in a tablespace.
+func isDBDir(dir, versionDir string) bool {
+	parent, last := path.Split(dir)
+	if last == "" || strings.Trim(last, "0123456789") != "" {
+		return false
+	}
+	parent = strings.TrimSuffix(parent, "/")
+	return parent == "base" || path.Base(parent) == versionDir
+}
+
+// fileSink is where the SQL method writes: a directory or a tar file.
+type fileSink interface {
+	mkdir(name string, mtime time.Time) error
+	// create starts a file of (at most, plain; exactly, tar) size bytes.
+	create(name string, size int64, mtime time.Time) (io.WriteCloser, error)
+	symlink(name, target string) error
+	close() error
+	abort()
+	// padded reports whether files must be exactly the size given.
+	padded() bool
+}
+
+// dirSink writes below prefix in the backup directory.
+type dirSink struct {
+	dir    *os.Root
+	prefix string
+}
+
+func (d dirSink) mkdir(name string, _ time.Time) error {
+	name = path.Join(d.prefix, name)
+	if err := d.dir.MkdirAll(name, 0o700); err != nil {
+		return fileError("create directory", name, err)
+	}
+	return nil
+}
+
+func (d dirSink) create(name string, _ int64, _ time.Time) (io.WriteCloser, error) {
+	name = path.Join(d.prefix, name)
+	f, err := d.dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fileError("create", name, err)
+	}
+	return &namedFile{f: f, name: name}, nil
+}
+
+func (d dirSink) symlink(name, target string) error {
+	name = path.Join(d.prefix, name)
+	if err := d.dir.Symlink(target, name); err != nil {
+		return fileError("create symbolic link", name, err)
+	}
+	return nil
+}
+
+func (d dirSink) close() error { return nil }
+func (d dirSink) abort()       {}
+func (d dirSink) padded() bool { return false }
+
+// namedFile is an *os.File whose errors name it relative to the backup.
+type namedFile struct {
+	f    *os.File
+	name string
+}
+
+func (n *namedFile) Write(p []byte) (int, error) {
+	k, err := n.f.Write(p)
+	if err != nil {
+		return k, fileError("write", n.name, err)
+	}
+	return k, nil
+}
+
+func (n *namedFile) Close() error {
+	if err := n.f.Close(); err != nil {
+		return fileError("write", n.name, err)
+	}
+	return nil
+}
+
+// tarFileSink adapts tarSink to fileSink.
+type tarFileSink struct{ *tarSink }
+
+func (t tarFileSink) symlink(name, _ string) error {
+	return pgerr.New(pgerr.InternalError, "symbolic link %s in a tar backup", quote(name))
+}
+func (t tarFileSink) padded() bool { return true }
+
+// sqlConn runs the SQL method's statements.
+type sqlConn struct {
+	ctx  context.Context
+	conn *pgconn.PgConn
+}
+
+// query runs sql with text parameters and returns the rows in text format.
+func (c *sqlConn) query(sql string, args ...string) ([][][]byte, error) {
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		params[i] = []byte(a)
+	}
+	res := c.conn.ExecParams(c.ctx, sql, params, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, c.err(res.Err)
+	}
+	return res.Rows, nil
+}
+
+func (c *sqlConn) err(err error) error {
+	if c.ctx.Err() != nil {
+		return canceledError(c.ctx)
+	}
+	return serverError("BASE BACKUP", err)
+}
+
+// readStmt is the prepared statement reading file chunks.
+const readStmt = "pgverbs_backup_read"
+
+// read returns up to n bytes of the server file name from off; ok is false
+// when the file does not exist (any more).
+func (c *sqlConn) read(name string, off, n int64) (data []byte, ok bool, err error) {
+	params := [][]byte{[]byte(name), []byte(strconv.FormatInt(off, 10)), []byte(strconv.FormatInt(n, 10))}
+	res := c.conn.ExecPrepared(c.ctx, readStmt, params, nil, []int16{1}).Read()
+	if res.Err != nil {
+		return nil, false, c.err(res.Err)
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return nil, false, protocolError("unexpected answer from pg_read_binary_file")
+	}
+	v := res.Rows[0][0]
+	return v, v != nil, nil
+}
+
+// sqlBackup is the state of one SQL-method backup.
+type sqlBackup struct {
+	*run
+	c          *sqlConn
+	versionDir string
+	spcs       map[string]string // OID -> location, tablespaces outside the data directory
+	man        *manifestBuilder
+	base       fileSink
+	sinks      []fileSink // every sink, for closing
+	copyStart  time.Time
+	copied     int64
+}
+
+// sql takes the backup with SQL functions over a normal connection.
+func (b *run) sql(ctx context.Context) (err error) {
+	conn, err := b.s.Connect(ctx, false)
+	if err != nil {
+		return connectError(ctx, err)
+	}
+	// Closing the session aborts a backup still running on the server and
+	// drops the temporary slot.
+	defer closeConn(conn)
+	sb := &sqlBackup{run: b, c: &sqlConn{ctx: ctx, conn: conn}}
+	defer func() {
+		if err != nil {
+			for _, s := range sb.sinks {
+				s.abort()
+			}
+		}
+	}()
+	return sb.do()
+}
+
+func (sb *sqlBackup) do() error {
+	c := sb.c
+	major, err := serverMajor(c.conn)
+	if err != nil {
+		return err
+	}
+	if major < 10 {
+		return pgerr.New(pgerr.FeatureNotSupported, "BASE BACKUP needs PostgreSQL 10 or later with METHOD sql (server is %d)", major)
+	}
+	segSize, err := walSegmentSize(c.ctx, c.conn)
+	if err != nil {
+		return c.err(err)
+	}
+	if sb.s.Manifest {
+		sb.man = newManifest(sb.s.checksums)
+	}
+
+	// A temporary slot keeps checkpoints from removing the WAL the backup
+	// needs before it is copied; it is reserved before the backup starts.
+	if sb.s.WAL != "none" {
+		slot := "pgverbs_" + randomSuffix()
+		if _, err := c.query("SELECT 1 FROM pg_create_physical_replication_slot($1, true, true)", slot); err != nil {
+			if asPgErr(err) == nil || c.ctx.Err() != nil {
+				return err
+			}
+			if !c.conn.IsClosed() {
+				sb.res.Warnings = append(sb.res.Warnings, "WARNING: could not create a temporary replication slot, WAL needed by the backup may be removed before it is copied: "+asPgErr(err).Message)
+			}
+		}
+	}
+
+	if _, err := c.conn.Prepare(c.ctx, readStmt, "SELECT pg_read_binary_file($1, $2::bigint, $3::bigint, true)", nil); err != nil {
+		return c.err(err)
+	}
+
+	fast := strconv.FormatBool(sb.s.Checkpoint == "fast")
+	startSQL := "SELECT pg_backup_start($1, $2::boolean)::text"
+	if major < 15 {
+		startSQL = "SELECT pg_start_backup($1, $2::boolean, false)::text"
+	}
+	rows, err := c.query(startSQL, sb.s.Label, fast)
+	if err != nil {
+		return err
+	}
+	if len(rows) != 1 || rows[0][0] == nil {
+		return protocolError("unexpected answer from pg_backup_start")
+	}
+	if sb.res.StartLSN, err = parseLSN(string(rows[0][0])); err != nil {
+		return err
+	}
+	sb.prog.setPhase("copying")
+	sb.copyStart = time.Now()
+
+	rows, err = c.query("SELECT 'PG_' || (current_setting('server_version_num')::int / 10000)::text || '_' || catalog_version_no::text FROM pg_control_system()")
+	if err != nil {
+		return err
+	}
+	sb.versionDir = string(rows[0][0])
+	if !versionDirName.MatchString(sb.versionDir) {
+		return protocolError("unexpected tablespace version directory %q", sb.versionDir)
+	}
+	rows, err = c.query("SELECT oid::text, pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid")
+	if err != nil {
+		return err
+	}
+	sb.spcs = map[string]string{}
+	for _, r := range rows {
+		if loc := string(r[1]); strings.HasPrefix(loc, "/") && isOID(string(r[0])) {
+			sb.spcs[string(r[0])] = loc
+		}
+	}
+	// The total is an estimate (the databases, tablespaces included); a
+	// role that may not see every database's size just gets none.
+	if rows, err := c.query("SELECT sum(pg_database_size(oid))::bigint FROM pg_database WHERE datallowconn"); err == nil && len(rows) == 1 && rows[0][0] != nil {
+		total, _ := strconv.ParseInt(string(rows[0][0]), 10, 64)
+		sb.prog.setTotal(total)
+	} else if err != nil && (c.conn.IsClosed() || c.ctx.Err() != nil) {
+		return err
+	}
+
+	if sb.s.Format == Tar {
+		ts, err := newTarSink(sb.t.dir, "base.tar", sb.s.compression, sb.s.Level)
+		if err != nil {
+			return err
+		}
+		sb.base = tarFileSink{ts}
+	} else {
+		sb.base = dirSink{dir: sb.t.dir}
+	}
+	sb.sinks = append(sb.sinks, sb.base)
+
+	if err := sb.walk(".", sb.base, "", "", true); err != nil {
+		return err
+	}
+	for _, oid := range sortedKeys(sb.spcs) {
+		if err := sb.tablespace(oid); err != nil {
+			return err
+		}
+	}
+	if err := sb.control(); err != nil {
+		return err
+	}
+
+	waitArchive := strconv.FormatBool(sb.s.WAL == "none")
+	stopSQL := "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1::boolean)"
+	if major < 15 {
+		stopSQL = "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, $1::boolean)"
+	}
+	rows, err = c.query(stopSQL, waitArchive)
+	if err != nil {
+		return err
+	}
+	if len(rows) != 1 || len(rows[0]) != 3 || rows[0][0] == nil || rows[0][1] == nil {
+		return protocolError("unexpected answer from pg_backup_stop")
+	}
+	if sb.res.EndLSN, err = parseLSN(string(rows[0][0])); err != nil {
+		return err
+	}
+	label, spcmap := rows[0][1], rows[0][2]
+	m := startTimeline.FindSubmatch(label)
+	if m == nil {
+		return protocolError("backup label without START TIMELINE")
+	}
+	tli, err := strconv.ParseUint(string(m[1]), 10, 32)
+	if err != nil || tli == 0 {
+		return protocolError("invalid START TIMELINE in the backup label")
+	}
+	sb.res.Timeline = uint32(tli)
+
+	now := time.Now()
+	if err := sb.writeFile(sb.base, "backup_label", "backup_label", label, now); err != nil {
+		return err
+	}
+	if sb.s.Format == Tar && len(spcmap) > 0 {
+		if err := sb.writeFile(sb.base, "tablespace_map", "tablespace_map", spcmap, now); err != nil {
+			return err
+		}
+	}
+
+	if sb.s.WAL != "none" {
+		sb.prog.setPhase("wal")
+		if err := sb.wal(segSize); err != nil {
+			return err
+		}
+	}
+	for _, s := range sb.sinks {
+		if err := s.close(); err != nil {
+			return err
+		}
+	}
+	sb.sinks = nil
+	if sb.man != nil {
+		sb.prog.setPhase("manifest")
+		data := sb.man.finish(sb.res.Timeline, sb.res.StartLSN, sb.res.EndLSN)
+		out, err := createOut(sb.t.dir, "backup_manifest", "none", 0)
+		if err != nil {
+			return err
+		}
+		if _, err := out.Write(data); err != nil {
+			out.abort()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+		sb.res.Manifest = true
+	}
+	return nil
+}
+
+// dirEntry is one entry of a server directory listing.
+type dirEntry struct {
+	name  string
+	size  int64
+	mtime time.Time
+	isDir bool
+}
+
+// list lists the server directory dir (relative to the data directory).
+func (sb *sqlBackup) list(dir string) ([]dirEntry, error) {
+	rows, err := sb.c.query(`SELECT n, s.size, extract(epoch FROM s.modification)::bigint, s.isdir
+		FROM pg_ls_dir($1, true, false) AS n
+		CROSS JOIN LATERAL pg_stat_file($1 || '/' || n, true) AS s
+		ORDER BY n`, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []dirEntry
+	for _, r := range rows {
+		if r[3] == nil {
+			continue // gone since the listing
+		}
+		size, _ := strconv.ParseInt(string(r[1]), 10, 64)
+		mt, _ := strconv.ParseInt(string(r[2]), 10, 64)
+		out = append(out, dirEntry{name: string(r[0]), size: size, mtime: time.Unix(mt, 0), isDir: string(r[3]) == "t"})
+	}
+	return out, nil
+}
+
+// walk copies the server directory src into dst at dstDir, with manifest
+// paths under manDir; top is true for the data directory itself.
+func (sb *sqlBackup) walk(src string, dst fileSink, dstDir, manDir string, top bool) error {
+	entries, err := sb.list(src)
+	if err != nil {
+		return err
+	}
+	rel := strings.TrimPrefix(src, "./")
+	if rel == "." {
+		rel = ""
+	}
+	dbDir := isDBDir(rel, sb.versionDir)
+	siblings := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		siblings[e.name] = true
+	}
+	for _, e := range entries {
+		if excluded(e.name, dbDir, siblings) {
+			continue
+		}
+		srcPath := path.Join(src, e.name)
+		dstPath := path.Join(dstDir, e.name)
+		manPath := path.Join(manDir, e.name)
+		if top && rel == "" && e.name == "pg_wal" {
+			// No WAL from here; the directory and archive_status only.
+			if err := dst.mkdir(dstPath, e.mtime); err != nil {
+				return err
+			}
+			if err := dst.mkdir(path.Join(dstPath, "archive_status"), e.mtime); err != nil {
+				return err
+			}
+			continue
+		}
+		if top && rel == "global" && e.name == "pg_control" {
+			continue // copied last
+		}
+		if top && rel == "pg_tblspc" && sb.spcs[e.name] != "" {
+			if sb.s.Format == Plain {
+				if err := dst.symlink(dstPath, "../"+tablespacesDir+"/"+e.name); err != nil {
+					return err
+				}
+			}
+			continue // tablespace_map (tar) and tablespace() take care of it
+		}
+		if e.isDir {
+			if err := dst.mkdir(dstPath, e.mtime); err != nil {
+				return err
+			}
+			if excludeDirContents[e.name] {
+				continue
+			}
+			if err := sb.walk(srcPath, dst, dstPath, manPath, top); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := sb.copyFile(srcPath, e.size, e.mtime, dst, dstPath, manPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tablespace copies the version directory of tablespace oid.
+func (sb *sqlBackup) tablespace(oid string) error {
+	var dst fileSink
+	if sb.s.Format == Tar {
+		ts, err := newTarSink(sb.t.dir, oid+".tar", sb.s.compression, sb.s.Level)
+		if err != nil {
+			return err
+		}
+		dst = tarFileSink{ts}
+		sb.sinks = append(sb.sinks, dst)
+	} else {
+		dst = dirSink{dir: sb.t.dir, prefix: path.Join(tablespacesDir, oid)}
+		if err := dst.mkdir("", time.Now()); err != nil {
+			return err
+		}
+	}
+	src := path.Join("pg_tblspc", oid, sb.versionDir)
+	if err := dst.mkdir(sb.versionDir, time.Now()); err != nil {
+		return err
+	}
+	return sb.walk(src, dst, sb.versionDir, path.Join("pg_tblspc", oid, sb.versionDir), false)
+}
+
+// copyFile copies a server file of the size listed; what the file gained
+// since is left to WAL replay, as the server's own backup does.
+func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileSink, dstName, manPath string) error {
+	first, ok, err := sb.c.read(src, 0, min(size, chunkSize))
+	if err != nil || !ok {
+		return err // a file that vanished is no error
+	}
+	w, err := sb.open(dst, dstName, manPath, size, mtime)
+	if err != nil {
+		return err
+	}
+	data, requested := first, min(size, chunkSize)
+	for off := int64(0); ; {
+		if _, err := w.Write(data); err != nil {
+			w.Close()
+			return err
+		}
+		off += int64(len(data))
+		sb.res.Bytes += int64(len(data))
+		sb.prog.add(int64(len(data)))
+		if err := sb.throttle(int64(len(data))); err != nil {
+			w.Close()
+			return err
+		}
+		if int64(len(data)) < requested {
+			break // the file shrank
+		}
+		if requested = min(size-off, chunkSize); requested <= 0 {
+			break
+		}
+		if data, ok, err = sb.c.read(src, off, requested); err != nil {
+			w.Close()
+			return err
+		}
+		if !ok {
+			break // removed meanwhile
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	sb.res.Files++
+	return nil
+}
+
+// open starts a file in dst, recorded in the manifest as manPath.
+func (sb *sqlBackup) open(dst fileSink, name, manPath string, size int64, mtime time.Time) (io.WriteCloser, error) {
+	w, err := dst.create(name, size, mtime)
+	if err != nil {
+		return nil, err
+	}
+	mf := &manifestFile{w: w, path: manPath, mtime: mtime, size: size, pad: dst.padded()}
+	if sb.man != nil {
+		mf.m = sb.man
+		mf.h = newHash(sb.man.algo)
+	}
+	return mf, nil
+}
+
+// writeFile writes a file whose content is known.
+func (sb *sqlBackup) writeFile(dst fileSink, name, manPath string, content []byte, mtime time.Time) error {
+	w, err := sb.open(dst, name, manPath, int64(len(content)), mtime)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(content); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	sb.res.Files++
+	return nil
+}
+
+// throttle sleeps to keep the average rate under MaxRate.
+func (sb *sqlBackup) throttle(n int64) error {
+	sb.copied += n
+	if sb.s.MaxRate <= 0 {
+		return nil
+	}
+	due := sb.copyStart.Add(time.Duration(float64(sb.copied) / float64(sb.s.MaxRate) * float64(time.Second)))
+	d := time.Until(due)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-sb.c.ctx.Done():
+		return canceledError(sb.c.ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// control copies global/pg_control, re-reading it until its CRC is valid:
+// the server may be rewriting it while it is read.
+func (sb *sqlBackup) control() error {
+	const name = "global/pg_control"
+	var data []byte
+	for attempt := 0; ; attempt++ {
+		d, ok, err := sb.c.read(name, 0, 8192)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return pgerr.New(pgerr.UndefinedFile, "the server has no %s", name)
+		}
+		if controlCRCValid(d) {
+			data = d
+			break
+		}
+		if attempt == 20 {
+			return pgerr.New(codeDataCorrupted, "could not read a consistent %s from the server (CRC mismatch)", name)
+		}
+		select {
+		case <-sb.c.ctx.Done():
+			return canceledError(sb.c.ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	now := time.Now()
+	return sb.writeFile(sb.base, name, name, data, now)
+}
+
+// controlCRCValid checks the CRC-32C of a ControlFileData image without
+// knowing the version's layout: the CRC covers the struct up to the crc
+// field and is stored there, so some 4-byte aligned offset must hold the
+// CRC of everything before it (a chance match is about 2^-32 per offset).
+func controlCRCValid(d []byte) bool {
+	limit := min(len(d), 1024)
+	crc := crc32.New(castagnoli)
+	for off := 0; off+4 <= limit; off += 4 {
+		if off >= 16 {
+			sum := crc.Sum32()
+			if binary.LittleEndian.Uint32(d[off:]) == sum || binary.BigEndian.Uint32(d[off:]) == sum {
+				return true
+			}
+		}
+		crc.Write(d[off : off+4])
+	}
+	return false
+}
+
+// wal copies the WAL segments from the one holding the start LSN to the
+// one holding the stop LSN out of the server's pg_wal.
+func (sb *sqlBackup) wal(segSize uint64) error {
+	var dst fileSink
+	dstPrefix := "pg_wal"
+	if sb.s.Format == Tar {
+		ts, err := newTarSink(sb.t.dir, "pg_wal.tar", sb.s.compression, sb.s.Level)
+		if err != nil {
+			return err
+		}
+		dst = tarFileSink{ts}
+		sb.sinks = append(sb.sinks, dst)
+		dstPrefix = ""
+	} else {
+		dst = sb.base
+	}
+	tli := sb.res.Timeline
+	if tli > 1 {
+		hist := fmt.Sprintf("%08X.history", tli)
+		data, ok, err := sb.c.read("pg_wal/"+hist, 0, 1<<30)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := sb.copyWAL(dst, path.Join(dstPrefix, hist), data); err != nil {
+				return err
+			}
+		}
+	}
+	first := uint64(sb.res.StartLSN) / segSize
+	last := uint64(sb.res.EndLSN) / segSize
+	for seg := first; seg <= last; seg++ {
+		name := walSegmentName(tli, seg*segSize, segSize)
+		removed := pgerr.New(pgerr.UndefinedFile, "WAL segment %s was removed before it could be copied", name)
+		data, ok, err := sb.c.read("pg_wal/"+name, 0, chunkSize)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if seg == last && seg > first {
+				break // the segment after the stop point may not exist yet
+			}
+			return removed
+		}
+		w, err := dst.create(path.Join(dstPrefix, name), int64(segSize), time.Now())
+		if err != nil {
+			return err
+		}
+		mf := &manifestFile{w: w, size: int64(segSize), pad: true} // WAL is not in the manifest
+		for off := int64(0); ; {
+			if _, err := mf.Write(data); err != nil {
+				mf.Close()
+				return err
+			}
+			off += int64(len(data))
+			sb.res.Bytes += int64(len(data))
+			if err := sb.throttle(int64(len(data))); err != nil {
+				mf.Close()
+				return err
+			}
+			if len(data) < chunkSize || off >= int64(segSize) {
+				break
+			}
+			if data, ok, err = sb.c.read("pg_wal/"+name, off, chunkSize); err == nil && !ok {
+				err = removed
+			}
+			if err != nil {
+				mf.Close()
+				return err
+			}
+		}
+		if err := mf.Close(); err != nil {
+			return err
+		}
+		sb.res.Files++
+	}
+	return nil
+}
+
+func (sb *sqlBackup) copyWAL(dst fileSink, name string, data []byte) error {
+	w, err := dst.create(name, int64(len(data)), time.Now())
+	if err != nil {
+		return err
+	}
+	mf := &manifestFile{w: w, size: int64(len(data)), pad: true}
+	if _, err := mf.Write(data); err != nil {
+		mf.Close()
+		return err
+	}
+	sb.res.Files++
+	return mf.Close()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	// OIDs sort numerically when compared by length first.
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && (len(keys[j]) < len(keys[j-1]) || len(keys[j]) == len(keys[j-1]) && keys[j] < keys[j-1]); j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}

@@ -1,0 +1,371 @@
+package backup
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// statusInterval is how often the WAL receiver reports its position, as
+// pg_basebackup's default --status-interval.
+const statusInterval = 10 * time.Second
+
+// walSegmentName returns the file name of the segment holding lsn.
+func walSegmentName(tli uint32, lsn, segSize uint64) string {
+	segno := lsn / segSize
+	perID := 0x100000000 / segSize
+	return fmt.Sprintf("%08X%08X%08X", tli, segno/perID, segno%perID)
+}
+
+// walWriter receives WAL files: pg_wal/ of a plain backup or pg_wal.tar.
+type walWriter interface {
+	// create starts a file of exactly size bytes; Close pads what was not
+	// written with zeros.
+	create(name string, size int64) (io.WriteCloser, error)
+	// complete marks a segment whose every byte arrived.
+	complete(name string) error
+	close() error
+	abort()
+}
+
+// walDir writes WAL files into pg_wal/ of a plain backup.
+type walDir struct{ dir *os.Root }
+
+func newWALDir(dir *os.Root) (*walDir, error) {
+	if err := dir.MkdirAll("pg_wal/archive_status", 0o700); err != nil {
+		return nil, fileError("create directory", "pg_wal/archive_status", err)
+	}
+	return &walDir{dir: dir}, nil
+}
+
+func (w *walDir) create(name string, size int64) (io.WriteCloser, error) {
+	name = path.Join("pg_wal", name)
+	f, err := w.dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fileError("create", name, err)
+	}
+	return &paddedFile{f: f, name: name, left: size}, nil
+}
+
+// complete writes archive_status/NAME.done, as pg_basebackup does, so that
+// a server started on the backup does not archive the segment again.
+func (w *walDir) complete(name string) error {
+	name = path.Join("pg_wal/archive_status", name+".done")
+	f, err := w.dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fileError("create", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fileError("write", name, err)
+	}
+	return nil
+}
+
+func (w *walDir) close() error { return nil }
+func (w *walDir) abort()       {}
+
+// paddedFile is a file of a fixed size, completed with zeros on Close.
+type paddedFile struct {
+	f    *os.File
+	name string
+	left int64
+}
+
+func (p *paddedFile) Write(b []byte) (int, error) {
+	if int64(len(b)) > p.left {
+		return 0, fmt.Errorf("internal error: write past the end of %s", p.name)
+	}
+	n, err := p.f.Write(b)
+	p.left -= int64(n)
+	if err != nil {
+		return n, fileError("write", p.name, err)
+	}
+	return n, nil
+}
+
+func (p *paddedFile) Close() error {
+	zeros := make([]byte, 64*1024)
+	for p.left > 0 {
+		k := min(int64(len(zeros)), p.left)
+		if _, err := p.Write(zeros[:k]); err != nil {
+			p.f.Close()
+			return err
+		}
+	}
+	if err := p.f.Close(); err != nil {
+		return fileError("write", p.name, err)
+	}
+	return nil
+}
+
+// walTar writes WAL files into pg_wal.tar, as pg_basebackup -Ft -X stream.
+type walTar struct{ *tarSink }
+
+func (w walTar) create(name string, size int64) (io.WriteCloser, error) {
+	return w.tarSink.create(name, size, time.Now())
+}
+func (w walTar) complete(string) error { return nil }
+func (w walTar) close() error          { return w.tarSink.close() }
+func (w walTar) abort()                { w.tarSink.abort() }
+
+// historyName matches the timeline history file names the server sends.
+var historyName = regexp.MustCompile(`^[0-9A-F]{8}\.history$`)
+
+// walStreamer receives the WAL of a backup on its own replication
+// connection, from a temporary physical slot.
+type walStreamer struct {
+	mc      *msgConn
+	slot    string
+	segSize uint64
+	out     walWriter
+
+	end atomic.Uint64 // the backup's end LSN once known, else 0
+
+	// Owned by the run goroutine until it ends.
+	pos   uint64 // next WAL byte expected
+	tli   uint32
+	cur   io.WriteCloser
+	curNm string
+	bytes int64
+	files int
+
+	mu     sync.Mutex
+	failed error
+}
+
+func (s *walStreamer) setFailed(err error) {
+	s.mu.Lock()
+	s.failed = err
+	s.mu.Unlock()
+}
+
+func (s *walStreamer) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
+
+// run streams from the segment holding start on timeline tli until the
+// end LSN set by setEnd has been written.
+func (s *walStreamer) run(start LSN, tli uint32) (err error) {
+	defer func() {
+		if err != nil && s.cur != nil {
+			// No padding for a backup that failed: just let go of the file.
+			if pf, ok := s.cur.(*paddedFile); ok {
+				pf.f.Close()
+			}
+			s.cur = nil
+		}
+	}()
+	s.tli = tli
+	if tli > 1 {
+		if err := s.history(tli); err != nil {
+			return err
+		}
+	}
+	s.pos = uint64(start) - uint64(start)%s.segSize
+	cmd := fmt.Sprintf("START_REPLICATION SLOT %s PHYSICAL %s TIMELINE %d", s.slot, LSN(s.pos), tli)
+	if err := s.mc.send(cmd); err != nil {
+		return err
+	}
+	for started := false; !started; {
+		msg, err := s.mc.next()
+		if err != nil {
+			return err
+		}
+		switch msg.(type) {
+		case *pgproto3.CopyBothResponse:
+			started = true
+		default:
+			return protocolError("unexpected %T in answer to START_REPLICATION", msg)
+		}
+	}
+
+	lastStatus := time.Now()
+	for {
+		if end := s.end.Load(); end != 0 && s.pos >= end {
+			return s.finish()
+		}
+		if time.Since(lastStatus) >= statusInterval {
+			if err := s.status(); err != nil {
+				return err
+			}
+			lastStatus = time.Now()
+		}
+		msg, err := s.mc.receive()
+		if err == errTimeout {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(m.Data) == 0 {
+				return protocolError("empty CopyData in the WAL stream")
+			}
+			switch m.Data[0] {
+			case 'w':
+				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
+				if err != nil {
+					return protocolError("invalid WAL data message: %v", err)
+				}
+				if err := s.write(uint64(xld.WALStart), xld.WALData); err != nil {
+					return err
+				}
+			case 'k':
+				if len(m.Data) != 18 {
+					return protocolError("invalid keepalive message in the WAL stream")
+				}
+				if m.Data[17] != 0 {
+					if err := s.status(); err != nil {
+						return err
+					}
+					lastStatus = time.Now()
+				}
+			default:
+				return protocolError("unexpected message type %q in the WAL stream", m.Data[0])
+			}
+		case *pgproto3.CopyDone:
+			return protocolError("the server ended WAL streaming at %s, before the end of the backup", LSN(s.pos))
+		default:
+			return protocolError("unexpected %T in the WAL stream", msg)
+		}
+	}
+}
+
+// setEnd tells the streamer where the backup's WAL ends.
+func (s *walStreamer) setEnd(end LSN) { s.end.Store(uint64(end)) }
+
+// write stores WAL data that starts at LSN start.
+func (s *walStreamer) write(start uint64, data []byte) error {
+	if start > s.pos {
+		return protocolError("gap in the WAL stream: expected %s, got %s", LSN(s.pos), LSN(start))
+	}
+	if skip := s.pos - start; skip > 0 {
+		if skip >= uint64(len(data)) {
+			return nil
+		}
+		data = data[skip:]
+	}
+	for len(data) > 0 {
+		if s.cur == nil {
+			s.curNm = walSegmentName(s.tli, s.pos, s.segSize)
+			w, err := s.out.create(s.curNm, int64(s.segSize))
+			if err != nil {
+				return err
+			}
+			s.cur = w
+			s.files++
+		}
+		room := s.segSize - s.pos%s.segSize
+		n := min(uint64(len(data)), room)
+		if _, err := s.cur.Write(data[:n]); err != nil {
+			return err
+		}
+		s.pos += n
+		s.bytes += int64(n)
+		data = data[n:]
+		if s.pos%s.segSize == 0 {
+			w := s.cur
+			s.cur = nil
+			if err := w.Close(); err != nil {
+				return err
+			}
+			if err := s.out.complete(s.curNm); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *walStreamer) status() error {
+	err := pglogrepl.SendStandbyStatusUpdate(s.mc.ctx, s.mc.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(s.pos),
+	})
+	if err != nil {
+		return serverError(s.mc.what, err)
+	}
+	return nil
+}
+
+// finish pads the last segment, ends streaming with CopyDone and waits a
+// little for the server to acknowledge. Once every byte is written, a
+// server that does not answer cleanly is no reason to fail the backup.
+func (s *walStreamer) finish() error {
+	if s.cur != nil {
+		w := s.cur
+		s.cur = nil
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
+	s.mc.conn.Frontend().Send(&pgproto3.CopyDone{})
+	if err := s.mc.conn.Frontend().Flush(); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		msg, err := s.mc.receive()
+		if err == errTimeout {
+			continue
+		}
+		if err != nil {
+			return nil
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return nil
+		}
+	}
+	return nil
+}
+
+// history fetches the timeline history file of tli into the WAL, as
+// pg_basebackup does: recovery needs it to follow the timeline.
+func (s *walStreamer) history(tli uint32) error {
+	if err := s.mc.send(fmt.Sprintf("TIMELINE_HISTORY %d", tli)); err != nil {
+		return err
+	}
+	_, rows, err := s.mc.resultSet()
+	if err != nil {
+		return err
+	}
+	if err := s.mc.untilReady(); err != nil {
+		return err
+	}
+	if len(rows) != 1 || len(rows[0]) != 2 || !historyName.Match(rows[0][0]) {
+		return protocolError("unexpected answer to TIMELINE_HISTORY")
+	}
+	name, content := string(rows[0][0]), rows[0][1]
+	w, err := s.out.create(name, int64(len(content)))
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(content); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	s.files++
+	return s.out.complete(name)
+}
+
+// parseProgress decodes the 'p' message of the PostgreSQL 15 copy stream.
+func parseProgress(d []byte) (int64, bool) {
+	if len(d) != 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(d)), true
+}

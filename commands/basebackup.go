@@ -1,0 +1,216 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgverbs/pgverbs/backup"
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+)
+
+// ConnectFunc opens a connection of the proxy's own to the server, as user
+// to database, with replication=database when replication is set.
+type ConnectFunc func(ctx context.Context, user, database string, replication bool) (*pgconn.PgConn, error)
+
+// BaseBackup is the BASE BACKUP TO command: a consistent, verified base
+// backup of the backend cluster, written under the configured backup root.
+type BaseBackup struct {
+	root    string
+	connect ConnectFunc
+}
+
+// NewBaseBackup returns BASE BACKUP writing under root ("" disables the
+// command) over connections from connect.
+func NewBaseBackup(root string, connect ConnectFunc) *BaseBackup {
+	return &BaseBackup{root: root, connect: connect}
+}
+
+// Name implements Command.
+func (*BaseBackup) Name() string { return "BASE BACKUP" }
+
+// Keywords implements Command.
+func (*BaseBackup) Keywords() []string { return []string{"BASE", "BACKUP"} }
+
+// Parse implements Parser.
+func (b *BaseBackup) Parse(sql string) (Prepared, error) {
+	st, err := ParseBaseBackup(sql)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := backupOptionsFrom(st)
+	if err != nil {
+		return nil, err
+	}
+	return &backupRun{cmd: b, opts: opts}, nil
+}
+
+// backupOptionsFrom turns the parsed options into backup.Options, with
+// pg_basebackup's defaults.
+func backupOptionsFrom(st *BaseBackupStmt) (backup.Options, error) {
+	o := backup.Options{
+		Target: st.Path, Format: backup.Plain, Compression: "none", Level: st.Level,
+		WAL: "stream", Checkpoint: "fast", Manifest: true, ManifestChecksums: "CRC32C",
+		Label: "pgverbs base backup", VerifyChecksums: true, Method: backup.Replication,
+	}
+	for k, v := range st.Options {
+		switch k {
+		case "format":
+			if v == "tar" {
+				o.Format = backup.Tar
+			}
+		case "compression":
+			o.Compression = v
+		case "wal":
+			o.WAL = v
+		case "checkpoint":
+			o.Checkpoint = v
+		case "manifest":
+			o.Manifest = isOn(v)
+		case "manifest_checksums":
+			o.ManifestChecksums = strings.ToUpper(v)
+		case "max_rate":
+			rate, err := parseRate(v)
+			if err != nil {
+				return o, err
+			}
+			o.MaxRate = rate
+		case "label":
+			o.Label = v
+		case "verify_checksums":
+			o.VerifyChecksums = isOn(v)
+		case "method":
+			if v == "sql" {
+				o.Method = backup.SQL
+			}
+		}
+	}
+	if o.Compression != "none" && o.Format != backup.Tar {
+		e := pgerr.New(pgerr.InvalidParameterValue, "COMPRESSION %s needs FORMAT tar", o.Compression)
+		e.Hint = "A plain backup is a data directory; compress tar backups."
+		return o, e
+	}
+	return o, nil
+}
+
+func isOn(v string) bool { return v == "on" || v == "true" || v == "yes" }
+
+// parseRate reads a MAX_RATE such as '32MB', '500kB' or '1048576' (bytes
+// per second).
+func parseRate(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, pgerr.New(pgerr.InvalidParameterValue, "invalid MAX_RATE %q: want a positive size such as '32MB'", v)
+	}
+	return n * mult, nil
+}
+
+type backupRun struct {
+	cmd  *BaseBackup
+	opts backup.Options
+}
+
+// Standalone implements Standalone: the backup runs on the proxy's own
+// connections, never inside a transaction block.
+func (*backupRun) Standalone() {}
+
+// CommandName names the command in the engine's messages.
+func (*backupRun) CommandName() string { return "BASE BACKUP" }
+
+// Columns implements Prepared: the one row BASE BACKUP returns.
+func (*backupRun) Columns() []Column {
+	return []Column{
+		{"path", 25}, {"format", 25}, {"bytes", 20}, {"files", 20}, {"start_lsn", 3220}, {"end_lsn", 3220},
+		{"timeline", 23}, {"seconds", 701}, {"manifest", 25}, {"method", 25},
+	}
+}
+
+func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
+	if r.cmd.root == "" {
+		e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "BASE BACKUP is disabled: no backup root is configured")
+		e.Hint = "Start pgverbs with --backup-root DIR (config backup_root)."
+		return nil, e
+	}
+	// The client's own role decides, checked on its own session.
+	res, err := c.Exec(ctx, `SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user`)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Rows) == 0 || string(res.Rows[0][0]) != "t" {
+		e := pgerr.New(pgerr.InsufficientPrivilege, "permission denied to run BASE BACKUP")
+		e.Detail = "Only roles with the REPLICATION attribute or superusers may take base backups."
+		return nil, e
+	}
+	o := r.opts
+	o.Root = r.cmd.root
+	user, db := c.User(), c.Database()
+	o.Connect = func(ctx context.Context, replication bool) (*pgconn.PgConn, error) {
+		return r.cmd.connect(ctx, user, db, replication)
+	}
+	o.Progress = func(p backup.Progress) {
+		c.Notice("NOTICE", progressText(p), "")
+	}
+	out, err := backup.Run(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	format := "plain"
+	if out.Format == backup.Tar {
+		format = "tar"
+		if o.Compression != "none" {
+			format += "+" + o.Compression
+		}
+	}
+	manifest, method := "no", "replication"
+	if out.Manifest {
+		manifest = "yes"
+	}
+	if out.Method == backup.SQL {
+		method = "sql"
+	}
+	row := []*string{
+		strp(out.Path), strp(format), strp(strconv.FormatInt(out.Bytes, 10)), strp(strconv.Itoa(out.Files)),
+		strp(out.StartLSN.String()), strp(out.EndLSN.String()), strp(strconv.Itoa(int(out.Timeline))),
+		strp(strconv.FormatFloat(out.Duration.Seconds(), 'f', 3, 64)), strp(manifest), strp(method),
+	}
+	return &Outcome{Tag: "BASE BACKUP", Rows: [][]*string{row}}, nil
+}
+
+// progressText renders a progress report for a NOTICE.
+func progressText(p backup.Progress) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "BASE BACKUP %s: %s", p.Phase, humanBytes(p.Bytes))
+	if p.Total > 0 {
+		fmt.Fprintf(&b, " of %s (%d%%)", humanBytes(p.Total), min(100, p.Bytes*100/p.Total))
+	}
+	if p.Rate > 0 {
+		fmt.Fprintf(&b, ", %s/s", humanBytes(p.Rate))
+	}
+	return b.String()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

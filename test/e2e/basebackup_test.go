@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgverbs/pgverbs/internal/pgtest"
+)
+
+// TestBaseBackupCommand drives BASE BACKUP TO through the proxy with psql
+// and pgx: a verified backup, its result row and progress notices, and the
+// refusals (no root, privilege, transaction block, path escape, existing
+// target), and a cancel that leaves nothing behind.
+func TestBaseBackupCommand(t *testing.T) {
+	c := cluster(t, pgtest.Options{InitDBArgs: []string{"--data-checksums"}})
+	ctx := testCtx(t)
+	root := t.TempDir()
+	p := startProxy(t, c.URL("", "", "postgres"), "--backup-root", root)
+	url := p.URL("postgres", "", "postgres")
+	if err := c.Exec(ctx, "CREATE TABLE keep AS SELECT g, md5(g::text) FROM generate_series(1, 50000) g"); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := psql(t, c, url, "-c", "BASE BACKUP TO 'nightly/one'")
+	if err != nil {
+		t.Fatalf("psql BASE BACKUP: %v\n%s", err, out)
+	}
+	target := filepath.Join(root, "nightly/one")
+	for _, want := range []string{target, "plain", "yes", "replication", "NOTICE:  BASE BACKUP"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("BASE BACKUP output lacks %q:\n%s", want, out)
+		}
+	}
+	if vout, err := exec.Command(c.Bin("pg_verifybackup"), target).CombinedOutput(); err != nil {
+		t.Fatalf("pg_verifybackup: %v\n%s", err, vout)
+	}
+	st, err := os.Stat(target)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("target mode %v, %v", st.Mode(), err)
+	}
+
+	conn := connect(t, url)
+	var path, format, manifest string
+	var bytes int64
+	err = conn.QueryRow(ctx, "BASE BACKUP TO 'two' WITH (FORMAT tar, COMPRESSION zstd)").Scan(&path, &format, &bytes, nil, nil, nil, nil, nil, &manifest, nil)
+	if err != nil {
+		t.Fatalf("pgx BASE BACKUP (extended protocol): %v", err)
+	}
+	if path != filepath.Join(root, "two") || format != "tar+zstd" || bytes <= 0 || manifest != "yes" {
+		t.Fatalf("row: %q %q %d %q", path, format, bytes, manifest)
+	}
+	if _, err := os.Stat(filepath.Join(root, "two", "base.tar.zst")); err != nil {
+		t.Fatalf("tar+zstd backup: %v", err)
+	}
+
+	// Refusals.
+	_, err = conn.Exec(ctx, "BASE BACKUP TO 'two'")
+	wantCode(t, err, "42P04")
+	_, err = conn.Exec(ctx, "BASE BACKUP TO '../escape'")
+	if pgErr(err) == nil {
+		t.Fatal("path escape accepted")
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(root), "escape")); err == nil {
+		t.Fatal("a directory was created outside the backup root")
+	}
+	tx, _ := conn.Begin(ctx)
+	_, err = tx.Exec(ctx, "BASE BACKUP TO 'intx'")
+	wantCode(t, err, "25001")
+	tx.Rollback(ctx)
+	_, err = conn.Exec(ctx, "SELECT 1; BASE BACKUP TO 'multi'", pgx.QueryExecModeSimpleProtocol)
+	wantCode(t, err, "25001")
+	if err := c.Exec(ctx, "CREATE ROLE plain LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	pconn := connect(t, p.URL("plain", "", "postgres"))
+	_, err = pconn.Exec(ctx, "BASE BACKUP TO 'noperm'")
+	wantCode(t, err, "42501")
+	for _, d := range []string{"intx", "multi", "noperm"} {
+		if _, err := os.Stat(filepath.Join(root, d)); err == nil {
+			t.Fatalf("refused backup left %s", d)
+		}
+	}
+	noroot := startProxy(t, c.URL("", "", "postgres"))
+	_, err = connect(t, noroot.URL("postgres", "", "postgres")).Exec(ctx, "BASE BACKUP TO 'x'")
+	wantCode(t, err, "55000")
+
+	// Cancel mid-backup (psql's Ctrl-C): 57014, nothing left, no slot, no
+	// backup in progress on the server.
+	cmd := psqlCmd(t, c, url, "-c", "BASE BACKUP TO 'slow' WITH (MAX_RATE '64kB')")
+	var sout syncBuffer
+	cmd.Stdout, cmd.Stderr = &sout, &sout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(root, "slow")); return err == nil })
+	time.Sleep(500 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("psql did not finish after Ctrl-C")
+	}
+	if !strings.Contains(sout.String(), "canceling statement due to user request") {
+		t.Fatalf("cancelled backup output:\n%s", sout.String())
+	}
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(root, "slow")); return os.IsNotExist(err) })
+	var slots, running int
+	waitFor(t, func() bool {
+		_ = conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots").Scan(&slots)
+		_ = conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'").Scan(&running)
+		return slots == 0 && running == 0
+	})
+}
