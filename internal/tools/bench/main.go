@@ -102,6 +102,9 @@ type options struct {
 	idle      int
 	// installRounds is the number of INSTALL + UNINSTALL round trips timed.
 	installRounds int
+	// backupScale sizes the base-backup benchmark's cluster (pgbench
+	// scale; 0 skips it); backupRounds is its number of rounds.
+	backupScale, backupRounds int
 }
 
 func main() {
@@ -140,6 +143,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.pgbouncer, "pgbouncer", "auto", "pgbouncer binary: auto (PATH, then /usr/sbin/pgbouncer), off, or a path")
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections for the memory measurement (0 skips it)")
 	fs.IntVar(&o.installRounds, "install-rounds", 5, "INSTALL + UNINSTALL EXTENSION round trips of a 10,000-line script (0 skips them)")
+	fs.IntVar(&o.backupScale, "backup-scale", 70, "pgbench scale of the base-backup benchmark's cluster, about 15 MB each (0 skips it)")
+	fs.IntVar(&o.backupRounds, "backup-rounds", 3, "rounds of the base-backup benchmark (odd, for a true median)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -286,6 +291,11 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 		printInstall(rs)
+	}
+	if o.backupScale > 0 {
+		if err := runBackupBench(ctx, proxyPath, o.backupScale, o.backupRounds); err != nil {
+			return err
+		}
 	}
 	if msg := strings.TrimSpace(proxy.out.String()); msg != "" {
 		fmt.Printf("\npgverbs logged (level warn and above):\n%s\n", msg)
