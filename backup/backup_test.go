@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgtest"
@@ -91,6 +93,11 @@ func newSource() (*source, error) {
 	spcParent, err := os.MkdirTemp("/tmp", "pgverbs-spc-")
 	if err != nil {
 		return fail(err)
+	}
+	fail = func(err error) (*source, error) {
+		c.Stop()
+		os.RemoveAll(spcParent)
+		return nil, err
 	}
 	s.spcDir = filepath.Join(spcParent, "spc")
 	if err := os.Chmod(spcParent, 0o755); err != nil {
@@ -470,9 +477,9 @@ func TestTarZstdStream(t *testing.T) {
 	spc := filepath.Join(ex, "spc")
 	must(t, os.Mkdir(data, 0o700))
 	must(t, os.Mkdir(spc, 0o700))
-	files := extractZstd(t, filepath.Join(res.Path, "base.tar.zst"), data)
-	files += extractZstd(t, filepath.Join(res.Path, "pg_wal.tar.zst"), filepath.Join(data, "pg_wal"))
-	files += extractZstd(t, filepath.Join(res.Path, s.spcOID+".tar.zst"), spc)
+	files := extractArchive(t, filepath.Join(res.Path, "base.tar.zst"), data)
+	files += extractArchive(t, filepath.Join(res.Path, "pg_wal.tar.zst"), filepath.Join(data, "pg_wal"))
+	files += extractArchive(t, filepath.Join(res.Path, s.spcOID+".tar.zst"), spc)
 	if files != res.Files {
 		t.Errorf("archives hold %d files, Result.Files = %d", files, res.Files)
 	}
@@ -494,20 +501,37 @@ func TestTarZstdStream(t *testing.T) {
 	})
 }
 
-// extractZstd extracts a zstd-compressed tar into dir and returns the
-// number of regular files.
-func extractZstd(t *testing.T, archive, dir string) int {
+// extractArchive extracts a tar file, compressed as its suffix says, into
+// dir and returns the number of regular files.
+func extractArchive(t *testing.T, archive, dir string) int {
 	t.Helper()
 	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	zr, err := zstd.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
+	var zr io.Reader
+	switch filepath.Ext(archive) {
+	case ".zst":
+		d, err := zstd.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		zr = d
+	case ".gz":
+		d, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr = d
+	case ".lz4":
+		zr = lz4.NewReader(f)
+	case ".tar":
+		zr = f
+	default:
+		t.Fatalf("unknown archive type %s", archive)
 	}
-	defer zr.Close()
 	tr := tar.NewReader(zr)
 	files := 0
 	for {
@@ -583,11 +607,7 @@ func TestSQLTarGzip(t *testing.T) {
 	o.Method, o.Format, o.Compression = SQL, Tar, "gzip"
 	o.ManifestChecksums = "SHA256"
 	res := runBackup(t, o)
-	for _, n := range []string{"base.tar.gz", "pg_wal.tar.gz", s.spcOID + ".tar.gz", "backup_manifest"} {
-		if _, err := os.Stat(filepath.Join(res.Path, n)); err != nil {
-			t.Error(err)
-		}
-	}
+	checkTar(t, s, res, ".tar.gz", true)
 }
 
 func TestReplicationTarFetch(t *testing.T) {
@@ -595,15 +615,42 @@ func TestReplicationTarFetch(t *testing.T) {
 	root := t.TempDir()
 	o := baseOptions(s, root, "fetch")
 	o.Format, o.WAL, o.Compression = Tar, "fetch", "lz4"
+	o.ManifestChecksums = "SHA512"
 	res := runBackup(t, o)
-	for _, n := range []string{"base.tar.lz4", s.spcOID + ".tar.lz4", "backup_manifest"} {
-		if _, err := os.Stat(filepath.Join(res.Path, n)); err != nil {
-			t.Error(err)
-		}
+	checkTar(t, s, res, ".tar.lz4", false)
+}
+
+// checkTar extracts a tar-format backup and runs pg_verifybackup on it.
+func checkTar(t *testing.T, s *source, res *Result, suffix string, walTar bool) {
+	t.Helper()
+	want := []string{s.spcOID + suffix, "backup_manifest", "base" + suffix}
+	if walTar {
+		want = append(want, "pg_wal"+suffix)
 	}
-	if _, err := os.Stat(filepath.Join(res.Path, "pg_wal.tar.lz4")); !os.IsNotExist(err) {
-		t.Errorf("pg_wal.tar.lz4 with WAL fetch: %v", err)
+	var names []string
+	entries, _ := os.ReadDir(res.Path)
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Fatalf("backup holds %v, want %v", names, want)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	spc := filepath.Join(filepath.Dir(data), "spc")
+	must(t, os.Mkdir(data, 0o700))
+	must(t, os.Mkdir(spc, 0o700))
+	files := extractArchive(t, filepath.Join(res.Path, "base"+suffix), data)
+	if walTar {
+		files += extractArchive(t, filepath.Join(res.Path, "pg_wal"+suffix), filepath.Join(data, "pg_wal"))
+	}
+	files += extractArchive(t, filepath.Join(res.Path, s.spcOID+suffix), spc)
+	if files != res.Files {
+		t.Errorf("archives hold %d files, Result.Files = %d", files, res.Files)
+	}
+	must(t, os.Symlink(spc, filepath.Join(data, "pg_tblspc", s.spcOID)))
+	copyFile(t, filepath.Join(res.Path, "backup_manifest"), filepath.Join(data, "backup_manifest"))
+	checkExcluded(t, s, data)
+	verify(t, s, data)
 }
 
 // TestCancel cancels slow backups midway and checks that nothing is left:

@@ -67,7 +67,9 @@
 // remove WAL the backup needs; skipped with a warning when no slot is
 // free), pg_backup_start (pg_start_backup before 15), a walk of the data
 // directory with pg_ls_dir and pg_stat_file applying the server's own
-// exclusion list (see excluded), file contents read in 1 MB chunks with
+// exclusion list (temporary files and relations, unlogged relations but
+// their init forks, the contents of pg_wal, pg_replslot, pg_stat_tmp and
+// the like, postmaster.pid, ...), file contents read in 1 MB chunks with
 // pg_read_binary_file, global/pg_control last and re-read until its CRC is
 // valid, pg_backup_stop, backup_label written byte for byte, and the WAL
 // segments from start to stop read from pg_wal/. WAL "stream" and "fetch"

@@ -308,7 +308,7 @@ func (b *run) copyStream(mc *msgConn) (err error) {
 				if len(parts) != 3 {
 					return protocolError("invalid new-archive message from BASE_BACKUP")
 				}
-				if cur, err = b.openArchive(string(parts[0])); err != nil {
+				if cur, err = b.openArchive(string(parts[0]), string(parts[1])); err != nil {
 					return err
 				}
 			case 'd':
@@ -379,11 +379,11 @@ func (b *run) copyLegacy(mc *msgConn, spcRows [][][]byte) (err error) {
 		}
 		var w archive
 		if i < len(spcRows) {
-			name := "base.tar"
-			if row := spcRows[i]; len(row) > 0 && row[0] != nil {
-				name = string(row[0]) + ".tar"
+			name, location := "base.tar", ""
+			if row := spcRows[i]; len(row) > 1 && row[0] != nil {
+				name, location = string(row[0])+".tar", string(row[1])
 			}
-			w, err = b.openArchive(name)
+			w, err = b.openArchive(name, location)
 		} else {
 			b.prog.setPhase("manifest")
 			var m *outFile
@@ -435,8 +435,9 @@ type manifestArchive struct{ *outFile }
 func (m manifestArchive) abort()     { m.outFile.abort() }
 func (m manifestArchive) files() int { return 0 }
 
-// openArchive starts the archive the server named.
-func (b *run) openArchive(name string) (archive, error) {
+// openArchive starts the archive the server named; location is the
+// tablespace's, "" for base.tar.
+func (b *run) openArchive(name, location string) (archive, error) {
 	if !archiveName.MatchString(name) {
 		return nil, protocolError("unexpected archive name %q from BASE_BACKUP", name)
 	}
@@ -452,6 +453,11 @@ func (b *run) openArchive(name string) (archive, error) {
 	}
 	oid := strings.TrimSuffix(name, ".tar")
 	rel := path.Join(tablespacesDir, oid)
+	if inPlace := "pg_tblspc/" + oid; location == inPlace {
+		// An in-place tablespace (allow_in_place_tablespaces) is a
+		// directory inside the data directory; it stays there.
+		rel = inPlace
+	}
 	if err := b.t.dir.MkdirAll(rel, 0o700); err != nil {
 		return nil, fileError("create directory", rel, err)
 	}

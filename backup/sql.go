@@ -244,6 +244,9 @@ func (sb *sqlBackup) do() error {
 	if sb.s.Manifest {
 		sb.man = newManifest(sb.s.checksums)
 	}
+	if sb.s.VerifyChecksums {
+		sb.res.Warnings = append(sb.res.Warnings, "NOTICE: data page checksums are not verified with METHOD sql")
+	}
 
 	// A temporary slot keeps checkpoints from removing the WAL the backup
 	// needs before it is copied; it is reserved before the backup starts.
@@ -462,6 +465,12 @@ func (sb *sqlBackup) walk(src string, dst fileSink, dstDir, manDir string, top b
 		}
 		if top && rel == "global" && e.name == "pg_control" {
 			continue // copied last
+		}
+		if !e.isDir && strings.HasPrefix(e.name, ".s.PGSQL.") && !strings.HasSuffix(e.name, ".lock") {
+			// A Unix socket (unix_socket_directories in the data
+			// directory): the server skips such special files, and
+			// pg_read_binary_file cannot read them.
+			continue
 		}
 		if top && rel == "pg_tblspc" && sb.spcs[e.name] != "" {
 			if sb.s.Format == Plain {

@@ -129,6 +129,12 @@ func resolve(root, target string) (*resolved, error) {
 			}
 			return nil, withCause(pgerr.New(codeDuplicate, "backup target %s: %s is not a directory", quote(target), quote(strings.Join(comps[:i+1], "/"))), ErrTargetExists)
 		}
+		if i < len(comps)-1 {
+			// Not inside a backup that is still being written.
+			if _, err := os.Lstat(filepath.Join(next, markerName)); err == nil {
+				return nil, inUse(target)
+			}
+		}
 		cur = next
 	}
 	r.path = cur
@@ -177,7 +183,8 @@ func inUse(typed string) error {
 	return withCause(pgerr.New(codeObjectInUse, "backup target %s is in use by another BASE BACKUP", quote(typed)), ErrTargetInUse)
 }
 
-// Process-wide exclusion of Runs writing to the same directory.
+// Process-wide exclusion of Runs writing to the same directory, or to
+// directories inside one another.
 var (
 	targetsMu sync.Mutex
 	targets   = map[string]bool{}
@@ -186,8 +193,13 @@ var (
 func lockTarget(r *resolved) (unlock func(), err error) {
 	targetsMu.Lock()
 	defer targetsMu.Unlock()
-	if targets[r.path] {
-		return nil, inUse(r.typed)
+	for p := range targets {
+		// The same directory, or one inside the other.
+		_, inside := within(p, r.path)
+		_, outside := within(r.path, p)
+		if inside || outside {
+			return nil, inUse(r.typed)
+		}
 	}
 	targets[r.path] = true
 	return func() {

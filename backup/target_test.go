@@ -133,6 +133,8 @@ func TestResolveTarget(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(busy, markerName), nil, 0o600))
 	_, err = ResolveTarget(root, "busy")
 	wantCode(t, err, codeObjectInUse)
+	_, err = ResolveTarget(root, "busy/inner")
+	wantCode(t, err, codeObjectInUse)
 	if !errors.Is(err, ErrTargetInUse) {
 		t.Errorf("busy: %v is not ErrTargetInUse", err)
 	}
@@ -177,6 +179,13 @@ func TestRunTargetLifecycle(t *testing.T) {
 	wantCode(t, err, codeObjectInUse)
 	if !errors.Is(err, ErrTargetInUse) {
 		t.Fatalf("second Run: %v", err)
+	}
+	// Inside it, or around it.
+	for _, target := range []string{"a/b/c/d", "a/b"} {
+		_, err = Run(context.Background(), Options{Root: root, Target: target, Connect: blocking})
+		if !errors.Is(err, ErrTargetInUse) && !errors.Is(err, ErrTargetExists) {
+			t.Errorf("Run to %s during a backup to a/b/c: %v", target, err)
+		}
 	}
 	close(release)
 	err = <-done
