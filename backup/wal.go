@@ -243,8 +243,12 @@ func (s *walStreamer) run(start LSN, tli uint32) (err error) {
 	}
 }
 
-// setEnd tells the streamer where the backup's WAL ends.
-func (s *walStreamer) setEnd(end LSN) { s.end.Store(uint64(end)) }
+// setEnd tells the streamer where the backup's WAL ends, and wakes its
+// receive so that it need not wait out pollInterval to notice.
+func (s *walStreamer) setEnd(end LSN) {
+	s.end.Store(uint64(end))
+	_ = s.mc.conn.Conn().SetReadDeadline(time.Now())
+}
 
 // write stores WAL data that starts at LSN start.
 func (s *walStreamer) write(start uint64, data []byte) error {
