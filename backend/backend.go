@@ -50,12 +50,14 @@ func namesUser(conninfo string) bool {
 	if u, err := url.Parse(conninfo); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
 		return (u.User != nil && u.User.Username() != "") || u.Query().Get("user") != ""
 	}
-	for _, f := range strings.Fields(conninfo) {
-		if strings.HasPrefix(f, "user=") || strings.HasPrefix(f, "user =") {
+	// key=value form: "user" as a key, with optional spaces around "=".
+	fields := strings.Fields(strings.ReplaceAll(conninfo, "=", " = "))
+	for i := 0; i+1 < len(fields); i++ {
+		if fields[i] == "user" && fields[i+1] == "=" {
 			return true
 		}
 	}
-	return strings.Contains(conninfo, "user=") || strings.Contains(conninfo, "user =")
+	return false
 }
 
 // Parse parses a libpq URL or key=value conninfo. The conninfo may hold a
