@@ -419,22 +419,7 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*strin
 			return err
 		}
 	}
-	before, err := snapshotObjects(ctx, c)
-	if err != nil {
-		return err
-	}
-	if err := setSettings(ctx, c, []*string{strp(scriptPath(ps.schema, ps.required)), strp("off"), strp("warning")}); err != nil {
-		return err
-	}
-	for _, f := range ps.files {
-		if err := runScript(ctx, c, f.name, f.stmts); err != nil {
-			return err
-		}
-	}
-	if err := setSettings(ctx, c, saved); err != nil {
-		return err
-	}
-	after, err := snapshotObjects(ctx, c)
+	created, err := runTracked(ctx, c, ps, saved)
 	if err != nil {
 		return err
 	}
@@ -443,7 +428,7 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*strin
 	if err != nil {
 		return err
 	}
-	if err := recordNewObjects(ctx, c, pkg.Name, before, after); err != nil {
+	if err := created(pkg.Name); err != nil {
 		return err
 	}
 	for _, set := range pkg.Settings {
@@ -452,6 +437,34 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*strin
 		}
 	}
 	return nil
+}
+
+// runTracked runs a step's scripts in the script environment (search_path,
+// check_function_bodies, client_min_messages; saved restores them) between
+// two listings of the catalogs. The returned record stores the objects the
+// scripts created as members of the named extension; call it once the
+// extension's catalog row exists.
+func runTracked(ctx context.Context, c Conn, ps preparedStep, saved []*string) (record func(ext string) error, err error) {
+	before, err := snapshotObjects(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := setSettings(ctx, c, []*string{strp(scriptPath(ps.schema, ps.required)), strp("off"), strp("warning")}); err != nil {
+		return nil, err
+	}
+	for _, f := range ps.files {
+		if err := runScript(ctx, c, f.name, f.stmts); err != nil {
+			return nil, err
+		}
+	}
+	if err := setSettings(ctx, c, saved); err != nil {
+		return nil, err
+	}
+	after, err := snapshotObjects(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return func(ext string) error { return recordNewObjects(ctx, c, ext, before, after) }, nil
 }
 
 // createServerExtension runs CREATE EXTENSION for an extension the server
@@ -550,22 +563,7 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 	if err != nil {
 		return nil, err
 	}
-	before, err := snapshotObjects(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	if err := setSettings(ctx, c, []*string{strp(scriptPath(schema, required)), strp("off"), strp("warning")}); err != nil {
-		return nil, err
-	}
-	for _, f := range ps.files {
-		if err := runScript(ctx, c, f.name, f.stmts); err != nil {
-			return nil, err
-		}
-	}
-	if err := setSettings(ctx, c, saved); err != nil {
-		return nil, err
-	}
-	after, err := snapshotObjects(ctx, c)
+	created, err := runTracked(ctx, c, ps, saved)
 	if err != nil {
 		return nil, err
 	}
@@ -573,7 +571,7 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 		&name, &pkg.Version, strp(arrayLiteral(pkg.Requires))); err != nil {
 		return nil, err
 	}
-	if err := recordNewObjects(ctx, c, name, before, after); err != nil {
+	if err := created(name); err != nil {
 		return nil, err
 	}
 	if err := forgetMissingObjects(ctx, c, name); err != nil {
