@@ -287,52 +287,10 @@ func (c *execConn) Exec(ctx context.Context, sql string, args ...*string) (*comm
 		return nil, err
 	}
 	res := &commands.Result{}
-	for {
-		m, err := c.s.t.next()
-		if err != nil {
-			return nil, err
-		}
-		switch m.typ {
-		case '1', '2', '3', 'n':
-		case 'T':
-			var rd pgproto3.RowDescription
-			if err := rd.Decode(m.msg[5:]); err != nil {
-				return nil, err
-			}
-			for _, f := range rd.Fields {
-				res.Fields = append(res.Fields, string(f.Name))
-			}
-		case 'D':
-			var dr pgproto3.DataRow
-			if err := dr.Decode(m.msg[5:]); err != nil {
-				return nil, err
-			}
-			row := make([][]byte, len(dr.Values))
-			for i, v := range dr.Values {
-				if v != nil {
-					row[i] = append([]byte{}, v...)
-				}
-			}
-			res.Rows = append(res.Rows, row)
-		case 'C':
-			res.Tag = string(cstring(m.msg[5:]))
-			return res, nil
-		case 'I':
-			return res, nil
-		case 'E':
-			c.failed = true
-			return nil, serverError(m.msg)
-		case 'G':
-			// COPY FROM STDIN inside a command cannot get data: abort it.
-			c.s.bw.Write(copyFailMsg("COPY FROM STDIN is not supported inside a pgverbs command"))
-			c.s.bw.Write(flushMsg)
-			if err := c.s.bw.Flush(); err != nil {
-				return nil, err
-			}
-		default:
-			c.s.forwardAsync(m)
-		}
+	if _, err := c.readReplies(1, res); err != nil {
+		return nil, err
 	}
+	return res, nil
 }
 
 // ExecBatch pipelines statements: all are sent with one Flush and their
@@ -357,20 +315,56 @@ func (c *execConn) ExecBatch(ctx context.Context, sqls []string) (int, error) {
 	if err := c.s.bw.Flush(); err != nil {
 		return -1, err
 	}
-	done := 0
-	for done < len(sqls) {
+	return c.readReplies(len(sqls), nil)
+}
+
+// readReplies reads the replies to n statements sent by Exec or ExecBatch,
+// up to the first error, collecting the last statement's rows into res
+// when it is not nil. It returns how many statements completed.
+func (c *execConn) readReplies(n int, res *commands.Result) (done int, err error) {
+	for done < n {
 		m, err := c.s.t.next()
 		if err != nil {
 			return done, err
 		}
 		switch m.typ {
-		case '1', '2', '3', 'D', 'T', 'n':
+		case '1', '2', '3', 'n':
+		case 'T':
+			if res == nil {
+				break
+			}
+			var rd pgproto3.RowDescription
+			if err := rd.Decode(m.msg[5:]); err != nil {
+				return done, err
+			}
+			for _, f := range rd.Fields {
+				res.Fields = append(res.Fields, string(f.Name))
+			}
+		case 'D':
+			if res == nil {
+				break
+			}
+			var dr pgproto3.DataRow
+			if err := dr.Decode(m.msg[5:]); err != nil {
+				return done, err
+			}
+			row := make([][]byte, len(dr.Values))
+			for i, v := range dr.Values {
+				if v != nil {
+					row[i] = append([]byte{}, v...)
+				}
+			}
+			res.Rows = append(res.Rows, row)
 		case 'C', 'I':
+			if res != nil && m.typ == 'C' {
+				res.Tag = string(cstring(m.msg[5:]))
+			}
 			done++
 		case 'E':
 			c.failed = true
 			return done, serverError(m.msg)
 		case 'G':
+			// COPY FROM STDIN inside a command cannot get data: abort it.
 			c.s.bw.Write(copyFailMsg("COPY FROM STDIN is not supported inside a pgverbs command"))
 			c.s.bw.Write(flushMsg)
 			if err := c.s.bw.Flush(); err != nil {
