@@ -180,7 +180,7 @@ func (s *session) clientToBackend() error {
 			if handled {
 				if s.cr.Buffered() == 0 {
 					if err := s.bw.Flush(); err != nil {
-						return err
+						return writeError{err}
 					}
 				}
 				continue
@@ -198,11 +198,15 @@ func (s *session) clientToBackend() error {
 			return err
 		}
 		if typ == 'X' {
-			return s.bw.Flush()
+			if err := s.bw.Flush(); err != nil {
+				return writeError{err}
+			}
+			return nil
 		}
 		if s.cr.Buffered() == 0 {
+			// A failed write means the backend went away, not the client.
 			if err := s.bw.Flush(); err != nil {
-				return err
+				return writeError{err}
 			}
 		}
 	}
