@@ -523,7 +523,9 @@ func (sb *sqlBackup) tablespace(oid string) error {
 }
 
 // copyFile copies a server file of the size listed; what the file gained
-// since is left to WAL replay, as the server's own backup does.
+// since is left to WAL replay, as the server's own backup does. Chunks after
+// the first are read by a goroutine one chunk ahead of the writes, so that
+// the server's read and transfer overlap with writing to disk.
 func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileSink, dstName, manPath string) error {
 	first, ok, err := sb.c.read(src, 0, min(size, chunkSize))
 	if err != nil || !ok {
@@ -533,32 +535,64 @@ func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileS
 	if err != nil {
 		return err
 	}
-	data, requested := first, min(size, chunkSize)
-	for off := int64(0); ; {
+	type chunk struct {
+		data []byte
+		ok   bool
+		err  error
+	}
+	next := make(chan chunk, 1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	if int64(len(first)) < min(size, chunkSize) || size <= chunkSize {
+		// The file shrank, or this was all of it.
+		close(next)
+		close(done)
+	} else {
+		go func() {
+			defer close(done)
+			defer close(next)
+			for off := int64(len(first)); off < size; {
+				requested := min(size-off, chunkSize)
+				data, ok, err := sb.c.read(src, off, requested)
+				select {
+				case next <- chunk{data, ok, err}:
+				case <-stop:
+					return
+				}
+				if err != nil || !ok || int64(len(data)) < requested {
+					return // an error, or the file vanished or shrank
+				}
+				off += int64(len(data))
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		<-done // the connection is free again
+	}()
+	for data := first; ; {
 		if _, err := w.Write(data); err != nil {
 			w.Close()
 			return err
 		}
-		off += int64(len(data))
 		sb.res.Bytes += int64(len(data))
 		sb.prog.add(int64(len(data)))
 		if err := sb.throttle(int64(len(data))); err != nil {
 			w.Close()
 			return err
 		}
-		if int64(len(data)) < requested {
-			break // the file shrank
-		}
-		if requested = min(size-off, chunkSize); requested <= 0 {
+		c, more := <-next
+		if !more {
 			break
 		}
-		if data, ok, err = sb.c.read(src, off, requested); err != nil {
+		if c.err != nil {
 			w.Close()
-			return err
+			return c.err
 		}
-		if !ok {
+		if !c.ok {
 			break // removed meanwhile
 		}
+		data = c.data
 	}
 	if err := w.Close(); err != nil {
 		return err
