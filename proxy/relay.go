@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -76,24 +75,6 @@ func (w writerOnly) Write(p []byte) (int, error) {
 		err = writeError{err}
 	}
 	return n, err
-}
-
-// queryText returns the SQL text of a Query ('Q') or Parse ('P') message,
-// given the whole message.
-func queryText(typ byte, msg []byte) []byte {
-	body := msg[5:]
-	if typ == 'P' {
-		// Skip the statement name.
-		i := bytes.IndexByte(body, 0)
-		if i < 0 {
-			return nil
-		}
-		body = body[i+1:]
-	}
-	if i := bytes.IndexByte(body, 0); i >= 0 {
-		return body[:i]
-	}
-	return nil
 }
 
 // relayLoops runs the relay phase: one goroutine copies client messages to
@@ -178,10 +159,8 @@ func (s *session) clientToBackend() error {
 				return err
 			}
 			if handled {
-				if s.cr.Buffered() == 0 {
-					if err := s.bw.Flush(); err != nil {
-						return writeError{err}
-					}
+				if err := s.flushIfIdle(); err != nil {
+					return err
 				}
 				continue
 			}
@@ -198,18 +177,30 @@ func (s *session) clientToBackend() error {
 			return err
 		}
 		if typ == 'X' {
-			if err := s.bw.Flush(); err != nil {
-				return writeError{err}
-			}
-			return nil
+			return s.flushBackend()
 		}
-		if s.cr.Buffered() == 0 {
-			// A failed write means the backend went away, not the client.
-			if err := s.bw.Flush(); err != nil {
-				return writeError{err}
-			}
+		if err := s.flushIfIdle(); err != nil {
+			return err
 		}
 	}
+}
+
+// flushIfIdle sends what was written to the backend once no more client
+// input is buffered, so that pipelined messages go out in one write.
+func (s *session) flushIfIdle() error {
+	if s.cr.Buffered() > 0 {
+		return nil
+	}
+	return s.flushBackend()
+}
+
+// flushBackend flushes the backend writer. A failed write means the
+// backend went away, not the client: writeError says so.
+func (s *session) flushBackend() error {
+	if err := s.bw.Flush(); err != nil {
+		return writeError{err}
+	}
+	return nil
 }
 
 // backendToClient forwards backend messages until the backend connection
@@ -253,10 +244,7 @@ func (s *session) backendToClient() (mid bool, err error) {
 			}
 		}
 		t.writing.Store(false)
-		if typ == 'Z' && msg != nil && len(msg) > 5 {
-			t.setStatus(msg[5])
-		}
-		t.received(typ)
+		t.received(typ, msg)
 	}
 }
 
@@ -274,10 +262,7 @@ func (s *session) toEngine(typ byte, total int) error {
 	if _, err := s.cw.Write(msg); err != nil {
 		return writeError{err}
 	}
-	if typ == 'Z' {
-		s.t.setStatus(msg[5])
-	}
-	s.t.received(typ)
+	s.t.received(typ, msg)
 	if s.br.Buffered() == 0 {
 		if err := s.cw.Flush(); err != nil {
 			return writeError{err}

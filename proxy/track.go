@@ -100,9 +100,10 @@ func (t *tracker) sent(typ byte) {
 	}
 }
 
-// received ticks off a message the server sent. DataRow and the other
-// non-terminal messages cost nothing.
-func (t *tracker) received(typ byte) {
+// received ticks off a message the server sent (msg is the whole message,
+// or nil when it was streamed; a ReadyForQuery is always whole). DataRow
+// and the other non-terminal messages cost nothing.
+func (t *tracker) received(typ byte, msg []byte) {
 	switch typ {
 	case '1', '2', '3', 'T', 'n', 'C', 'I', 's', 'Z', 'E', 'G':
 	default:
@@ -115,6 +116,9 @@ func (t *tracker) received(typ byte) {
 		t.copyIn = true
 		return
 	case 'Z':
+		if len(msg) > 5 {
+			t.setStatusLocked(msg[5])
+		}
 		t.copyIn = false
 		// Whatever extended work preceded the Sync was answered or
 		// discarded by now.
@@ -146,13 +150,7 @@ func (t *tracker) received(typ byte) {
 	}
 }
 
-// setStatus records the status byte of a ReadyForQuery.
-func (t *tracker) setStatus(s byte) {
-	t.mu.Lock()
-	t.setStatusLocked(s)
-	t.mu.Unlock()
-}
-
+// setStatusLocked records the status byte of a ReadyForQuery.
 func (t *tracker) setStatusLocked(s byte) {
 	if s == 'I' {
 		t.epoch++
