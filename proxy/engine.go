@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -97,10 +98,12 @@ func (s *session) intercept(typ byte, total int) (handled bool, err error) {
 		}()
 	}
 	body := msg[5:]
+	// Malformed bodies (a missing NUL) are not ours: the server rejects
+	// them in its own words.
 	switch typ {
 	case 'Q':
-		sql := cstring(body)
-		if !s.srv.commands.MayContain(sql) {
+		sql, _, ok := cutCString(body)
+		if !ok || !s.srv.commands.MayContain(sql) {
 			return false, nil
 		}
 		if _, _, copyIn := s.t.state(); copyIn {
@@ -113,33 +116,34 @@ func (s *session) intercept(typ byte, total int) (handled bool, err error) {
 		s.consume(total)
 		return true, s.simpleQuery(string(sql), stmts)
 	case 'P':
-		name := cstring(body)
-		sql := cstring(body[len(name)+1:])
-		if !s.srv.commands.MayContain(sql) {
-			if string(name) == "" {
-				delete(s.eng.stmts, "")
-			}
+		name, rest, ok1 := cutCString(body)
+		sql, rest, ok2 := cutCString(rest)
+		if ok1 && len(name) == 0 {
+			// A new unnamed statement replaces a command prepared unnamed.
+			delete(s.eng.stmts, "")
+		}
+		if !ok1 || !ok2 || !s.srv.commands.MayContain(sql) {
 			return false, nil
 		}
 		stmts, found := s.srv.commands.Match(string(sql))
 		if !found {
-			if string(name) == "" {
-				delete(s.eng.stmts, "")
-			}
 			return false, nil
 		}
 		s.consume(total)
-		return true, s.extParse(string(name), stmts, nparams(body[len(name)+len(sql)+2:]))
+		return true, s.extParse(string(name), stmts, nparams(rest))
 	case 'B':
-		portal := cstring(body)
-		stmt := cstring(body[len(portal)+1:])
+		portal, rest, ok1 := cutCString(body)
+		stmt, rest, ok2 := cutCString(rest)
+		if !ok1 || !ok2 {
+			return false, nil
+		}
 		prep, ok := s.eng.stmts[string(stmt)]
 		if !ok {
 			delete(s.eng.portals, string(portal))
 			return false, nil
 		}
 		s.consume(total)
-		return true, s.extBind(string(portal), prep, body[len(portal)+len(stmt)+2:])
+		return true, s.extBind(string(portal), prep, rest)
 	case 'D', 'C':
 		if len(body) < 2 {
 			return false, nil
@@ -177,6 +181,15 @@ func (s *session) consume(total int) {
 	if !s.bigMsg {
 		_, _ = s.cr.Discard(total)
 	}
+}
+
+// cutCString splits a NUL-terminated string off the front of b.
+func cutCString(b []byte) (str, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return nil, nil, false
+	}
+	return b[:i], b[i+1:], true
 }
 
 func cstring(b []byte) []byte {

@@ -124,3 +124,29 @@ func TestNoQueryTextAtInfo(t *testing.T) {
 		t.Fatalf("query text in the info log:\n%s", p.Log.String())
 	}
 }
+
+// TestMalformedCommandMessages sends Parse, Bind and Query messages whose
+// strings lack their NUL terminator, mentioning a command: the proxy must
+// not crash, the server rejects them, and other sessions go on.
+func TestMalformedCommandMessages(t *testing.T) {
+	_, p := trustSetup(t, pgtest.Options{})
+	for _, raw := range [][]byte{
+		append([]byte{'P', 0, 0, 0, 4 + 24}, "INSTALL EXTENSION foo xx"...),
+		append([]byte{'Q', 0, 0, 0, 4 + 24}, "INSTALL EXTENSION foo xx"...),
+		append([]byte{'B', 0, 0, 0, 4 + 3}, "abc"...),
+	} {
+		conn := connect(t, p.URL("postgres", "", "postgres"))
+		nc := conn.PgConn().Conn()
+		if _, err := nc.Write(raw); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		// Whatever the server answers (an error, then maybe a close), the
+		// proxy must still serve new sessions.
+		_, _ = nc.Read(make([]byte, 1024))
+		var one int
+		if err := connect(t, p.URL("postgres", "", "postgres")).QueryRow(testCtx(t), "SELECT 1").Scan(&one); err != nil {
+			t.Fatalf("after a malformed %q message: %v", raw[0], err)
+		}
+	}
+}
