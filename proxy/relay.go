@@ -92,6 +92,7 @@ func (s *session) relayLoops() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer s.recoverPanic()
 		err := s.clientToBackend()
 		switch {
 		case err == nil || isClosed(err):

@@ -163,6 +163,7 @@ func (s *Server) startSession(conn net.Conn) bool {
 	s.mu.Unlock()
 	go func() {
 		defer s.endSession(sess)
+		defer sess.recoverPanic()
 		sess.serve()
 	}()
 	return true

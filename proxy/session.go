@@ -545,6 +545,21 @@ func (s *session) kill(e *pgerr.Error) {
 	})
 }
 
+// recoverPanic turns a panic in one session's goroutine (a bug, most
+// likely reached by unexpected input) into the end of that session, logged
+// with its stack, instead of the end of every session in the process.
+func (s *session) recoverPanic() {
+	if r := recover(); r != nil {
+		s.log.Error("session failed with an internal error", zap.Any("panic", r), zap.Stack("stack"))
+		s.mu.Lock()
+		s.client.Close()
+		if s.backend != nil {
+			s.backend.Close()
+		}
+		s.mu.Unlock()
+	}
+}
+
 func (s *session) close() {
 	if s.key != "" {
 		s.srv.cancels.Delete(s.key)
