@@ -41,21 +41,13 @@ func (r *Registry) Register(c Command) {
 		}
 	}
 	r.commands = append(r.commands, c)
-	// MayContain is only a pre-check, so a keyword that contains another
-	// (UNINSTALL contains INSTALL) needs no scan of its own.
 	first := strings.ToUpper(kw[0])
 	for _, f := range r.firsts {
-		if strings.Contains(first, f) {
+		if f == first {
 			return
 		}
 	}
-	kept := r.firsts[:0]
-	for _, f := range r.firsts {
-		if !strings.Contains(f, first) {
-			kept = append(kept, f)
-		}
-	}
-	r.firsts = append(kept, first)
+	r.firsts = append(r.firsts, first)
 }
 
 // Empty reports whether no command is registered.
@@ -74,7 +66,8 @@ func (r *Registry) MayContain(sql []byte) bool {
 }
 
 // containsFold reports whether s contains the ASCII upper-case word kw in any
-// letter case.
+// letter case, as a whole word: not inside a longer identifier, so that
+// "pg_database" does not send a query through the scanner for BASE.
 func containsFold(s []byte, kw string) bool {
 	n := len(kw)
 	if n == 0 || len(s) < n {
@@ -91,11 +84,17 @@ func containsFold(s []byte, kw string) bool {
 				break
 			}
 		}
-		if j == n {
+		if j == n && (i == 0 || !identByte(s[i-1])) && (i+n == len(s) || !identByte(s[i+n])) {
 			return true
 		}
 	}
 	return false
+}
+
+// identByte reports whether b can continue an identifier (PostgreSQL:
+// letters, digits, _, $ and any non-ASCII byte).
+func identByte(b byte) bool {
+	return b >= 0x80 || b == '_' || b == '$' || '0' <= b && b <= '9' || 'a' <= b|0x20 && b|0x20 <= 'z'
 }
 
 // Statement is one statement of a query string and the command it invokes,
