@@ -1,9 +1,11 @@
 package backup
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -197,6 +199,42 @@ func parseSize(v string) (uint64, error) {
 		return 0, fmt.Errorf("unknown unit %q", unit)
 	}
 	return n, nil
+}
+
+// readBufferSize is the read buffer of a backup connection. pgconn reads
+// messages into an 8 kB buffer, which costs a read system call per 8 kB of
+// the server's 32 kB CopyData and 1 MB DataRow messages; a buffer the size
+// of several messages cuts the system calls of a backup's main loop by
+// that factor (an uncompressed tar backup of 1 GB: 2.0-2.7 s before,
+// 1.2-1.5 s after).
+const readBufferSize = 1 << 20
+
+// connect opens a connection with o.Connect and gives it a large read
+// buffer: the connection is taken over from pgconn (possible only while it
+// is idle, as it is right after the startup) and rebuilt with a buffered
+// reader under its message reader.
+func (s *settings) connect(ctx context.Context, replication bool) (*pgconn.PgConn, error) {
+	conn, err := s.Connect(ctx, replication)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := conn.Hijack()
+	if err != nil {
+		closeConn(conn)
+		return nil, err
+	}
+	cfg := hc.Config.Copy()
+	build := cfg.BuildFrontend
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return build(bufio.NewReaderSize(r, readBufferSize), w)
+	}
+	hc.Config = cfg
+	conn, err = pgconn.Construct(hc)
+	if err != nil {
+		hc.Conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // closeConn closes a connection without waiting long: on the server, that

@@ -37,7 +37,7 @@ func (b *run) replication(parent context.Context) (err error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
-	conn, err := b.s.Connect(ctx, true)
+	conn, err := b.s.connect(ctx, true)
 	if err != nil {
 		return connectError(ctx, err)
 	}
@@ -75,7 +75,7 @@ func (b *run) replication(parent context.Context) (err error) {
 	}
 
 	if b.s.WAL == "stream" {
-		if wconn, err = b.s.Connect(ctx, true); err != nil {
+		if wconn, err = b.s.connect(ctx, true); err != nil {
 			return connectError(ctx, err)
 		}
 		segSize, err := walSegmentSize(ctx, wconn)
@@ -446,7 +446,7 @@ func (b *run) openArchive(name, location string) (archive, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &tarArchive{out: out}, nil
+		return newAsyncArchive(&tarArchive{out: out}), nil
 	}
 	if name == "base.tar" {
 		return newPlainArchive(b.t.dir, "", true, nil), nil

@@ -210,7 +210,7 @@ type sqlBackup struct {
 
 // sql takes the backup with SQL functions over a normal connection.
 func (b *run) sql(ctx context.Context) (err error) {
-	conn, err := b.s.Connect(ctx, false)
+	conn, err := b.s.connect(ctx, false)
 	if err != nil {
 		return connectError(ctx, err)
 	}
