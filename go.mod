@@ -3,6 +3,7 @@ module github.com/pgverbs/pgverbs
 go 1.26.0
 
 require (
+	github.com/DataDog/zstd v1.5.7
 	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/klauspost/compress v1.20.3

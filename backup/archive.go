@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 )
 
@@ -59,11 +58,7 @@ func createOut(dir *os.Root, name, alg string, level int) (*outFile, error) {
 		err = w.Apply(lz4.CompressionLevelOption(lv))
 		o.c = w
 	case "zstd":
-		zl := zstd.SpeedDefault
-		if level > 0 {
-			zl = zstd.EncoderLevelFromZstd(level)
-		}
-		o.c, err = zstd.NewWriter(f, zstd.WithEncoderLevel(zl))
+		o.c, err = newZstdWriter(f, level)
 	}
 	if err != nil {
 		f.Close()
@@ -128,6 +123,54 @@ func (a *tarArchive) Close() error {
 	}
 	return a.out.Close()
 }
+
+// asyncArchive writes to an archive from a goroutine of its own, so that
+// compressing and writing a tar file overlap receiving the next data.
+type asyncArchive struct {
+	inner archive
+	p     *bufPipe
+	done  chan struct{}
+	err   error // the goroutine's write error, valid after done
+}
+
+func newAsyncArchive(inner archive) *asyncArchive {
+	a := &asyncArchive{inner: inner, p: newBufPipe(), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		if _, err := a.p.WriteTo(inner); err != nil {
+			a.err = err
+			a.p.CloseRead(err)
+		}
+	}()
+	return a
+}
+
+func (a *asyncArchive) Write(b []byte) (int, error) {
+	n, err := a.p.Write(b)
+	if err != nil {
+		<-a.done
+		return n, a.err
+	}
+	return n, nil
+}
+
+func (a *asyncArchive) Close() error {
+	a.p.Close()
+	<-a.done
+	if a.err != nil {
+		a.inner.abort()
+		return a.err
+	}
+	return a.inner.Close()
+}
+
+func (a *asyncArchive) abort() {
+	a.p.CloseWrite(errAborted)
+	<-a.done
+	a.inner.abort()
+}
+
+func (a *asyncArchive) files() int { return a.inner.files() }
 
 // tarCounter follows a tar stream written to it in pieces and counts the
 // regular files, without buffering more than one header.
