@@ -178,27 +178,47 @@ func (c *sqlConn) err(err error) error {
 }
 
 // readStmt is the prepared statement reading file chunks.
-const readStmt = "pgverbs_backup_read"
+const (
+	readStmt = "pgverbs_backup_read"
+	readSQL  = "SELECT pg_read_binary_file($1, $2::bigint, $3::bigint, true)"
+)
 
 // read returns up to n bytes of the server file name from off; ok is false
 // when the file does not exist (any more).
 func (c *sqlConn) read(name string, off, n int64) (data []byte, ok bool, err error) {
+	return c.readInto(nil, name, off, n)
+}
+
+// readInto is read appending the data to buf[:0], so that a caller
+// reading many chunks reuses its buffers instead of leaving 1 MB of
+// garbage per chunk.
+func (c *sqlConn) readInto(buf []byte, name string, off, n int64) (data []byte, ok bool, err error) {
 	params := [][]byte{[]byte(name), []byte(strconv.FormatInt(off, 10)), []byte(strconv.FormatInt(n, 10))}
-	res := c.conn.ExecPrepared(c.ctx, readStmt, params, nil, []int16{1}).Read()
-	if res.Err != nil {
-		return nil, false, c.err(res.Err)
+	rr := c.conn.ExecPrepared(c.ctx, readStmt, params, nil, []int16{1})
+	rows := 0
+	for rr.NextRow() {
+		rows++
+		if v := rr.Values(); len(v) == 1 && v[0] != nil {
+			data, ok = append(buf[:0], v[0]...), true
+		}
 	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+	if _, err := rr.Close(); err != nil {
+		return nil, false, c.err(err)
+	}
+	if rows != 1 || len(rr.FieldDescriptions()) != 1 {
 		return nil, false, protocolError("unexpected answer from pg_read_binary_file")
 	}
-	v := res.Rows[0][0]
-	return v, v != nil, nil
+	if ok && data == nil {
+		data = []byte{}
+	}
+	return data, ok, nil
 }
 
 // sqlBackup is the state of one SQL-method backup.
 type sqlBackup struct {
 	*run
 	c          *sqlConn
+	readers    *chunkReaders
 	versionDir string
 	spcs       map[string]string // OID -> location, tablespaces outside the data directory
 	man        *manifestBuilder
@@ -262,9 +282,13 @@ func (sb *sqlBackup) do() error {
 		}
 	}
 
-	if _, err := c.conn.Prepare(c.ctx, readStmt, "SELECT pg_read_binary_file($1, $2::bigint, $3::bigint, true)", nil); err != nil {
+	if _, err := c.conn.Prepare(c.ctx, readStmt, readSQL, nil); err != nil {
 		return c.err(err)
 	}
+	if sb.readers, err = newChunkReaders(c.ctx, c, sqlReaders-1, sb.s.connect); err != nil {
+		return err
+	}
+	defer sb.readers.close()
 
 	fast := strconv.FormatBool(sb.s.Checkpoint == "fast")
 	startSQL := "SELECT pg_backup_start($1, $2::boolean)::text"
@@ -523,78 +547,75 @@ func (sb *sqlBackup) tablespace(oid string) error {
 }
 
 // copyFile copies a server file of the size listed; what the file gained
-// since is left to WAL replay, as the server's own backup does. Chunks after
-// the first are read by a goroutine one chunk ahead of the writes, so that
-// the server's read and transfer overlap with writing to disk.
-func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileSink, dstName, manPath string) error {
-	first, ok, err := sb.c.read(src, 0, min(size, chunkSize))
-	if err != nil || !ok {
-		return err // a file that vanished is no error
-	}
-	w, err := sb.open(dst, dstName, manPath, size, mtime)
-	if err != nil {
-		return err
-	}
-	type chunk struct {
-		data []byte
-		ok   bool
-		err  error
-	}
-	next := make(chan chunk, 1)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	if int64(len(first)) < min(size, chunkSize) || size <= chunkSize {
-		// The file shrank, or this was all of it.
-		close(next)
-		close(done)
-	} else {
-		go func() {
-			defer close(done)
-			defer close(next)
-			for off := int64(len(first)); off < size; {
-				requested := min(size-off, chunkSize)
-				data, ok, err := sb.c.read(src, off, requested)
-				select {
-				case next <- chunk{data, ok, err}:
-				case <-stop:
-					return
-				}
-				if err != nil || !ok || int64(len(data)) < requested {
-					return // an error, or the file vanished or shrank
-				}
-				off += int64(len(data))
-			}
-		}()
-	}
+// since is left to WAL replay, as the server's own backup does. The chunks
+// are requested ahead over all reader sessions and written in order, so
+// that the server's reads (on two backends) overlap each other and the
+// writes to disk. Every request is answered before copyFile returns, so
+// the backup's own session is free again.
+func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileSink, dstName, manPath string) (err error) {
+	var (
+		pending []<-chan chunk
+		lens    []int64
+		next    int64 // offset of the next chunk to request
+		all     bool  // every chunk is requested
+	)
 	defer func() {
-		close(stop)
-		<-done // the connection is free again
+		for _, p := range pending {
+			<-p
+		}
 	}()
-	for data := first; ; {
-		if _, err := w.Write(data); err != nil {
+	fill := func() {
+		for !all && len(pending) < sb.readers.window() {
+			n := min(size-next, chunkSize) // 0 once for an empty file
+			pending = append(pending, sb.readers.request(src, next, n))
+			lens = append(lens, n)
+			next += n
+			all = next >= size
+		}
+	}
+	var w io.WriteCloser
+	defer func() {
+		if w != nil && err != nil {
 			w.Close()
-			return err
 		}
-		sb.res.Bytes += int64(len(data))
-		sb.prog.add(int64(len(data)))
-		if err := sb.throttle(int64(len(data))); err != nil {
-			w.Close()
-			return err
-		}
-		c, more := <-next
-		if !more {
-			break
-		}
+	}()
+	fill()
+	for len(pending) > 0 {
+		c := <-pending[0]
+		requested := lens[0]
+		pending, lens = pending[1:], lens[1:]
 		if c.err != nil {
-			w.Close()
 			return c.err
 		}
 		if !c.ok {
-			break // removed meanwhile
+			break // a file that vanished is no error; one that did meanwhile is cut short
 		}
-		data = c.data
+		if w == nil {
+			if w, err = sb.open(dst, dstName, manPath, size, mtime); err != nil {
+				return err
+			}
+		}
+		_, err := w.Write(c.data)
+		sb.readers.release(c.data)
+		if err != nil {
+			return err
+		}
+		sb.res.Bytes += int64(len(c.data))
+		sb.prog.add(int64(len(c.data)))
+		if err := sb.throttle(int64(len(c.data))); err != nil {
+			return err
+		}
+		if int64(len(c.data)) < requested {
+			break // the file shrank: WAL replay has the rest
+		}
+		fill()
 	}
-	if err := w.Close(); err != nil {
+	if w == nil {
+		return nil
+	}
+	err = w.Close()
+	w = nil
+	if err != nil {
 		return err
 	}
 	sb.res.Files++
