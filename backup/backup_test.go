@@ -428,6 +428,95 @@ func TestPlainStream(t *testing.T) {
 	startOn(t, s, res.Path, nil)
 }
 
+// TestTablespaceMap relocates the tablespace of plain backups, with both
+// methods: pg_tblspc/OID links to the mapped directory by its absolute path,
+// the target holds no tablespaces/ directory, pg_verifybackup passes without
+// -i, and a server started on the backup reads the table in the tablespace.
+func TestTablespaceMap(t *testing.T) {
+	s := getSource(t)
+	for _, m := range []Method{Replication, SQL} {
+		root := t.TempDir()
+		o := baseOptions(s, root, "data")
+		o.Method = m
+		o.TablespaceMap = map[string]string{s.spcDir + "/": "spc/moved"}
+		res := runBackup(t, o)
+		mapped := filepath.Join(root, "spc/moved")
+		if dest, err := os.Readlink(filepath.Join(res.Path, "pg_tblspc", s.spcOID)); err != nil || dest != mapped {
+			t.Errorf("method %v: tablespace link -> %q, %v; want %q", m, dest, err, mapped)
+		}
+		if _, err := os.Stat(filepath.Join(res.Path, "tablespaces")); !os.IsNotExist(err) {
+			t.Errorf("method %v: tablespaces/ exists in the target: %v", m, err)
+		}
+		if _, err := os.Stat(filepath.Join(mapped, markerName)); !os.IsNotExist(err) {
+			t.Errorf("method %v: marker left in the mapped directory: %v", m, err)
+		}
+		vdirs, _ := filepath.Glob(filepath.Join(mapped, "PG_*"))
+		if len(vdirs) != 1 {
+			t.Fatalf("method %v: mapped directory holds %v, want one version directory", m, vdirs)
+		}
+		checkModes(t, mapped)
+		verify(t, s, res.Path)
+		startOn(t, s, res.Path, func(dir string) {
+			// The copy of the data directory still links to the mapped
+			// directory, which the server's user cannot reach inside
+			// the test's temporary root: give the copy its own.
+			spc := filepath.Join(filepath.Dir(dir), "spc")
+			if out, err := exec.Command("cp", "-a", mapped, spc).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v\n%s", err, out)
+			}
+			link := filepath.Join(dir, "pg_tblspc", s.spcOID)
+			must(t, os.Remove(link))
+			must(t, os.Symlink(spc, link))
+		})
+	}
+}
+
+// TestTablespaceMapRefused checks the mappings Run refuses, each before
+// or during the backup, and that nothing is left behind.
+func TestTablespaceMapRefused(t *testing.T) {
+	s := getSource(t)
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "full"), 0o700))
+	must(t, os.WriteFile(filepath.Join(root, "full", "f"), nil, 0o600))
+	for _, c := range []struct {
+		name   string
+		mod    func(o *Options)
+		code   string
+		substr string
+	}{
+		{"tar format", func(o *Options) { o.Format = Tar }, "22023", "only supported with the plain format"},
+		{"relative old directory", func(o *Options) { o.TablespaceMap = map[string]string{"spc": "x"} }, "22023", "not an absolute path"},
+		{"no such tablespace", func(o *Options) { o.TablespaceMap = map[string]string{"/nowhere": "x"} }, "22023", "not the location of any tablespace"},
+		{"no such tablespace, sql", func(o *Options) { o.Method = SQL; o.TablespaceMap = map[string]string{"/nowhere": "x"} }, "22023", "not the location of any tablespace"},
+		{"inside the target", func(o *Options) { o.TablespaceMap = map[string]string{s.spcDir: "t/spc"} }, "22023", "overlaps the backup target"},
+		{"outside the root", func(o *Options) { o.TablespaceMap = map[string]string{s.spcDir: "../x"} }, "42501", ""},
+		{"not empty", func(o *Options) { o.TablespaceMap = map[string]string{s.spcDir: "full"} }, "42P04", "already exists"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := baseOptions(s, root, "t")
+			if o.TablespaceMap == nil {
+				o.TablespaceMap = map[string]string{s.spcDir: "x"}
+			}
+			c.mod(&o)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := Run(ctx, o)
+			var pe *pgerr.Error
+			if !errors.As(err, &pe) || string(pe.Code) != c.code || !strings.Contains(pe.Message, c.substr) {
+				t.Fatalf("Run = %v, want SQLSTATE %s with %q", err, c.code, c.substr)
+			}
+			for _, left := range []string{"t", "x"} {
+				if _, err := os.Stat(filepath.Join(root, left)); !os.IsNotExist(err) {
+					t.Errorf("%s left behind: %v", left, err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(root, "full", "f")); err != nil {
+				t.Errorf("the non-empty directory was touched: %v", err)
+			}
+		})
+	}
+}
+
 // checkModes checks that the backup holds files 0600 and directories 0700.
 func checkModes(t *testing.T, dir string) {
 	t.Helper()

@@ -39,7 +39,10 @@
 // Like pg_basebackup -Fp, plain format does not ask for a tablespace_map
 // (the links are written directly). Note that pg_verifybackup walks both
 // the link and tablespaces/, so a plain backup of a cluster with
-// tablespaces needs `pg_verifybackup -i tablespaces`.
+// tablespaces needs `pg_verifybackup -i tablespaces`. Options.TablespaceMap
+// (TABLESPACE_MAP, like pg_basebackup -T) writes a tablespace to a
+// directory of its own below the root instead, linked by absolute path;
+// such a backup verifies without -i.
 //
 // Tar format writes base.tar, OID.tar per tablespace and, with WAL
 // streaming, pg_wal.tar, each optionally compressed on the client (gzip:

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -96,6 +97,14 @@ type Options struct {
 	VerifyChecksums bool
 	// Method is Replication (default) or SQL.
 	Method Method
+	// TablespaceMap relocates tablespaces of a plain backup, as
+	// pg_basebackup's --tablespace-mapping: a tablespace whose location on
+	// the server is a key (an absolute path) is written to the value, a
+	// directory below Root given like Target (it must not exist or be
+	// empty, and must not overlap the target), and pg_tblspc/OID links to
+	// it by its absolute path. A key that is no tablespace's location is
+	// an error. Unmapped tablespaces go to the target's tablespaces/OID.
+	TablespaceMap map[string]string
 	// Connect opens a connection to the server; replication asks for a
 	// replication=database connection. Run closes every connection it
 	// opens.
@@ -166,9 +175,10 @@ type Result struct {
 // settings are the validated, defaulted options.
 type settings struct {
 	Options
-	compression string // "none", "gzip", "lz4", "zstd"
-	checksums   string // manifest algorithm, upper case
-	maxRateKB   int    // MAX_RATE in kB/s for BASE_BACKUP, 0 none
+	compression string            // "none", "gzip", "lz4", "zstd"
+	checksums   string            // manifest algorithm, upper case
+	maxRateKB   int               // MAX_RATE in kB/s for BASE_BACKUP, 0 none
+	spcMap      map[string]string // TablespaceMap with cleaned keys
 }
 
 func invalid(format string, args ...any) error {
@@ -245,6 +255,24 @@ func validate(o Options) (*settings, error) {
 		}
 		s.maxRateKB = int((o.MaxRate + 1023) / 1024)
 	}
+	if len(o.TablespaceMap) > 0 && o.Format != Plain {
+		return nil, withHint(invalid("TABLESPACE_MAP is only supported with the plain format"),
+			"A tar backup keeps the original locations in tablespace_map; map them when you restore.")
+	}
+	s.spcMap = map[string]string{}
+	for old, dir := range o.TablespaceMap {
+		clean := filepath.Clean(old)
+		if !filepath.IsAbs(old) {
+			return nil, invalid("old directory %s of a tablespace mapping is not an absolute path", quote(old))
+		}
+		if dir == "" {
+			return nil, invalid("new directory for tablespace %s is empty", quote(old))
+		}
+		if _, dup := s.spcMap[clean]; dup {
+			return nil, invalid("multiple tablespace mappings for %s", quote(old))
+		}
+		s.spcMap[clean] = dir
+	}
 	if s.Label == "" {
 		s.Label = "pgverbs"
 	}
@@ -255,6 +283,13 @@ func validate(o Options) (*settings, error) {
 		return nil, invalid("backup label too long (max 1023 bytes)")
 	}
 	return s, nil
+}
+
+func withDetail(err error, detail string) error {
+	if pe, ok := err.(*pgerr.Error); ok {
+		pe.Detail = detail
+	}
+	return err
 }
 
 func withHint(err error, hint string) error {

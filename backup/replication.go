@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -129,6 +130,15 @@ func (b *run) replication(parent context.Context) (err error) {
 	b.prog.setPhase("copying")
 	_, spcRows, err := mc.resultSet()
 	if err != nil {
+		return err
+	}
+	var locations []string
+	for _, row := range spcRows {
+		if len(row) >= 2 && row[0] != nil && row[1] != nil {
+			locations = append(locations, string(row[1]))
+		}
+	}
+	if err := b.checkMapped(locations); err != nil {
 		return err
 	}
 	var total int64
@@ -449,9 +459,12 @@ func (b *run) openArchive(name, location string) (archive, error) {
 		return newAsyncArchive(&tarArchive{out: out}), nil
 	}
 	if name == "base.tar" {
-		return newPlainArchive(b.t.dir, "", true, nil), nil
+		return newPlainArchive(b.t.dir, "", b.spcLink, nil), nil
 	}
 	oid := strings.TrimSuffix(name, ".tar")
+	if d := b.spcDir[filepath.Clean(location)]; d != nil && location != "" {
+		return newPlainArchive(d.dir, d.r.typed+"/", nil, nil), nil
+	}
 	rel := path.Join(tablespacesDir, oid)
 	if inPlace := "pg_tblspc/" + oid; location == inPlace {
 		// An in-place tablespace (allow_in_place_tablespaces) is a
@@ -465,7 +478,7 @@ func (b *run) openArchive(name, location string) (archive, error) {
 	if err != nil {
 		return nil, fileError("open", rel, err)
 	}
-	return newPlainArchive(dir, rel+"/", false, dir), nil
+	return newPlainArchive(dir, rel+"/", nil, dir), nil
 }
 
 // plainArchive unpacks an archive while it arrives: Write feeds a pipe
@@ -478,11 +491,13 @@ type plainArchive struct {
 	closer *os.Root // closed at the end, if not nil
 }
 
-func newPlainArchive(dir *os.Root, prefix string, links bool, closer *os.Root) *plainArchive {
+// newPlainArchive unpacks into dir; link, for base.tar only, allows the
+// tablespace links and says where they point.
+func newPlainArchive(dir *os.Root, prefix string, link func(oid, location string) string, closer *os.Root) *plainArchive {
 	pr, pw := io.Pipe()
 	a := &plainArchive{
 		pw:     pw,
-		u:      &unpacker{root: dir, tblspcLinks: links, prefix: prefix},
+		u:      &unpacker{root: dir, tblspcLinks: link != nil, link: link, prefix: prefix},
 		done:   make(chan struct{}),
 		closer: closer,
 	}

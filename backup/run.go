@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
@@ -25,6 +27,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	mapped, err := resolveMapped(o.Root, s.spcMap, r)
+	if err != nil {
+		return nil, err
+	}
 	unlock, err := lockTarget(r)
 	if err != nil {
 		return nil, err
@@ -41,12 +47,33 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer t.close()
+	// Every directory written: the target, then the mapped tablespaces.
+	all := []*targetDir{t}
+	discard := func() error {
+		var errs []error
+		for _, d := range all {
+			errs = append(errs, d.discard())
+		}
+		return errors.Join(errs...)
+	}
 
 	b := &run{
-		s:    s,
-		t:    t,
-		prog: newProgress(o.Progress),
-		res:  &Result{Path: r.path, Format: s.Format, Method: s.Method},
+		s:      s,
+		t:      t,
+		spcDir: map[string]*targetDir{},
+		prog:   newProgress(o.Progress),
+		res:    &Result{Path: r.path, Format: s.Format, Method: s.Method},
+	}
+	for _, old := range sortedKeys(s.spcMap) {
+		d, unlock, err := mapTarget(mapped[old])
+		if err != nil {
+			discard()
+			return nil, err
+		}
+		defer unlock()
+		defer d.close()
+		all = append(all, d)
+		b.spcDir[old] = d
 	}
 	switch s.Method {
 	case Replication:
@@ -54,18 +81,22 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	case SQL:
 		err = b.sql(ctx)
 	}
-	if err == nil {
-		err = syncTarget(t)
+	for _, d := range all {
+		if err == nil {
+			err = syncTarget(d)
+		}
 	}
-	if err == nil {
-		err = t.finish()
+	for _, d := range all {
+		if err == nil {
+			err = d.finish()
+		}
 	}
 	if err != nil {
 		b.prog.close(false)
 		if ctx.Err() != nil {
 			err = canceledError(ctx)
 		}
-		if derr := t.discard(); derr != nil {
+		if derr := discard(); derr != nil {
 			if pe := asPgErr(err); pe != nil && pe.Detail == "" {
 				pe.Detail = "The partial backup could not be removed completely: " + pathErrno(derr).Error()
 			}
@@ -79,10 +110,89 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 // run is one Run in progress.
 type run struct {
-	s    *settings
-	t    *targetDir
-	prog *progress
-	res  *Result
+	s      *settings
+	t      *targetDir
+	spcDir map[string]*targetDir // TABLESPACE_MAP: server location -> directory
+	prog   *progress
+	res    *Result
+}
+
+// resolveMapped resolves the TABLESPACE_MAP directories, which must not
+// overlap the target or each other.
+func resolveMapped(root string, spcMap map[string]string, target *resolved) (map[string]*resolved, error) {
+	out := map[string]*resolved{}
+	seen := []*resolved{target}
+	for _, old := range sortedKeys(spcMap) {
+		r, err := resolve(root, spcMap[old])
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range seen {
+			_, inside := within(o.path, r.path)
+			_, outside := within(r.path, o.path)
+			if inside || outside {
+				what := "the backup target"
+				if o != target {
+					what = "the tablespace directory"
+				}
+				return nil, invalid("tablespace directory %s overlaps %s %s", quote(r.typed), what, quote(o.typed))
+			}
+		}
+		seen = append(seen, r)
+		out[old] = r
+	}
+	return out, nil
+}
+
+// mapTarget prepares the directory a mapped tablespace is written to,
+// with the same checks as the target.
+func mapTarget(r *resolved) (*targetDir, func(), error) {
+	unlock, err := lockTarget(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkEmpty(r); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	d, err := createTarget(r)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return d, unlock, nil
+}
+
+// checkMapped refuses TABLESPACE_MAP entries that name no tablespace, so
+// that a typo does not quietly leave a tablespace in the default place.
+// locations are the server's tablespace locations.
+func (b *run) checkMapped(locations []string) error {
+	have := map[string]bool{}
+	for _, l := range locations {
+		have[filepath.Clean(l)] = true
+	}
+	for _, old := range sortedKeys(b.s.spcMap) {
+		if !have[old] {
+			e := invalid("tablespace mapping names %s, which is not the location of any tablespace", quote(old))
+			if len(locations) > 0 {
+				e = withDetail(e, "Tablespace locations: "+strings.Join(locations, ", ")+".")
+			} else {
+				e = withDetail(e, "The cluster has no tablespaces outside the data directory.")
+			}
+			return e
+		}
+	}
+	return nil
+}
+
+// spcLink is the target of the symbolic link pg_tblspc/OID for a
+// tablespace at location on the server: the mapped directory by its
+// absolute path, else the copy inside the backup.
+func (b *run) spcLink(oid, location string) string {
+	if d := b.spcDir[filepath.Clean(location)]; d != nil {
+		return d.r.path
+	}
+	return "../" + tablespacesDir + "/" + oid
 }
 
 func asPgErr(err error) *pgerr.Error {

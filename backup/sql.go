@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -326,6 +327,13 @@ func (sb *sqlBackup) do() error {
 			sb.spcs[string(r[0])] = loc
 		}
 	}
+	var locations []string
+	for _, oid := range sortedKeys(sb.spcs) {
+		locations = append(locations, sb.spcs[oid])
+	}
+	if err := sb.checkMapped(locations); err != nil {
+		return err
+	}
 	// The total is an estimate (the databases, tablespaces included); a
 	// role that may not see every database's size just gets none.
 	if rows, err := c.query("SELECT sum(pg_database_size(oid))::bigint FROM pg_database WHERE datallowconn"); err == nil && len(rows) == 1 && rows[0][0] != nil {
@@ -498,7 +506,7 @@ func (sb *sqlBackup) walk(src string, dst fileSink, dstDir, manDir string, top b
 		}
 		if top && rel == "pg_tblspc" && sb.spcs[e.name] != "" {
 			if sb.s.Format == Plain {
-				if err := dst.symlink(dstPath, "../"+tablespacesDir+"/"+e.name); err != nil {
+				if err := dst.symlink(dstPath, sb.spcLink(e.name, sb.spcs[e.name])); err != nil {
 					return err
 				}
 			}
@@ -533,6 +541,8 @@ func (sb *sqlBackup) tablespace(oid string) error {
 		}
 		dst = tarFileSink{ts}
 		sb.sinks = append(sb.sinks, dst)
+	} else if d := sb.spcDir[filepath.Clean(sb.spcs[oid])]; d != nil {
+		dst = dirSink{dir: d.dir}
 	} else {
 		dst = dirSink{dir: sb.t.dir, prefix: path.Join(tablespacesDir, oid)}
 		if err := dst.mkdir("", time.Now()); err != nil {

@@ -32,7 +32,8 @@ const tablespacesDir = "tablespaces"
 //   - the only symbolic links allowed are pg_tblspc/OID, the tablespace
 //     links of a base backup; whatever they point to in the archive, they
 //     are written as relative links to ../tablespaces/OID, where a plain
-//     backup keeps tablespace OID;
+//     backup keeps tablespace OID (or, within Run, to the directory a
+//     TABLESPACE_MAP gives);
 //   - hard links, devices, FIFOs and other entry types are refused.
 //
 // Trailing zero blocks are optional (PostgreSQL 15's stream omits them).
@@ -56,6 +57,10 @@ type unpacker struct {
 	tblspcLinks bool
 	// prefix is put before names in messages (e.g. "tablespaces/16385/").
 	prefix string
+	// link, if set, gives the target of the link pg_tblspc/OID whose
+	// target in the archive (the server's location) is location; the
+	// default is ../tablespaces/OID.
+	link func(oid, location string) string
 
 	files int
 	bytes int64
@@ -154,7 +159,11 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 		if err := u.mkdirAll(filepath.Dir(name), shown, false); err != nil {
 			return err
 		}
-		if err := u.root.Symlink("../"+tablespacesDir+"/"+oid, name); err != nil {
+		target := "../" + tablespacesDir + "/" + oid
+		if u.link != nil {
+			target = u.link(oid, hdr.Linkname)
+		}
+		if err := u.root.Symlink(target, name); err != nil {
 			if errors.Is(err, fs.ErrExist) {
 				return u.badEntry(hdr.Name, "duplicate entry")
 			}

@@ -88,12 +88,52 @@ func backupOptionsFrom(st *BaseBackupStmt) (backup.Options, error) {
 			}
 		}
 	}
+	for _, m := range st.TablespaceMap {
+		old, dir, err := splitMapping(m)
+		if err != nil {
+			return o, err
+		}
+		if o.TablespaceMap == nil {
+			o.TablespaceMap = map[string]string{}
+		}
+		if _, dup := o.TablespaceMap[old]; dup {
+			return o, pgerr.New(pgerr.InvalidParameterValue, "multiple tablespace mappings for %q", old)
+		}
+		o.TablespaceMap[old] = dir
+	}
 	if o.Compression != "none" && o.Format != backup.Tar {
 		e := pgerr.New(pgerr.InvalidParameterValue, "COMPRESSION %s needs FORMAT tar", o.Compression)
 		e.Hint = "A plain backup is a data directory; compress tar backups."
 		return o, e
 	}
 	return o, nil
+}
+
+// splitMapping splits a TABLESPACE_MAP value 'olddir=newdir' at the first
+// '=' not escaped with a backslash; "\=" stands for '=' in either
+// directory, as in pg_basebackup's --tablespace-mapping.
+func splitMapping(v string) (old, dir string, err error) {
+	var cur strings.Builder
+	var parts []string
+	for i := 0; i < len(v); i++ {
+		switch {
+		case v[i] == '\\' && i+1 < len(v) && v[i+1] == '=':
+			cur.WriteByte('=')
+			i++
+		case v[i] == '=' && len(parts) == 0:
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(v[i])
+		}
+	}
+	parts = append(parts, cur.String())
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		e := pgerr.New(pgerr.InvalidParameterValue, "invalid TABLESPACE_MAP %q: want 'olddir=newdir'", v)
+		e.Hint = "olddir is the tablespace's location on the server, newdir a directory below the backup root; write \\= for an = in a directory name."
+		return "", "", e
+	}
+	return parts[0], parts[1], nil
 }
 
 func isOn(v string) bool { return v == "on" || v == "true" || v == "yes" }

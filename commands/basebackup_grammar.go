@@ -16,7 +16,9 @@ import (
 // Options are FORMAT plain|tar, COMPRESSION none|gzip|lz4|zstd [LEVEL n],
 // WAL stream|fetch|none, CHECKPOINT fast|spread, MANIFEST on|off,
 // MANIFEST_CHECKSUMS name, MAX_RATE 'rate', LABEL 'text',
-// VERIFY_CHECKSUMS on|off and METHOD replication|sql.
+// VERIFY_CHECKSUMS on|off, METHOD replication|sql and TABLESPACE_MAP
+// 'olddir=newdir' (the only option that may be repeated, one per
+// tablespace, as pg_basebackup's --tablespace-mapping).
 type BaseBackupStmt struct {
 	Path string
 	// Options holds each given option, name and value lower-cased except
@@ -24,6 +26,8 @@ type BaseBackupStmt struct {
 	Options map[string]string
 	// Level is the COMPRESSION ... LEVEL n, 0 when not given.
 	Level int
+	// TablespaceMap holds the TABLESPACE_MAP values in order, as given.
+	TablespaceMap []string
 }
 
 // backupOptions are the option names and the values each accepts (nil:
@@ -39,6 +43,7 @@ var backupOptions = map[string][]string{
 	"label":              nil,
 	"verify_checksums":   {"on", "off", "true", "false", "yes", "no"},
 	"method":             {"replication", "sql"},
+	"tablespace_map":     nil,
 }
 
 // ParseBaseBackup parses one BASE BACKUP statement. Errors are
@@ -97,6 +102,15 @@ func (p *parser) backupOption(st *BaseBackupStmt) error {
 		e := pgerr.New(pgerr.InvalidParameterValue, "unrecognized BASE BACKUP option %q", name)
 		e.Position = PositionAt(p.sql, int(nameTok.Start))
 		return e
+	}
+	if name == "tablespace_map" {
+		t := p.peek(0)
+		if t == nil || t.Token != pg_query.Token_SCONST || p.text(t)[0] != '\'' {
+			return p.syntaxError(t)
+		}
+		st.TablespaceMap = append(st.TablespaceMap, unquoteString(p.text(t)))
+		p.pos++
+		return nil
 	}
 	if _, dup := st.Options[name]; dup {
 		e := pgerr.New(pgerr.SyntaxError, "conflicting or redundant options")

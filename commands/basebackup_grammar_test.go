@@ -21,6 +21,9 @@ func TestParseBaseBackup(t *testing.T) {
 				"label": "My Label", "max_rate": "32MB", "method": "sql"}}, "", 0},
 		{"comments", "BASE /* a */ BACKUP -- b\n TO 'it''s' WITH (CHECKPOINT spread)",
 			&BaseBackupStmt{Path: "it's", Options: map[string]string{"checkpoint": "spread"}}, "", 0},
+		{"tablespace map", `BASE BACKUP TO 'x' WITH (TABLESPACE_MAP '/a=b', label 'l', tablespace_map '/c\=d=e')`,
+			&BaseBackupStmt{Path: "x", Options: map[string]string{"label": "l"}, TablespaceMap: []string{"/a=b", `/c\=d=e`}}, "", 0},
+		{"tablespace map not a string", "BASE BACKUP TO 'x' WITH (TABLESPACE_MAP x)", nil, pgerr.SyntaxError, 41},
 		{"missing path", "BASE BACKUP TO", nil, pgerr.SyntaxError, 15},
 		{"path not a string", "BASE BACKUP TO x", nil, pgerr.SyntaxError, 16},
 		{"unknown option", "BASE BACKUP TO 'x' WITH (speed fast)", nil, pgerr.InvalidParameterValue, 26},
@@ -46,5 +49,30 @@ func TestParseBaseBackup(t *testing.T) {
 				t.Fatalf("got %v (position %v), want %s at %d", err, pe, tc.code, tc.pos)
 			}
 		})
+	}
+}
+
+func TestBackupOptionsTablespaceMap(t *testing.T) {
+	st, err := ParseBaseBackup(`BASE BACKUP TO 'x' WITH (TABLESPACE_MAP '/srv/spc1=spc/one', TABLESPACE_MAP '/srv/a\=b=spc/a\=b')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := backupOptionsFrom(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"/srv/spc1": "spc/one", "/srv/a=b": "spc/a=b"}
+	if !reflect.DeepEqual(o.TablespaceMap, want) {
+		t.Fatalf("TablespaceMap = %v, want %v", o.TablespaceMap, want)
+	}
+	for _, bad := range []string{`'/srv/spc1'`, `'=x'`, `'/srv/spc1='`, `'/a=x', TABLESPACE_MAP '/a=y'`} {
+		st, err := ParseBaseBackup("BASE BACKUP TO 'x' WITH (TABLESPACE_MAP " + bad + ")")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pe *pgerr.Error
+		if _, err := backupOptionsFrom(st); !errors.As(err, &pe) || pe.Code != pgerr.InvalidParameterValue {
+			t.Errorf("TABLESPACE_MAP %s: %v, want 22023", bad, err)
+		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,4 +123,78 @@ func TestBaseBackupCommand(t *testing.T) {
 		_ = conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'").Scan(&running)
 		return slots == 0 && running == 0
 	})
+}
+
+// TestBaseBackupTablespaceMap relocates a tablespace with psql's
+// BASE BACKUP ... TABLESPACE_MAP: the backup links pg_tblspc/OID to the
+// mapped directory, which holds the tablespace, and pg_verifybackup passes
+// without ignoring anything; a mapping that names no tablespace is refused
+// and leaves nothing.
+func TestBaseBackupTablespaceMap(t *testing.T) {
+	c := cluster(t, pgtest.Options{InitDBArgs: []string{"--data-checksums"}})
+	ctx := testCtx(t)
+	root := t.TempDir()
+	p := startProxy(t, c.URL("", "", "postgres"), "--backup-root", root)
+	url := p.URL("postgres", "", "postgres")
+
+	parent, err := os.MkdirTemp("/tmp", "pgverbs-e2e-spc-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	loc := filepath.Join(parent, "spc")
+	if err := os.Chmod(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(loc, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(loc, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sql := range []string{
+		"CREATE TABLESPACE spc LOCATION '" + loc + "'",
+		"CREATE TABLE moved TABLESPACE spc AS SELECT g FROM generate_series(1, 1000) g",
+	} {
+		if err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var oid string
+	if err := connect(t, url).QueryRow(ctx, "SELECT oid::text FROM pg_tablespace WHERE spcname = 'spc'").Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := psql(t, c, url, "-c", "BASE BACKUP TO 'data' WITH (TABLESPACE_MAP '"+loc+"=spaces/spc')")
+	if err != nil {
+		t.Fatalf("psql BASE BACKUP: %v\n%s", err, out)
+	}
+	mapped := filepath.Join(root, "spaces/spc")
+	if dest, err := os.Readlink(filepath.Join(root, "data", "pg_tblspc", oid)); err != nil || dest != mapped {
+		t.Fatalf("pg_tblspc/%s -> %q, %v; want %q", oid, dest, err, mapped)
+	}
+	if vdirs, _ := filepath.Glob(filepath.Join(mapped, "PG_*", "*")); len(vdirs) == 0 {
+		t.Fatalf("the mapped directory holds no tablespace data")
+	}
+	if vout, err := exec.Command(c.Bin("pg_verifybackup"), filepath.Join(root, "data")).CombinedOutput(); err != nil {
+		t.Fatalf("pg_verifybackup: %v\n%s", err, vout)
+	}
+
+	out, err = psql(t, c, url, "-c", "BASE BACKUP TO 'typo' WITH (TABLESPACE_MAP '/srv/nowhere=spaces/x')")
+	if err == nil || !strings.Contains(out, "not the location of any tablespace") || !strings.Contains(out, loc) {
+		t.Fatalf("mapping of no tablespace: %v\n%s", err, out)
+	}
+	for _, d := range []string{"typo", "spaces/x"} {
+		if _, err := os.Stat(filepath.Join(root, d)); !os.IsNotExist(err) {
+			t.Fatalf("refused backup left %s: %v", d, err)
+		}
+	}
 }
