@@ -25,6 +25,33 @@ func compressionSuffix(alg string) string {
 	return ""
 }
 
+// writePiece is the most writePieces hands to one write(2).
+const writePiece = 32 << 10
+
+// writePieces writes p to f in pieces of writePiece bytes. On this
+// project's test machine (a VM, ext4), 1 GB written in 1 MB write calls
+// right after other large files were written and deleted cost 2.1 s of
+// system time in the copy into the page cache, against 1.1 s in 32 kB
+// calls (the size pg_basebackup's writes have); the METHOD sql backup of
+// 1 GB took 3.0-3.25 s against 2.4-2.5 s.
+func writePieces(f *os.File, p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k, err := f.Write(p[:min(len(p), writePiece)])
+		n += k
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// pieceFile is an *os.File written with writePieces.
+type pieceFile struct{ f *os.File }
+
+func (p pieceFile) Write(b []byte) (int, error) { return writePieces(p.f, b) }
+
 // outFile is a file in the target written through an optional compressor.
 type outFile struct {
 	name string // relative to the target, for messages
@@ -42,7 +69,7 @@ func createOut(dir *os.Root, name, alg string, level int) (*outFile, error) {
 	if err != nil {
 		return nil, fileError("create", name, err)
 	}
-	o := &outFile{name: name, f: f, w: f}
+	o := &outFile{name: name, f: f, w: pieceFile{f}}
 	switch alg {
 	case "gzip":
 		if level == 0 {

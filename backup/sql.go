@@ -130,7 +130,7 @@ type namedFile struct {
 }
 
 func (n *namedFile) Write(p []byte) (int, error) {
-	k, err := n.f.Write(p)
+	k, err := writePieces(n.f, p)
 	if err != nil {
 		return k, fileError("write", n.name, err)
 	}
