@@ -295,10 +295,14 @@ func (b *run) copyStream(mc *msgConn) (err error) {
 		b.res.Files += a.files()
 		return nil
 	}
+	var pending pgproto3.BackendMessage // received by an unpacker, not handled yet
 	for {
-		msg, err := mc.next()
-		if err != nil {
-			return err
+		msg := pending
+		pending = nil
+		if msg == nil {
+			if msg, err = mc.next(); err != nil {
+				return err
+			}
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
@@ -320,6 +324,16 @@ func (b *run) copyStream(mc *msgConn) (err error) {
 				}
 				if cur, err = b.openArchive(string(parts[0]), string(parts[1])); err != nil {
 					return err
+				}
+				if pa, ok := cur.(*plainArchive); ok {
+					sr := &streamReader{b: b, mc: mc}
+					if err := pa.pull(sr); err != nil {
+						return err
+					}
+					if err := closeCur(); err != nil {
+						return err
+					}
+					pending = sr.stop
 				}
 			case 'd':
 				var w io.Writer = cur
@@ -481,43 +495,54 @@ func (b *run) openArchive(name, location string) (archive, error) {
 	return newPlainArchive(dir, rel+"/", nil, dir), nil
 }
 
-// plainArchive unpacks an archive while it arrives: Write feeds a pipe
-// that an unpacker goroutine reads.
+// plainArchive unpacks an archive while it arrives. PostgreSQL 15's single
+// stream is read by the unpacker itself (pull, through a streamReader);
+// the older per-tablespace streams are written to it (Write), which feeds
+// a pipe that an unpacker goroutine reads.
 type plainArchive struct {
-	pw     *io.PipeWriter
 	u      *unpacker
-	done   chan struct{}
-	err    error    // the unpacker's result, valid after done
 	closer *os.Root // closed at the end, if not nil
+
+	pw   *io.PipeWriter // Write's pipe, nil until the first Write
+	done chan struct{}
+	err  error // the unpacker goroutine's result, valid after done
 }
 
 // newPlainArchive unpacks into dir; link, for base.tar only, allows the
 // tablespace links and says where they point.
 func newPlainArchive(dir *os.Root, prefix string, link func(oid, location string) string, closer *os.Root) *plainArchive {
-	pr, pw := io.Pipe()
-	a := &plainArchive{
-		pw:     pw,
+	return &plainArchive{
 		u:      &unpacker{root: dir, tblspcLinks: link != nil, link: link, prefix: prefix},
-		done:   make(chan struct{}),
 		closer: closer,
 	}
-	go func() {
-		defer close(a.done)
-		err := a.u.unpack(pr)
-		if err == nil {
-			// Whatever follows the end-of-archive blocks is ignored, but
-			// it must be read, or the writer would block.
-			_, err = io.Copy(io.Discard, pr)
-		}
-		if err != nil {
-			pr.CloseWithError(err)
-		}
-		a.err = err
-	}()
-	return a
 }
 
+// unpackAll unpacks the archive read from r; whatever follows the
+// end-of-archive blocks is read and ignored.
+func (a *plainArchive) unpackAll(r io.Reader) error {
+	err := a.u.unpack(r)
+	if err == nil {
+		_, err = io.Copy(io.Discard, r)
+	}
+	return err
+}
+
+// pull unpacks the archive from r in the calling goroutine: no pipe, no
+// hand-over between goroutines per message.
+func (a *plainArchive) pull(r io.Reader) error { return a.unpackAll(r) }
+
 func (a *plainArchive) Write(p []byte) (int, error) {
+	if a.pw == nil {
+		pr, pw := io.Pipe()
+		a.pw, a.done = pw, make(chan struct{})
+		go func() {
+			defer close(a.done)
+			a.err = a.unpackAll(pr)
+			if a.err != nil {
+				pr.CloseWithError(a.err)
+			}
+		}()
+	}
 	n, err := a.pw.Write(p)
 	if err != nil {
 		<-a.done
@@ -530,8 +555,10 @@ func (a *plainArchive) Write(p []byte) (int, error) {
 }
 
 func (a *plainArchive) Close() error {
-	a.pw.Close()
-	<-a.done
+	if a.pw != nil {
+		a.pw.Close()
+		<-a.done
+	}
 	if a.closer != nil {
 		a.closer.Close()
 	}
@@ -539,11 +566,54 @@ func (a *plainArchive) Close() error {
 }
 
 func (a *plainArchive) abort() {
-	a.pw.CloseWithError(io.ErrUnexpectedEOF)
-	<-a.done
+	if a.pw != nil {
+		a.pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-a.done
+	}
 	if a.closer != nil {
 		a.closer.Close()
 	}
+}
+
+// streamReader reads the data of one archive from BASE_BACKUP's stream
+// ('d' messages, skipping progress reports) and returns io.EOF at the
+// first other message, which it keeps in stop for the caller.
+type streamReader struct {
+	b    *run
+	mc   *msgConn
+	buf  []byte // the rest of the current message; valid until the next receive
+	stop pgproto3.BackendMessage
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.stop != nil {
+			return 0, io.EOF
+		}
+		msg, err := r.mc.next()
+		if err != nil {
+			return 0, err
+		}
+		if m, ok := msg.(*pgproto3.CopyData); ok && len(m.Data) > 0 {
+			switch m.Data[0] {
+			case 'd':
+				r.buf = m.Data[1:]
+				r.b.res.Bytes += int64(len(r.buf))
+				r.b.prog.add(int64(len(r.buf)))
+				continue
+			case 'p':
+				if _, ok := parseProgress(m.Data[1:]); !ok {
+					return 0, protocolError("invalid progress message from BASE_BACKUP")
+				}
+				continue
+			}
+		}
+		r.stop = msg
+		return 0, io.EOF
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
 }
 
 func (a *plainArchive) files() int { return a.u.files }
