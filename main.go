@@ -54,6 +54,15 @@ func run(args []string) int {
 		log.Error("invalid backend", zap.Error(err))
 		return 2
 	}
+	backupTarget := target
+	if cfg.BackupConninfo != "" {
+		// Validated (with secrets redacted) by conf; an error here would
+		// come from the same parser, so it is not printed.
+		if backupTarget, err = backend.Parse(cfg.BackupConninfo); err != nil {
+			log.Error("invalid backup_conninfo")
+			return 2
+		}
+	}
 	cert, err := loadCert(cfg)
 	if err != nil {
 		log.Error("cannot load TLS certificate", zap.Error(err))
@@ -67,7 +76,7 @@ func run(args []string) int {
 	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensions))
 	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensionVersions))
 	registry.Register(commands.NewShow(repo, commands.ShowExtensionUpdatePaths))
-	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(target)))
+	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupTarget)))
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,
@@ -143,13 +152,16 @@ func reload(log *zap.Logger, args []string, old *conf.Config, level zap.AtomicLe
 	if cfg.Listen != old.Listen || cfg.Backend != old.Backend {
 		log.Warn("SIGHUP: listen and backend changes need a restart")
 	}
+	if cfg.BackupRoot != old.BackupRoot || cfg.BackupConninfo != old.BackupConninfo {
+		log.Warn("SIGHUP: backup_root and backup_conninfo changes need a restart")
+	}
 	log.Info("SIGHUP: configuration reloaded", zap.String("log_level", cfg.LogLevel), zap.Int("max_client_conns", cfg.MaxClientConns))
 	return cfg
 }
 
 // backupConnect opens BASE BACKUP's connections to the backend: with the
-// backend URL's credentials when it names a user, else as the client's own
-// user (trust or .pgpass setups).
+// credentials of target (backup_conninfo, else the backend URL) when it
+// names a user, else as the client's own user (trust or .pgpass setups).
 func backupConnect(target *backend.Target) commands.ConnectFunc {
 	return func(ctx context.Context, user, database string, replication bool) (*pgconn.PgConn, error) {
 		if target.HasUser() {

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -199,7 +200,16 @@ func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	o.Root = r.cmd.root
 	user, db := c.User(), c.Database()
 	o.Connect = func(ctx context.Context, replication bool) (*pgconn.PgConn, error) {
-		return r.cmd.connect(ctx, user, db, replication)
+		conn, err := r.cmd.connect(ctx, user, db, replication)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "28") {
+			// The client logged in fine; say whose login failed.
+			e := pgerr.New(pgerr.Code(pe.Code), "BASE BACKUP cannot log in to the server for its own connections: %s", pe.Message)
+			e.Detail = pe.Detail
+			e.Hint = "pgverbs opens its own connections for a backup, with the user and password of backup_conninfo (else of the backend URL, else the client's user name without a password). Set backup_conninfo to a role with REPLICATION and its password."
+			return nil, e
+		}
+		return conn, err
 	}
 	o.Progress = func(p backup.Progress) {
 		c.Notice("NOTICE", progressText(p), "")

@@ -44,6 +44,12 @@ type Config struct {
 	// backups. Load makes a relative path absolute against the working
 	// directory at load time, so a later chdir cannot move backups.
 	BackupRoot string
+	// BackupConninfo, when set, is the libpq URL or key=value conninfo
+	// BASE BACKUP's own connections use instead of Backend (for example a
+	// REPLICATION role with its password, where clients log in with their
+	// own). Like Backend it may hold a password: print
+	// RedactedBackupConninfo.
+	BackupConninfo string
 	// ExtensionCollision decides which wins when a package in the
 	// extensions directory has the name of an extension the server offers:
 	// "server" (the default: INSTALL EXTENSION runs CREATE EXTENSION) or
@@ -128,6 +134,11 @@ func (c *Config) Validate() error {
 	if c.ExtensionCollision != "server" && c.ExtensionCollision != "package" {
 		add("extension_collision", "%q is not server or package", c.ExtensionCollision)
 	}
+	if c.BackupConninfo != "" {
+		if err := validateBackend(c.BackupConninfo); err != nil {
+			add("backup_conninfo", "%v", err)
+		}
+	}
 	if c.BackupRoot != "" && !filepath.IsAbs(c.BackupRoot) {
 		add("backup_root", "%q is not an absolute path", c.BackupRoot)
 	}
@@ -195,6 +206,13 @@ func (c *Config) RedactedBackend() string {
 	return out
 }
 
+// RedactedBackupConninfo is BackupConninfo with passwords masked as in
+// RedactedBackend.
+func (c *Config) RedactedBackupConninfo() string {
+	out, _ := redactConnString(c.BackupConninfo)
+	return out
+}
+
 // ZapLevel returns the zap level for LogLevel. Values Validate rejects map
 // to info, so a caller that skipped validation still gets a usable logger.
 func (c *Config) ZapLevel() zapcore.Level {
@@ -214,7 +232,7 @@ func (c *Config) ZapLevel() zapcore.Level {
 // backend password.
 func (c Config) String() string {
 	return fmt.Sprintf("listen=%q backend=%q tls_cert=%q tls_key=%q log_level=%q log_format=%q "+
-		"max_client_conns=%d shutdown_timeout=%v auth_timeout=%v extensions_dir=%q backup_root=%q config_file=%q",
+		"max_client_conns=%d shutdown_timeout=%v auth_timeout=%v extensions_dir=%q backup_root=%q backup_conninfo=%q config_file=%q",
 		c.Listen, c.RedactedBackend(), c.TLSCert, c.TLSKey, c.LogLevel, c.LogFormat,
-		c.MaxClientConns, c.ShutdownTimeout, c.AuthTimeout, c.ExtensionsDir, c.BackupRoot, c.ConfigFile)
+		c.MaxClientConns, c.ShutdownTimeout, c.AuthTimeout, c.ExtensionsDir, c.BackupRoot, c.RedactedBackupConninfo(), c.ConfigFile)
 }

@@ -616,20 +616,28 @@ func TestSecretsNeverLeak(t *testing.T) {
 			if tt.redacted != "" && red != tt.redacted {
 				t.Errorf("RedactedBackend() = %q, want %q", red, tt.redacted)
 			}
-			outputs := map[string]string{"RedactedBackend": red, "String": c.String(), "Sprintf %v": fmt.Sprintf("%v", c)}
-			for name, err := range map[string]error{"Validate": verr, "Load flag": lerr, "Load env": eerr} {
-				if err != nil {
-					outputs[name] = err.Error()
-				}
-			}
-			for name, out := range outputs {
-				for _, piece := range secretPieces {
-					if strings.Contains(out, piece) {
-						t.Errorf("%s leaks %q: %s", name, piece, out)
-					}
-				}
-			}
+			checkNoLeak(t, "backend", map[string]string{"RedactedBackend": red, "String": c.String(), "Sprintf %v": fmt.Sprintf("%v", c)},
+				map[string]error{"Validate": verr, "Load flag": lerr, "Load env": eerr})
 			t.Logf("redacted: %s; error: %v", red, verr)
+
+			// The same string as backup_conninfo, which may hold a
+			// password just the same.
+			b := Default()
+			b.BackupConninfo = tt.backend
+			berr := b.Validate()
+			if tt.valid != (berr == nil) {
+				t.Errorf("backup_conninfo: Validate() = %v, want valid=%v", berr, tt.valid)
+			}
+			if !tt.valid {
+				mustContainAll(t, berr, "backup_conninfo: invalid connection string")
+			}
+			if tt.redacted != "" && b.RedactedBackupConninfo() != tt.redacted {
+				t.Errorf("RedactedBackupConninfo() = %q, want %q", b.RedactedBackupConninfo(), tt.redacted)
+			}
+			_, blerr := Load([]string{"--backup-conninfo", tt.backend}, env{}.get, nil)
+			_, beerr := Load(nil, env{"PGVERBS_BACKUP_CONNINFO": tt.backend}.get, nil)
+			checkNoLeak(t, "backup_conninfo", map[string]string{"String": b.String(), "Sprintf %v": fmt.Sprintf("%v", b)},
+				map[string]error{"Validate": berr, "Load flag": blerr, "Load env": beerr})
 		})
 	}
 
@@ -641,6 +649,24 @@ func TestSecretsNeverLeak(t *testing.T) {
 			t.Errorf("error leaks password: %v", err)
 		}
 	})
+}
+
+// checkNoLeak fails if any output or error text holds a piece of the
+// test password.
+func checkNoLeak(t *testing.T, what string, outputs map[string]string, errs map[string]error) {
+	t.Helper()
+	for name, err := range errs {
+		if err != nil {
+			outputs[name] = err.Error()
+		}
+	}
+	for name, out := range outputs {
+		for _, piece := range secretPieces {
+			if strings.Contains(out, piece) {
+				t.Errorf("%s: %s leaks %q: %s", what, name, piece, out)
+			}
+		}
+	}
 }
 
 // pctEncode percent-encodes every byte outside RFC 3986's unreserved set,

@@ -61,6 +61,9 @@ var settings = []setting{
 	{"backup_root", "PGVERBS_BACKUP_ROOT", "backup-root", "DIR",
 		"directory backups are written under; empty disables backups",
 		func(c *Config) any { return &c.BackupRoot }},
+	{"backup_conninfo", "PGVERBS_BACKUP_CONNINFO", "backup-conninfo", "CONNINFO",
+		"conninfo for BASE BACKUP's own connections (default: the backend's)",
+		func(c *Config) any { return &c.BackupConninfo }},
 	{"extension_collision", "PGVERBS_EXTENSION_COLLISION", "extension-collision", "server|package",
 		"which wins when a package has the name of a server extension",
 		func(c *Config) any { return &c.ExtensionCollision }},
@@ -273,6 +276,7 @@ type fileConfig struct {
 	AuthTimeout     yamlDuration `yaml:"auth_timeout"`
 	ExtensionsDir   string       `yaml:"extensions_dir"`
 	BackupRoot      string       `yaml:"backup_root"`
+	BackupConninfo  string       `yaml:"backup_conninfo"`
 	// ExtensionCollision is "server" or "package".
 	ExtensionCollision string `yaml:"extension_collision"`
 }
@@ -317,6 +321,7 @@ func loadFile(path string, cfg *Config) error {
 		AuthTimeout:        yamlDuration(cfg.AuthTimeout),
 		ExtensionsDir:      cfg.ExtensionsDir,
 		BackupRoot:         cfg.BackupRoot,
+		BackupConninfo:     cfg.BackupConninfo,
 		ExtensionCollision: cfg.ExtensionCollision,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -346,6 +351,7 @@ func loadFile(path string, cfg *Config) error {
 	cfg.AuthTimeout = time.Duration(fc.AuthTimeout)
 	cfg.ExtensionsDir = fc.ExtensionsDir
 	cfg.BackupRoot = fc.BackupRoot
+	cfg.BackupConninfo = fc.BackupConninfo
 	cfg.ExtensionCollision = fc.ExtensionCollision
 	return nil
 }

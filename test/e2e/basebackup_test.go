@@ -198,3 +198,46 @@ func TestBaseBackupTablespaceMap(t *testing.T) {
 		}
 	}
 }
+
+// TestBaseBackupConninfo: on a server where every login needs a password
+// and the backend URL names none, BASE BACKUP's own connections cannot log
+// in (a clear error with a hint), until backup_conninfo gives them a
+// REPLICATION role's credentials; the client still logs in as itself.
+func TestBaseBackupConninfo(t *testing.T) {
+	c := cluster(t, pgtest.Options{AuthMethod: "scram-sha-256", Password: "s3cret!"})
+	ctx := testCtx(t)
+	if err := c.Exec(ctx, "CREATE ROLE repl LOGIN REPLICATION PASSWORD 'r3pl!'"); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+
+	p := startProxy(t, c.URL("", "", "postgres"), "--backup-root", root)
+	_, err := connect(t, p.URL("postgres", "s3cret!", "postgres")).Exec(ctx, "BASE BACKUP TO 'nocreds'")
+	if pe := pgErr(err); pe == nil || !strings.HasPrefix(pe.Code, "28") || !strings.Contains(pe.Hint, "backup_conninfo") {
+		t.Fatalf("BASE BACKUP without credentials: %#v, want a 28xxx error hinting at backup_conninfo", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "nocreds")); !os.IsNotExist(err) {
+		t.Fatalf("failed backup left its directory: %v", err)
+	}
+
+	p = startProxy(t, c.URL("", "", "postgres"), "--backup-root", root,
+		"--backup-conninfo", c.URL("repl", "r3pl!", "postgres"))
+	for _, method := range []string{"replication", "sql"} {
+		target := "creds-" + method
+		out, err := psql(t, c, p.URL("postgres", "s3cret!", "postgres"), "-c",
+			"BASE BACKUP TO '"+target+"' WITH (METHOD "+method+")")
+		if method == "sql" {
+			// pg_read_binary_file needs more than REPLICATION.
+			if err == nil || !strings.Contains(out, "permission denied") {
+				t.Fatalf("METHOD sql as a REPLICATION-only role: %v\n%s", err, out)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("BASE BACKUP with backup_conninfo: %v\n%s", err, out)
+		}
+		if vout, err := exec.Command(c.Bin("pg_verifybackup"), filepath.Join(root, target)).CombinedOutput(); err != nil {
+			t.Fatalf("pg_verifybackup: %v\n%s", err, vout)
+		}
+	}
+}
