@@ -153,7 +153,7 @@ type Result struct {
 	Format Format
 	Method Method
 	// Bytes is the amount of data received from the server: archive or
-	// file contents plus WAL.
+	// file contents, the manifest (replication method) and WAL.
 	Bytes int64
 	// Files counts the regular files of the backup's data directory,
 	// inside the archives for tar format, WAL segments included and
