@@ -858,3 +858,57 @@ func TestConcurrentSameTarget(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestChecksumFailure corrupts a data page on disk of a cluster with data
+// checksums: the replication method fails with the server's XX001, a
+// DETAIL that the backup was removed and a HINT, and leaves nothing; with
+// VERIFY_CHECKSUMS off the backup is taken.
+func TestChecksumFailure(t *testing.T) {
+	if _, err := pgtest.BinDir(); err != nil && os.Getenv("PGTEST_REQUIRE") != "1" {
+		t.Skipf("PostgreSQL not available: %v", err)
+	}
+	c, err := pgtest.New(pgtest.Options{InitDBArgs: []string{"--data-checksums"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, sql := range []string{
+		`CREATE TABLE bad AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 10000) g`,
+		`CHECKPOINT`,
+	} {
+		if err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rel, err := queryOne(ctx, c.SuperURL(), `SELECT pg_relation_filepath('bad')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(c.DataDir, rel), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Inside the second page's tuples: the page header (and its LSN) stay
+	// intact, so the server cannot skip the page as newer than the backup.
+	if _, err := f.WriteAt([]byte("corrupt!"), 8192+4000); err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.Close())
+
+	root := t.TempDir()
+	o := Options{Root: root, Target: "bad", Checkpoint: "fast", Manifest: true, VerifyChecksums: true, WAL: "none", Connect: connector(c)}
+	_, err = Run(ctx, o)
+	var pe *pgerr.Error
+	if !errors.As(err, &pe) || pe.Code != codeDataCorrupted || !strings.Contains(pe.Detail, "removed") || !strings.Contains(pe.Hint, "VERIFY_CHECKSUMS off") {
+		t.Fatalf("Run = %#v, want XX001 with the detail and hint", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "bad")); !os.IsNotExist(err) {
+		t.Fatalf("failed backup left its directory: %v", err)
+	}
+	o.VerifyChecksums = false
+	if _, err := Run(ctx, o); err != nil {
+		t.Fatalf("Run with VERIFY_CHECKSUMS off: %v", err)
+	}
+}

@@ -119,6 +119,16 @@ func serverError(what string, err error) error {
 		if e.Code == "" {
 			e.Code = pgerr.InternalError
 		}
+		if e.Code == codeDataCorrupted && what == "BASE_BACKUP" {
+			// Unlike pg_basebackup, which keeps such a backup, Run removes
+			// it like any failed one; say so, and how to get one anyway.
+			if e.Detail == "" {
+				e.Detail = "Data pages of the cluster failed checksum verification (the server log names them); the backup was removed."
+			}
+			if e.Hint == "" {
+				e.Hint = "Check the cluster for corruption (pg_checksums, pg_amcheck); VERIFY_CHECKSUMS off takes the backup with the pages as they are."
+			}
+		}
 		return withCause(e, err)
 	}
 	var ne net.Error
