@@ -746,11 +746,20 @@ func checkTar(t *testing.T, s *source, res *Result, suffix string, walTar bool) 
 // no directory, no replication slot, no backup running on the server.
 func TestCancel(t *testing.T) {
 	s := getSource(t)
-	for _, m := range []Method{Replication, SQL} {
-		t.Run(m.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		method Method
+		format Format
+	}{{"replication", Replication, Plain}, {"sql", SQL, Plain}, {"replication tar zstd", Replication, Tar}} {
+		t.Run(c.name, func(t *testing.T) {
 			root := t.TempDir()
 			o := baseOptions(s, root, "slow/backup")
-			o.Method = m
+			o.Method, o.Format = c.method, c.format
+			if c.format == Tar {
+				// The archive goes through its writer goroutine and
+				// libzstd, which the cancel must stop and free.
+				o.Compression = "zstd"
+			}
 			o.MaxRate = 32 * 1024
 			copying := make(chan struct{})
 			var once sync.Once
