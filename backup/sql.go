@@ -175,7 +175,14 @@ func (c *sqlConn) err(err error) error {
 	if c.ctx.Err() != nil {
 		return canceledError(c.ctx)
 	}
-	return serverError("BASE BACKUP", err)
+	err = serverError("BASE BACKUP", err)
+	if pe := asPgErr(err); pe != nil && pe.Code == pgerr.InsufficientPrivilege && pe.Hint == "" {
+		// The functions the SQL method calls are superuser-only by
+		// default, which REPLICATION (enough for the client's check and
+		// for the replication method) does not cover.
+		pe.Hint = "METHOD sql reads the data directory with SQL functions: it needs a superuser, or a role with REPLICATION that was granted EXECUTE on pg_backup_start, pg_backup_stop, pg_ls_dir, pg_stat_file and pg_read_binary_file. METHOD replication needs only REPLICATION."
+	}
+	return err
 }
 
 // readStmt is the prepared statement reading file chunks.
