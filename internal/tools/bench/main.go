@@ -144,7 +144,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections for the memory measurement (0 skips it)")
 	fs.IntVar(&o.installRounds, "install-rounds", 5, "INSTALL + UNINSTALL EXTENSION round trips of a 10,000-line script (0 skips them)")
 	fs.IntVar(&o.backupScale, "backup-scale", 70, "pgbench scale of the base-backup benchmark's cluster, about 15 MB each (0 skips it)")
-	fs.IntVar(&o.backupRounds, "backup-rounds", 3, "rounds of the base-backup benchmark (odd, for a true median)")
+	fs.IntVar(&o.backupRounds, "backup-rounds", 5, "rounds of the base-backup benchmark (odd, for a true median)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
