@@ -25,9 +25,6 @@ type bufPipe struct {
 
 	cur []byte // the writer's chunk being filled
 
-	rbuf []byte // the reader's chunk and what is left of it
-	rest []byte
-
 	once sync.Once
 	rerr error // why the reader stopped, valid once stop is closed
 	werr error // why the writer stopped, valid once full is closed
@@ -85,8 +82,8 @@ func (p *bufPipe) flush() error {
 	}
 }
 
-// Close ends the stream: the reader gets io.EOF after the data written so
-// far. It returns the reader's error if the reader stopped first.
+// Close ends the stream: WriteTo returns after the data written so far.
+// It returns the reader's error if the reader stopped first.
 func (p *bufPipe) Close() error {
 	if p.wclosed {
 		return nil
@@ -98,7 +95,7 @@ func (p *bufPipe) Close() error {
 }
 
 // CloseWrite ends the stream with an error, without waiting for the
-// reader: the reader gets err, possibly before the last data written.
+// reader: WriteTo returns err, possibly before the last data written.
 // Nothing may be written after it.
 func (p *bufPipe) CloseWrite(err error) {
 	if p.wclosed {
@@ -109,45 +106,19 @@ func (p *bufPipe) CloseWrite(err error) {
 	close(p.full)
 }
 
-// Read reads from the pipe; io.EOF after Close.
-func (p *bufPipe) Read(b []byte) (int, error) {
-	if len(p.rest) == 0 && !p.next() {
-		if p.werr != nil {
-			return 0, p.werr
-		}
-		return 0, io.EOF
-	}
-	n := copy(b, p.rest)
-	p.rest = p.rest[n:]
-	return n, nil
-}
-
-// WriteTo hands whole chunks to w, saving a copy for io.Copy.
+// WriteTo hands the chunks to w until Close (nil) or CloseWrite (its
+// error). It is the reading side: io.Copy from the pipe uses it.
 func (p *bufPipe) WriteTo(w io.Writer) (int64, error) {
 	var n int64
-	for len(p.rest) > 0 || p.next() {
-		k, err := w.Write(p.rest)
+	for c := range p.full {
+		k, err := w.Write(c)
 		n += int64(k)
-		p.rest = p.rest[k:]
+		p.free <- c[:0] // never blocks: free holds every chunk
 		if err != nil {
 			return n, err
 		}
 	}
 	return n, p.werr
-}
-
-// next moves the reader to the next chunk; false at the end.
-func (p *bufPipe) next() bool {
-	if p.rbuf != nil {
-		p.free <- p.rbuf[:0]
-		p.rbuf = nil
-	}
-	c, ok := <-p.full
-	if !ok {
-		return false
-	}
-	p.rbuf, p.rest = c, c
-	return true
 }
 
 // CloseRead stops the reader: Write and Close then return err. The reader

@@ -517,9 +517,10 @@ func newPlainArchive(dir *os.Root, prefix string, link func(oid, location string
 	}
 }
 
-// unpackAll unpacks the archive read from r; whatever follows the
+// pull unpacks the archive read from r in the calling goroutine (no pipe,
+// no hand-over between goroutines per message); whatever follows the
 // end-of-archive blocks is read and ignored.
-func (a *plainArchive) unpackAll(r io.Reader) error {
+func (a *plainArchive) pull(r io.Reader) error {
 	err := a.u.unpack(r)
 	if err == nil {
 		_, err = io.Copy(io.Discard, r)
@@ -527,17 +528,13 @@ func (a *plainArchive) unpackAll(r io.Reader) error {
 	return err
 }
 
-// pull unpacks the archive from r in the calling goroutine: no pipe, no
-// hand-over between goroutines per message.
-func (a *plainArchive) pull(r io.Reader) error { return a.unpackAll(r) }
-
 func (a *plainArchive) Write(p []byte) (int, error) {
 	if a.pw == nil {
 		pr, pw := io.Pipe()
 		a.pw, a.done = pw, make(chan struct{})
 		go func() {
 			defer close(a.done)
-			a.err = a.unpackAll(pr)
+			a.err = a.pull(pr)
 			if a.err != nil {
 				pr.CloseWithError(a.err)
 			}

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -34,7 +35,7 @@ type readReq struct {
 // before it returns.
 type chunkReaders struct {
 	queues []chan readReq
-	done   chan struct{}
+	wg     sync.WaitGroup   // the reader goroutines
 	conns  []*pgconn.PgConn // the helpers, closed by close
 	next   int
 	bufs   chan []byte // chunk buffers to reuse
@@ -45,7 +46,7 @@ type chunkReaders struct {
 // unless ctx ended.
 func newChunkReaders(ctx context.Context, own *sqlConn, extra int, connect func(context.Context, bool) (*pgconn.PgConn, error)) (*chunkReaders, error) {
 	conns := []*sqlConn{own}
-	r := &chunkReaders{done: make(chan struct{}), bufs: make(chan []byte, 2*sqlReaders+1)}
+	r := &chunkReaders{bufs: make(chan []byte, 2*sqlReaders+1)}
 	for range extra {
 		conn, err := connect(ctx, false)
 		if err == nil {
@@ -66,12 +67,10 @@ func newChunkReaders(ctx context.Context, own *sqlConn, extra int, connect func(
 		r.conns = append(r.conns, conn)
 		conns = append(conns, &sqlConn{ctx: own.ctx, conn: conn})
 	}
-	remaining := len(conns)
-	finished := make(chan struct{}, len(conns))
 	for _, c := range conns {
 		q := make(chan readReq, 2*sqlReaders)
 		r.queues = append(r.queues, q)
-		go func() {
+		r.wg.Go(func() {
 			for req := range q {
 				var buf []byte
 				select {
@@ -81,15 +80,8 @@ func newChunkReaders(ctx context.Context, own *sqlConn, extra int, connect func(
 				data, ok, err := c.readInto(buf, req.name, req.off, req.n)
 				req.res <- chunk{data, ok, err}
 			}
-			finished <- struct{}{}
-		}()
+		})
 	}
-	go func() {
-		for ; remaining > 0; remaining-- {
-			<-finished
-		}
-		close(r.done)
-	}()
 	return r, nil
 }
 
@@ -121,7 +113,7 @@ func (r *chunkReaders) close() {
 	for _, q := range r.queues {
 		close(q)
 	}
-	<-r.done
+	r.wg.Wait()
 	r.closeHelpers()
 }
 
