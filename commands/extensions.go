@@ -49,19 +49,41 @@ CREATE OR REPLACE VIEW pgverbs.all_extensions AS
            'server'::text, pg_catalog.pg_get_userbyid(e.extowner)::text, NULL::timestamptz
       FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
      WHERE e.extname NOT IN (SELECT name FROM pgverbs.extensions);
+CREATE TABLE IF NOT EXISTS pgverbs.extension_config (
+    extension text NOT NULL REFERENCES pgverbs.extensions (name) ON UPDATE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    tab       regclass PRIMARY KEY,
+    filter    text NOT NULL
+);
 GRANT USAGE ON SCHEMA pgverbs TO PUBLIC;
-GRANT SELECT ON pgverbs.extensions, pgverbs.extension_objects, pgverbs.all_extensions TO PUBLIC;
-COMMENT ON TABLE pgverbs.extensions IS 'extensions installed by pgverbs INSTALL EXTENSION'`
+GRANT SELECT ON pgverbs.extensions, pgverbs.extension_objects, pgverbs.extension_config, pgverbs.all_extensions TO PUBLIC;
+COMMENT ON TABLE pgverbs.extensions IS 'extensions installed by pgverbs INSTALL EXTENSION';
+COMMENT ON TABLE pgverbs.extension_config IS 'configuration tables of pgverbs extensions, as pg_extension_config_dump marks them (pg_extension.extconfig)'`
+
+	// configDumpDDL is what scripts' pg_extension_config_dump calls are
+	// rewritten to call (extension.ConfigDumpFunction): it records the
+	// table for the extension being installed, which pgverbs names in the
+	// transaction-local setting pgverbs.installing. PostgreSQL's own checks
+	// that the table is a member of the extension; pgverbs knows the
+	// members only after the script, and checks then (checkConfigTables).
+	configDumpDDL = `CREATE OR REPLACE FUNCTION pgverbs.extension_config_dump(tab regclass, filter text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $pgverbs$
+DECLARE
+    ext text := pg_catalog.current_setting('pgverbs.installing', true);
+BEGIN
+    IF ext IS NULL OR ext = '' THEN
+        RAISE EXCEPTION 'pg_extension_config_dump() can only be called from an SQL script executed by INSTALL EXTENSION'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    INSERT INTO pgverbs.extension_config (extension, tab, filter) VALUES (ext, tab, COALESCE(filter, ''))
+        ON CONFLICT (tab) DO UPDATE SET extension = excluded.extension, filter = excluded.filter;
+END
+$pgverbs$`
 
 	// lockSQL serialises every pgverbs extension change in the database,
 	// from any session or proxy, until the end of the transaction. The key
 	// is "pgverbs!" as a bigint.
 	lockSQL = `SELECT pg_catalog.pg_advisory_xact_lock(8099861380519949089)`
 )
-
-// session settings the scripts run with, saved and restored around them so
-// that a command inside the client's transaction leaves them as they were.
-var scriptSettings = []string{"search_path", "check_function_bodies", "client_min_messages"}
 
 // extContext is what both extension commands share.
 type extContext struct {
@@ -73,14 +95,18 @@ func prepareCatalog(ctx context.Context, c Conn) error {
 	if _, err := c.Exec(ctx, lockSQL); err != nil {
 		return err
 	}
-	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.all_extensions') IS NOT NULL`)
+	// Every piece is checked, so that a catalog made by an older pgverbs
+	// gets what it lacks (the DDL is idempotent).
+	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL
+  AND pg_catalog.to_regclass('pgverbs.extension_config') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.all_extensions') IS NOT NULL
+  AND pg_catalog.to_regprocedure('pgverbs.extension_config_dump(regclass,text)') IS NOT NULL`)
 	if err != nil {
 		return err
 	}
 	if string(res.Rows[0][0]) == "t" {
 		return nil
 	}
-	for _, stmt := range strings.Split(catalogDDL, ";\n") {
+	for _, stmt := range append(strings.Split(catalogDDL, ";\n"), configDumpDDL) {
 		if _, err := c.Exec(ctx, stmt); err != nil {
 			return err
 		}
@@ -107,31 +133,7 @@ func installedExtensions(ctx context.Context, c Conn) (map[string]extension.Inst
 	return inst, schemas, nil
 }
 
-// saveSettings returns the current values of the script settings.
-func saveSettings(ctx context.Context, c Conn) ([]*string, error) {
-	res, err := c.Exec(ctx, `SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('check_function_bodies'), pg_catalog.current_setting('client_min_messages')`)
-	if err != nil {
-		return nil, err
-	}
-	vals := make([]*string, len(scriptSettings))
-	for i, v := range res.Rows[0] {
-		s := string(v)
-		vals[i] = &s
-	}
-	return vals, nil
-}
-
-// setSettings sets the script settings transaction-locally, so they vanish
-// with the transaction whatever happens.
-func setSettings(ctx context.Context, c Conn, vals []*string) error {
-	_, err := c.Exec(ctx, `SELECT pg_catalog.set_config('search_path', $1, true), pg_catalog.set_config('check_function_bodies', $2, true), pg_catalog.set_config('client_min_messages', $3, true)`, vals...)
-	return err
-}
-
 func strp(s string) *string { return &s }
-
-// quoteIdent double-quotes an identifier for SQL text.
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // arrayLiteral renders names as a text[] literal.
 func arrayLiteral(names []string) string {
@@ -163,24 +165,6 @@ func databaseSetting(ctx context.Context, c Conn, name string, value *string) er
 	}
 	_, err = c.Exec(ctx, string(res.Rows[0][0]))
 	return err
-}
-
-// runScript runs a package script's statements, pipelined. A failing
-// statement's error names the script and line in its CONTEXT.
-func runScript(ctx context.Context, c Conn, file string, stmts []extension.Statement) error {
-	sqls := make([]string, len(stmts))
-	for i, st := range stmts {
-		sqls[i] = st.SQL
-	}
-	failed, err := c.ExecBatch(ctx, sqls)
-	if err != nil {
-		var se *ServerError
-		if errors.As(err, &se) && failed >= 0 && failed < len(stmts) {
-			return se.WithContext(fmt.Sprintf("extension script %s, line %d", file, stmts[failed].Line))
-		}
-		return err
-	}
-	return nil
 }
 
 // Install is the INSTALL EXTENSION command.
@@ -299,22 +283,22 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	for _, n := range plan.Notes {
 		c.Notice("NOTICE", n, "")
 	}
+	saved, err := saveSettings(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	// Read and check every script of every step before anything runs.
 	steps := make([]preparedStep, 0, len(plan.Actions))
 	planned := map[string]string{}
 	for _, a := range plan.Actions {
 		ps := preparedStep{Step: a}
 		if a.Pkg != nil {
-			if err := r.prepareStep(ctx, c, &ps, ss, schemas, planned); err != nil {
+			if err := r.prepareStep(ctx, c, &ps, ss, schemas, planned, saved.quoteAll); err != nil {
 				return nil, err
 			}
 			planned[a.Pkg.Name] = ps.schema
 		}
 		steps = append(steps, ps)
-	}
-	saved, err := saveSettings(ctx, c)
-	if err != nil {
-		return nil, err
 	}
 	for _, ps := range steps {
 		if ps.Name() != st.Name {
@@ -335,7 +319,7 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 
 // prepareStep decides a package step's schema, checks it can be installed
 // over the wire by this role, and reads and prepares its scripts.
-func (r *installRun) prepareStep(ctx context.Context, c Conn, ps *preparedStep, ss *serverState, schemas, planned map[string]string) error {
+func (r *installRun) prepareStep(ctx context.Context, c Conn, ps *preparedStep, ss *serverState, schemas, planned map[string]string, quoteAll bool) error {
 	pkg, repo, st := ps.Pkg, r.cmd.repo, r.st
 	needs, err := repo.NeedsLibrary(pkg, ps.Version)
 	if err != nil {
@@ -385,9 +369,7 @@ func (r *installRun) prepareStep(ctx context.Context, c Conn, ps *preparedStep, 
 				return err
 			}
 		}
-		stmts, err := extension.PrepareScriptOpts(f.Name, text, extension.ScriptOptions{
-			Schema: schema, Owner: ss.owner, RequiredSchemas: reqSchemas, ModulePathname: at.ModulePathname,
-		})
+		stmts, err := extension.PrepareScriptOpts(f.Name, text, scriptOptions(at, schema, ss.owner, reqSchemas, quoteAll))
 		if err != nil {
 			return err
 		}
@@ -397,18 +379,16 @@ func (r *installRun) prepareStep(ctx context.Context, c Conn, ps *preparedStep, 
 	return nil
 }
 
-// scriptPath is the search_path scripts run with, as PostgreSQL sets it:
-// the target schema, the required extensions' schemas, then pg_temp.
-func scriptPath(schema string, required []string) string {
-	parts := []string{quoteIdent(schema)}
-	for _, r := range required {
-		parts = append(parts, quoteIdent(r))
+// scriptOptions are the substitutions for a script of package version at.
+func scriptOptions(at *extension.Package, schema, owner string, required map[string]string, quoteAll bool) extension.ScriptOptions {
+	return extension.ScriptOptions{
+		Extension: at.Name, Schema: schema, Owner: owner, RequiredSchemas: required, ModulePathname: at.ModulePathname,
+		Relocatable: at.Layout == extension.LayoutNative && at.Relocatable, QuoteAll: quoteAll,
 	}
-	return strings.Join(append(parts, "pg_temp"), ", ")
 }
 
 // installPackage runs one prepared package step and records it.
-func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*string) error {
+func installPackage(ctx context.Context, c Conn, ps preparedStep, saved *savedSettings) error {
 	pkg := ps.Pkg
 	if pkg.Schema != "" {
 		res, err := c.Exec(ctx, `SELECT pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', $1::text)`, &ps.schema)
@@ -419,7 +399,7 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*strin
 			return err
 		}
 	}
-	created, err := runTracked(ctx, c, ps, saved)
+	created, err := runTracked(ctx, c, pkg.Name, ps, saved)
 	if err != nil {
 		return err
 	}
@@ -428,7 +408,7 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*strin
 	if err != nil {
 		return err
 	}
-	if err := created(pkg.Name); err != nil {
+	if err := created(); err != nil {
 		return err
 	}
 	for _, set := range pkg.Settings {
@@ -437,34 +417,6 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved []*strin
 		}
 	}
 	return nil
-}
-
-// runTracked runs a step's scripts in the script environment (search_path,
-// check_function_bodies, client_min_messages; saved restores them) between
-// two listings of the catalogs. The returned record stores the objects the
-// scripts created as members of the named extension; call it once the
-// extension's catalog row exists.
-func runTracked(ctx context.Context, c Conn, ps preparedStep, saved []*string) (record func(ext string) error, err error) {
-	before, err := snapshotObjects(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	if err := setSettings(ctx, c, []*string{strp(scriptPath(ps.schema, ps.required)), strp("off"), strp("warning")}); err != nil {
-		return nil, err
-	}
-	for _, f := range ps.files {
-		if err := runScript(ctx, c, f.name, f.stmts); err != nil {
-			return nil, err
-		}
-	}
-	if err := setSettings(ctx, c, saved); err != nil {
-		return nil, err
-	}
-	after, err := snapshotObjects(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	return func(ext string) error { return recordNewObjects(ctx, c, ext, before, after) }, nil
 }
 
 // createServerExtension runs CREATE EXTENSION for an extension the server
@@ -541,6 +493,10 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 			}
 		}
 	}
+	saved, err := saveSettings(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	ps := preparedStep{schema: schema, required: required}
 	for _, f := range path {
 		text, err := repo.ReadScript(pkg, f)
@@ -551,19 +507,13 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 		if err != nil {
 			return nil, err
 		}
-		stmts, err := extension.PrepareScriptOpts(f.Name, text, extension.ScriptOptions{
-			Schema: schema, Owner: ss.owner, RequiredSchemas: reqSchemas, ModulePathname: at.ModulePathname,
-		})
+		stmts, err := extension.PrepareScriptOpts(f.Name, text, scriptOptions(at, schema, ss.owner, reqSchemas, saved.quoteAll))
 		if err != nil {
 			return nil, err
 		}
 		ps.files = append(ps.files, preparedFile{f.Name, stmts})
 	}
-	saved, err := saveSettings(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	created, err := runTracked(ctx, c, ps, saved)
+	created, err := runTracked(ctx, c, name, ps, saved)
 	if err != nil {
 		return nil, err
 	}
@@ -571,7 +521,7 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 		&name, &pkg.Version, strp(arrayLiteral(pkg.Requires))); err != nil {
 		return nil, err
 	}
-	if err := created(name); err != nil {
+	if err := created(); err != nil {
 		return nil, err
 	}
 	if err := forgetMissingObjects(ctx, c, name); err != nil {
@@ -665,6 +615,10 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		e.Hint = "Use UNINSTALL EXTENSION ... CASCADE to uninstall the dependent extensions too."
 		return nil, e
 	}
+	saved, err := saveSettings(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	order := removalOrder(remove, installed)
 	type step struct {
 		name  string
@@ -698,33 +652,32 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 				return nil, err
 			}
 			s.file = f.Name
-			if s.stmts, err = extension.PrepareScriptOpts(f.Name, text, extension.ScriptOptions{Schema: schemas[name], Owner: ss.owner}); err != nil {
+			if s.stmts, err = extension.PrepareScriptOpts(f.Name, text, extension.ScriptOptions{Extension: name, Schema: schemas[name], Owner: ss.owner, QuoteAll: saved.quoteAll}); err != nil {
 				return nil, err
 			}
 		}
 		steps = append(steps, s)
-	}
-	saved, err := saveSettings(ctx, c)
-	if err != nil {
-		return nil, err
 	}
 	for _, s := range steps {
 		name := s.name
 		if !targets[name] {
 			c.Notice("NOTICE", fmt.Sprintf("uninstall cascades to extension %q", name), "")
 		}
-		env := []*string{strp(quoteIdent(schemas[name]) + ", pg_temp"), strp("off"), strp("warning")}
-		if err := setSettings(ctx, c, env); err != nil {
+		changed, err := saved.enter(ctx, c, scriptPath(schemas[name], nil, saved.quoteAll), "")
+		if err != nil {
 			return nil, err
 		}
 		if s.file != "" {
-			if err := runScript(ctx, c, s.file, s.stmts); err != nil {
+			if err := runScript(ctx, c, s.file, s.stmts, nil); err != nil {
 				return nil, err
 			}
 		} else if err := dropTrackedObjects(ctx, c, name, st.Cascade); err != nil {
 			return nil, err
 		}
-		if err := setSettings(ctx, c, saved); err != nil {
+		if err := saved.leave(ctx, c, changed, nil); err != nil {
+			return nil, err
+		}
+		if _, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_config WHERE extension = $1`, &name); err != nil {
 			return nil, err
 		}
 		if err := checkNoObjectsLeft(ctx, c, name); err != nil {

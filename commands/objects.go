@@ -14,7 +14,8 @@ import (
 // pg_depend and drops exactly those on DROP EXTENSION. pgverbs cannot write
 // pg_depend, so it finds the members itself: it lists the catalogs' objects
 // before and after the scripts run, in the same transaction, and records the
-// new top-level ones in pgverbs.extension_objects. Top-level means what
+// new top-level ones in pgverbs.extension_objects. Temporary objects are
+// left out: they go with the session. Top-level means what
 // PostgreSQL would make a member: objects without an internal or automatic
 // dependency on another object (a table's row type, indexes, owned
 // sequences, array types and toast tables go with their owner).
@@ -22,9 +23,9 @@ import (
 // objectsSQL lists user objects (OID >= FirstNormalObjectId) of every
 // catalog whose objects can belong to an extension.
 const objectsSQL = `SELECT o.classid::oid, o.objid FROM (
-      SELECT 'pg_class'::regclass AS classid, oid AS objid FROM pg_catalog.pg_class
-UNION ALL SELECT 'pg_proc'::regclass, oid FROM pg_catalog.pg_proc
-UNION ALL SELECT 'pg_type'::regclass, oid FROM pg_catalog.pg_type
+      SELECT 'pg_class'::regclass AS classid, oid AS objid FROM pg_catalog.pg_class WHERE relpersistence <> 't'
+UNION ALL SELECT 'pg_proc'::regclass, oid FROM pg_catalog.pg_proc WHERE pronamespace <> pg_catalog.pg_my_temp_schema()
+UNION ALL SELECT 'pg_type'::regclass, oid FROM pg_catalog.pg_type WHERE typnamespace <> pg_catalog.pg_my_temp_schema()
 UNION ALL SELECT 'pg_namespace'::regclass, oid FROM pg_catalog.pg_namespace
 UNION ALL SELECT 'pg_operator'::regclass, oid FROM pg_catalog.pg_operator
 UNION ALL SELECT 'pg_opclass'::regclass, oid FROM pg_catalog.pg_opclass
@@ -66,26 +67,47 @@ func snapshotObjects(ctx context.Context, c Conn) (map[objectKey]bool, error) {
 	return set, nil
 }
 
-// recordNewObjects stores the objects in after but not in before as members
-// of ext, with their identities.
-func recordNewObjects(ctx context.Context, c Conn, ext string, before, after map[objectKey]bool) error {
+// recordMembers stores the members a step's scripts made: the objects in
+// after but not in mc.before, and those added with ALTER EXTENSION ADD,
+// minus those dropped with ALTER EXTENSION DROP (which an update script
+// may do to members recorded earlier: they are forgotten).
+func recordMembers(ctx context.Context, c Conn, mc *memberChanges, after map[objectKey]bool) error {
 	var classes, objs []string
+	add := func(k objectKey) {
+		classes = append(classes, strconv.FormatUint(uint64(k.classid), 10))
+		objs = append(objs, strconv.FormatUint(uint64(k.objid), 10))
+	}
 	for k := range after {
-		if !before[k] {
-			classes = append(classes, strconv.FormatUint(uint64(k.classid), 10))
-			objs = append(objs, strconv.FormatUint(uint64(k.objid), 10))
+		if !mc.before[k] && !mc.dropped[k] && !mc.added[k] {
+			add(k)
 		}
 	}
-	if len(objs) == 0 {
-		return nil
+	for k := range mc.added {
+		add(k)
 	}
-	cl := "{" + strings.Join(classes, ",") + "}"
-	ob := "{" + strings.Join(objs, ",") + "}"
-	_, err := c.Exec(ctx, `INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
+	if len(objs) > 0 {
+		cl := "{" + strings.Join(classes, ",") + "}"
+		ob := "{" + strings.Join(objs, ",") + "}"
+		_, err := c.Exec(ctx, `INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
 SELECT $1, u.classid::regclass::text, u.objid, i.type, i.identity, a.object_names, a.object_args
 FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
      LATERAL pg_catalog.pg_identify_object(u.classid, u.objid, 0) AS i,
-     LATERAL pg_catalog.pg_identify_object_as_address(u.classid, u.objid, 0) AS a`, &ext, &cl, &ob)
+     LATERAL pg_catalog.pg_identify_object_as_address(u.classid, u.objid, 0) AS a`, &mc.ext, &cl, &ob)
+		if err != nil {
+			return err
+		}
+	}
+	if len(mc.dropped) == 0 {
+		return nil
+	}
+	classes, objs = nil, nil
+	for k := range mc.dropped {
+		add(k)
+	}
+	cl := "{" + strings.Join(classes, ",") + "}"
+	ob := "{" + strings.Join(objs, ",") + "}"
+	_, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_objects o USING unnest($2::oid[], $3::oid[]) AS u(classid, objid)
+WHERE o.extension = $1 AND o.classid = u.classid::regclass::text AND o.objid = u.objid`, &mc.ext, &cl, &ob)
 	return err
 }
 

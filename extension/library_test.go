@@ -120,7 +120,7 @@ func TestNativeFixtureScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Statement{{"CREATE FUNCTION cext_f(int) RETURNS int\nAS '$libdir/cext', 'cext_f'\nLANGUAGE C IMMUTABLE STRICT", 2}}
+	want := []Statement{{SQL: "CREATE FUNCTION cext_f(int) RETURNS int\nAS '$libdir/cext', 'cext_f'\nLANGUAGE C IMMUTABLE STRICT", Line: 2}}
 	if !reflect.DeepEqual(stmts, want) {
 		t.Errorf("cext statements =\n%#v\nwant\n%#v", stmts, want)
 	}

@@ -3,6 +3,7 @@ package extension
 import (
 	"errors"
 	"regexp"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -12,60 +13,78 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
+// echoLine matches the lines PostgreSQL strips from extension scripts
+// (anywhere in the script, as its regexp_replace with flags 'ng' does):
+// they are there so that feeding the script to psql by mistake stops with a
+// message.
+var echoLine = regexp.MustCompile(`(?m)^\\echo.*$`)
+
 // Statement is one SQL statement of a prepared script.
 type Statement struct {
 	// SQL is the statement text, without its terminating semicolon or the
-	// whitespace and comments before it.
+	// whitespace and comments before it. Calls of pg_extension_config_dump
+	// are already rewritten (see ConfigDumpFunction).
 	SQL string
 	// Line is the 1-based line of the original script where it starts.
 	Line int
+	// Membership is set for ALTER EXTENSION ADD|DROP of the extension being
+	// installed: the statement is not sent to the server, which does not
+	// know the extension; the caller records or forgets the object instead.
+	Membership *Membership
+	// Set is set for SET and RESET statements: PostgreSQL keeps a plain
+	// SET of a variable that CREATE EXTENSION saved (search_path and the
+	// others) after the script ends, and undoes a SET LOCAL of it.
+	Set *SetStmt
 }
 
-// schemaQuoteChars are the characters refused in the schema substituted for
-// @extschema@, as PostgreSQL does since CVE-2023-39417: inside a string
-// literal or dollar quote of a script, a schema name holding one of them
-// could end the literal and inject SQL.
-const schemaQuoteChars = `"$'\`
+// SetStmt is what a SET or RESET statement changes.
+type SetStmt struct {
+	// Name is the variable, lower case; "" for RESET ALL.
+	Name string
+	// Local is SET LOCAL.
+	Local bool
+}
 
-// echoLine matches the lines PostgreSQL strips from extension scripts: they
-// are there so that feeding the script to psql by mistake stops with a
-// message.
-var echoLine = regexp.MustCompile(`(?m)^\\echo.*$`)
+// ConfigDumpFunction is the function that calls of
+// pg_catalog.pg_extension_config_dump(regclass, text) in scripts are
+// rewritten to call, with the same signature. PostgreSQL's own refuses to
+// run outside CREATE EXTENSION; pgverbs's records the table and filter for
+// the extension being installed.
+const ConfigDumpFunction = "pgverbs.extension_config_dump"
 
 // ScriptOptions are the values PrepareScriptOpts substitutes into a
 // script, as PostgreSQL's CREATE EXTENSION and ALTER EXTENSION UPDATE do.
 type ScriptOptions struct {
-	// Schema replaces @extschema@, double-quoted. It may not contain any of
-	// " $ ' \ (CVE-2023-39417), used or not; a script using @extschema@
-	// needs one.
+	// Extension is the extension the script belongs to, for messages and
+	// for ALTER EXTENSION ADD|DROP, which may only name it.
+	Extension string
+	// Schema replaces @extschema@ unless Relocatable is set; a script using
+	// @extschema@ needs one.
 	Schema string
-	// Owner replaces @extowner@, double-quoted: the role installing the
-	// extension. A script using @extowner@ needs one without quote
-	// characters.
+	// Relocatable leaves @extschema@ as written, as PostgreSQL does for
+	// relocatable extensions (they cannot use it).
+	Relocatable bool
+	// Owner replaces @extowner@: the role installing the extension.
 	Owner string
 	// RequiredSchemas maps required extensions to their schemas, each
-	// replacing @extschema:name@ (PostgreSQL 16), double-quoted. A script
-	// referring to an extension not in the map is refused, as is a schema
-	// with quote characters that a script uses.
+	// replacing @extschema:name@ (PostgreSQL 16). A name not in the map is
+	// left as written, as PostgreSQL leaves it.
 	RequiredSchemas map[string]string
 	// ModulePathname, when set, replaces every MODULE_PATHNAME (the
 	// package's module_pathname, from the control file of the version the
 	// script installs); when empty, MODULE_PATHNAME stays as written, as in
 	// PostgreSQL.
 	ModulePathname string
+	// QuoteAll is the session's quote_all_identifiers setting, which
+	// PostgreSQL's quote_identifier honours.
+	QuoteAll bool
 }
 
 // PrepareScript turns a package script into statements ready to run on the
 // client's session, checking everything that can be checked before the
 // first one runs. file names the script in messages ("foo/install.sql");
-// schema is the schema the extension goes into.
-//
-// As PostgreSQL's CREATE EXTENSION does, lines starting with \echo are
-// removed and every @extschema@ is replaced by schema, double-quoted (always,
-// which is correct for any name and needs no keyword list). A schema name
-// with any of " $ ' \ is refused (22023), as is a script that uses
-// @extschema@ when schema is empty. @extowner@, @extschema:name@ and
-// MODULE_PATHNAME are not substituted: PrepareScriptOpts does that.
+// schema is the schema the extension goes into. It substitutes only
+// @extschema@; PrepareScriptOpts does everything PostgreSQL does.
 //
 // The script is parsed with PostgreSQL's parser (pg_query) and cut at its
 // statement boundaries, so dollar-quoted bodies and comments holding
@@ -81,7 +100,9 @@ type ScriptOptions struct {
 //     CONCURRENTLY, REINDEX CONCURRENTLY, REINDEX SCHEMA/SYSTEM/DATABASE,
 //     CLUSTER without a table, DISCARD ALL;
 //   - COPY FROM STDIN and COPY TO STDOUT, since no client is there to feed
-//     or drain the copy.
+//     or drain the copy;
+//   - ALTER EXTENSION ADD|DROP naming another extension, or an object kind
+//     pgverbs cannot resolve.
 //
 // A syntax error is SQLSTATE 42601, `file:line: message`, and bytes that
 // are not UTF-8, or NUL, 22021. Errors are *pgerr.Error.
@@ -90,55 +111,41 @@ func PrepareScript(file, script, schema string) ([]Statement, error) {
 }
 
 // PrepareScriptOpts is PrepareScript with every substitution PostgreSQL
-// makes in extension scripts, in a single pass over the text (a substituted
-// value is never scanned again):
+// makes in extension scripts, in PostgreSQL's order, each pass over the
+// result of the one before (as its replace_text calls are):
 //
-//   - @extschema@ by o.Schema, @extowner@ by o.Owner and @extschema:name@
-//     by o.RequiredSchemas[name], each double-quoted; a value holding any
-//     of " $ ' \ is refused with SQLSTATE 22023, as PostgreSQL does since
-//     CVE-2023-39417 (the schema always, the others when the script uses
-//     them), and so is a placeholder without a value;
+//   - lines starting with \echo are removed;
+//   - @extowner@ by o.Owner;
+//   - @extschema@ by o.Schema, unless o.Relocatable;
+//   - @extschema:name@ by o.RequiredSchemas[name];
 //   - MODULE_PATHNAME by o.ModulePathname, as written, when it is set.
 //
-// Everything else is as in PrepareScript; errors name lines of the
-// original script whatever the substituted values hold. PostgreSQL
-// substitutes @extschema@ only for extensions that are not relocatable;
-// here it is always substituted, which makes no difference to a
-// relocatable script, since it cannot use @extschema@.
+// Names are quoted as PostgreSQL's quote_identifier quotes them: only when
+// needed ("public" stays public, "My Schema" is quoted). A substituted
+// name holding any of " $ ' \ is refused with SQLSTATE 22023 and
+// PostgreSQL's message, as PostgreSQL does since CVE-2023-39417, but only
+// when the script uses its placeholder. Errors name lines of the original
+// script whatever the substituted values hold. Calls of
+// pg_extension_config_dump are rewritten to ConfigDumpFunction.
 func PrepareScriptOpts(file, script string, o ScriptOptions) ([]Statement, error) {
 	return prepareScript(file, script, o, true)
 }
-
-// placeholders matches what PrepareScriptOpts substitutes.
-var placeholders = regexp.MustCompile(`@extschema@|@extowner@|@extschema:([^@\s]+)@|MODULE_PATHNAME`)
 
 func prepareScript(file, script string, o ScriptOptions, all bool) ([]Statement, error) {
 	if err := checkEncoding(file, script); err != nil {
 		return nil, err
 	}
-	schema := o.Schema
-	if strings.ContainsAny(schema, schemaQuoteChars) {
-		return nil, pgerr.New(pgerr.InvalidParameterValue,
-			"invalid character in schema %s for extension script %s: must not contain any of %s",
-			quote(schema), quote(file), quote(schemaQuoteChars))
-	}
 	// The parser takes a C string, and no identifier can hold these anyway.
-	if strings.IndexByte(schema, 0) >= 0 || !utf8.ValidString(schema) {
-		return nil, pgerr.New(pgerr.InvalidParameterValue, "invalid schema name %s for extension script %s", quote(schema), quote(file))
+	for _, v := range []string{o.Schema, o.Owner} {
+		if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			return nil, pgerr.New(pgerr.InvalidParameterValue, "invalid name %s for extension script %s", quote(v), quote(file))
+		}
 	}
 	// Blanking, rather than deleting, keeps line numbers.
 	text := echoLine.ReplaceAllString(script, "")
-	var sub *substitution
-	if all {
-		var err error
-		if sub, err = substituteAll(file, text, o); err != nil {
-			return nil, err
-		}
-	} else {
-		sub = newSubstitution(text, "@extschema@", `"`+schema+`"`)
-		if sub.count() > 0 && schema == "" {
-			return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extschema@ but no schema was given", quote(file))
-		}
+	sub, err := substituteScript(file, text, o, all)
+	if err != nil {
+		return nil, err
 	}
 	sql := sub.text
 
@@ -171,12 +178,91 @@ func prepareScript(file, script string, o ScriptOptions, all bool) ([]Statement,
 			return nil, newErr(pgerr.FeatureNotSupported, why, "",
 				"%s%s is not allowed in an extension script", at(file, line), what)
 		}
-		stmts = append(stmts, Statement{
-			SQL:  strings.TrimRight(sql[start:end], " \t\n\r\f\v"),
-			Line: line,
-		})
+		st := Statement{SQL: strings.TrimRight(sql[start:end], " \t\n\r\f\v"), Line: line}
+		switch n := raw.Stmt.GetNode().(type) {
+		case *pg_query.Node_AlterExtensionContentsStmt:
+			m, err := membership(n.AlterExtensionContentsStmt, o.Extension)
+			if err != nil {
+				err.Message = at(file, line) + err.Message
+				return nil, err
+			}
+			st.Membership = m
+		case *pg_query.Node_VariableSetStmt:
+			st.Set = setStmt(n.VariableSetStmt)
+		}
+		if all {
+			_, isDo := raw.Stmt.GetNode().(*pg_query.Node_DoStmt)
+			st.SQL = rewriteConfigDump(st.SQL, isDo)
+		}
+		stmts = append(stmts, st)
 	}
 	return stmts, nil
+}
+
+// substituteScript makes PrepareScript's or PrepareScriptOpts's
+// substitutions and checks the values the script uses.
+func substituteScript(file, text string, o ScriptOptions, all bool) (*substitution, error) {
+	qschema := QuoteIdentifier(o.Schema, o.QuoteAll)
+	if !all {
+		sub, hit := substituteLines(text, []replacement{{"@extschema@", qschema}})
+		return sub, checkSchema(file, o, hit[0])
+	}
+	passes := []replacement{{"@extowner@", QuoteIdentifier(o.Owner, o.QuoteAll)}, {}}
+	if !o.Relocatable {
+		passes[1] = replacement{"@extschema@", qschema}
+	}
+	// Sorted, so that a script's text never depends on map order.
+	reqs := make([]string, 0, len(o.RequiredSchemas))
+	for name := range o.RequiredSchemas {
+		reqs = append(reqs, name)
+	}
+	sort.Strings(reqs)
+	for _, name := range reqs {
+		passes = append(passes, replacement{"@extschema:" + name + "@", QuoteIdentifier(o.RequiredSchemas[name], o.QuoteAll)})
+	}
+	passes = append(passes, replacement{"MODULE_PATHNAME", o.ModulePathname})
+	if o.ModulePathname == "" {
+		passes[len(passes)-1] = replacement{}
+	}
+	// PostgreSQL checks the owner when the original script mentions
+	// @extowner@, before anything is replaced.
+	if strings.Contains(text, "@extowner@") {
+		if o.Owner == "" {
+			return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extowner@ but no owner was given", quote(file))
+		}
+		if strings.ContainsAny(o.Owner, quotingRelevantChars) {
+			return nil, pgerr.New(pgerr.InvalidParameterValue, "invalid character in extension owner: must not contain any of \"%s\"", quotingRelevantChars)
+		}
+	}
+	sub, hit := substituteLines(text, passes)
+	if err := checkSchema(file, o, hit[1]); err != nil {
+		return nil, err
+	}
+	for i, name := range reqs {
+		if hit[2+i] && strings.ContainsAny(o.RequiredSchemas[name], quotingRelevantChars) {
+			return nil, pgerr.New(pgerr.InvalidParameterValue, "invalid character in extension \"%s\" schema: must not contain any of \"%s\"", name, quotingRelevantChars)
+		}
+	}
+	return sub, nil
+}
+
+// checkSchema refuses a schema the script used (hit) that is empty or
+// holds quote characters, with PostgreSQL's message for the latter.
+func checkSchema(file string, o ScriptOptions, hit bool) error {
+	if !hit {
+		return nil
+	}
+	if o.Schema == "" {
+		return pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extschema@ but no schema was given", quote(file))
+	}
+	if strings.ContainsAny(o.Schema, quotingRelevantChars) {
+		name := o.Extension
+		if name == "" {
+			name = file
+		}
+		return pgerr.New(pgerr.InvalidParameterValue, "invalid character in extension \"%s\" schema: must not contain any of \"%s\"", name, quotingRelevantChars)
+	}
+	return nil
 }
 
 func checkEncoding(file, script string) error {
@@ -189,130 +275,6 @@ func checkEncoding(file, script string) error {
 		i += n
 	}
 	return nil
-}
-
-// substituteAll makes PrepareScriptOpts's substitutions.
-func substituteAll(file, text string, o ScriptOptions) (*substitution, error) {
-	// checkValue refuses what cannot go between double quotes safely.
-	checkValue := func(what, v string) error {
-		if strings.ContainsAny(v, schemaQuoteChars) || strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
-			return pgerr.New(pgerr.InvalidParameterValue,
-				"invalid character in %s %s for extension script %s: must not contain any of %s",
-				what, quote(v), quote(file), quote(schemaQuoteChars))
-		}
-		return nil
-	}
-	matches := placeholders.FindAllStringSubmatchIndex(text, -1)
-	repl := make([]string, 0, len(matches))
-	spans := make([][2]int, 0, len(matches))
-	for _, m := range matches {
-		var value string
-		switch ph := text[m[0]:m[1]]; {
-		case ph == "@extschema@":
-			if o.Schema == "" {
-				return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extschema@ but no schema was given", quote(file))
-			}
-			value = `"` + o.Schema + `"`
-		case ph == "@extowner@":
-			if o.Owner == "" {
-				return nil, pgerr.New(pgerr.InvalidParameterValue, "extension script %s uses @extowner@ but no owner was given", quote(file))
-			}
-			if err := checkValue("owner", o.Owner); err != nil {
-				return nil, err
-			}
-			value = `"` + o.Owner + `"`
-		case ph == "MODULE_PATHNAME":
-			if o.ModulePathname == "" {
-				continue
-			}
-			value = o.ModulePathname
-		default: // @extschema:name@
-			name := text[m[2]:m[3]]
-			s, ok := o.RequiredSchemas[name]
-			if !ok || s == "" {
-				return nil, newErr(pgerr.InvalidParameterValue,
-					"PostgreSQL substitutes @extschema:name@ only for extensions listed in requires.", "",
-					"extension script %s uses %s but extension %s is not a required extension with a known schema", quote(file), ph, quote(name))
-			}
-			if err := checkValue("schema", s); err != nil {
-				return nil, err
-			}
-			value = `"` + s + `"`
-		}
-		spans = append(spans, [2]int{m[0], m[1]})
-		repl = append(repl, value)
-	}
-	return substitute(text, spans, repl), nil
-}
-
-// substitution is a text with placeholders replaced, able to map offsets
-// in the new text back to lines of the old one: a replacement may hold
-// newlines (a schema name can), and error lines must point into the file
-// the author wrote.
-type substitution struct {
-	text string
-	// starts and ends delimit each replacement in text.
-	starts, ends []int
-	// deltas is how many more newlines each replacement has than its
-	// placeholder.
-	deltas []int
-}
-
-// newSubstitution replaces every placeholder in s by replacement.
-func newSubstitution(s, placeholder, replacement string) *substitution {
-	var spans [][2]int
-	var repl []string
-	for off := 0; ; {
-		i := strings.Index(s[off:], placeholder)
-		if i < 0 {
-			break
-		}
-		spans = append(spans, [2]int{off + i, off + i + len(placeholder)})
-		repl = append(repl, replacement)
-		off += i + len(placeholder)
-	}
-	return substitute(s, spans, repl)
-}
-
-// substitute replaces the spans of s, in order and not overlapping, by
-// repl.
-func substitute(s string, spans [][2]int, repl []string) *substitution {
-	sub := &substitution{}
-	var b strings.Builder
-	prev := 0
-	for i, sp := range spans {
-		b.WriteString(s[prev:sp[0]])
-		sub.starts = append(sub.starts, b.Len())
-		b.WriteString(repl[i])
-		sub.ends = append(sub.ends, b.Len())
-		sub.deltas = append(sub.deltas, strings.Count(repl[i], "\n")-strings.Count(s[sp[0]:sp[1]], "\n"))
-		prev = sp[1]
-	}
-	b.WriteString(s[prev:])
-	sub.text = b.String()
-	return sub
-}
-
-// count is the number of placeholders replaced.
-func (s *substitution) count() int { return len(s.starts) }
-
-// line returns the 1-based line of the original text that offset off of the
-// substituted text comes from; an offset inside a replacement maps to the
-// line of its placeholder.
-func (s *substitution) line(off int) int {
-	off = min(max(off, 0), len(s.text))
-	extra := 0 // newlines added by replacements wholly before off
-	for i := range s.starts {
-		if s.starts[i] <= off && off < s.ends[i] {
-			off = s.starts[i]
-			break
-		}
-		if s.ends[i] > off {
-			break
-		}
-		extra += s.deltas[i]
-	}
-	return 1 + strings.Count(s.text[:off], "\n") - extra
 }
 
 // charToByte converts a 0-based character offset, which is what the parser

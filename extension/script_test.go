@@ -20,28 +20,28 @@ func TestPrepareScript(t *testing.T) {
 			name:   "statements and lines",
 			script: "CREATE TABLE t (x int);\n\n-- a comment; with a semicolon\nINSERT INTO t VALUES (1);   /* trailing */\n\n  /* a /* nested */ comment */ SELECT 1",
 			want: []Statement{
-				{"CREATE TABLE t (x int)", 1},
-				{"INSERT INTO t VALUES (1)", 4},
-				{"SELECT 1", 6},
+				{SQL: "CREATE TABLE t (x int)", Line: 1},
+				{SQL: "INSERT INTO t VALUES (1)", Line: 4},
+				{SQL: "SELECT 1", Line: 6},
 			},
 		},
 		{
 			name:   "echo lines stripped",
 			script: "\\echo Use \"INSTALL EXTENSION foo\" to load this file. \\quit\nSELECT 1;\n\\echo again\nSELECT 2;\n",
-			want:   []Statement{{"SELECT 1", 2}, {"SELECT 2", 4}},
+			want:   []Statement{{SQL: "SELECT 1", Line: 2}, {SQL: "SELECT 2", Line: 4}},
 		},
 		{
 			name:   "echo only at line start",
 			script: "SELECT '\\echo stays';\n",
-			want:   []Statement{{"SELECT '\\echo stays'", 1}},
+			want:   []Statement{{SQL: "SELECT '\\echo stays'", Line: 1}},
 		},
 		{
 			name:   "extschema substituted",
 			script: "CREATE TABLE @extschema@.t (x int);\nCREATE VIEW @extschema@.v AS SELECT * FROM @extschema@.t;\n",
 			schema: "My Schema",
 			want: []Statement{
-				{`CREATE TABLE "My Schema".t (x int)`, 1},
-				{`CREATE VIEW "My Schema".v AS SELECT * FROM "My Schema".t`, 2},
+				{SQL: `CREATE TABLE "My Schema".t (x int)`, Line: 1},
+				{SQL: `CREATE VIEW "My Schema".v AS SELECT * FROM "My Schema".t`, Line: 2},
 			},
 		},
 		{
@@ -54,24 +54,31 @@ func TestPrepareScript(t *testing.T) {
 			name:   "dollar-quoted body with semicolons kept whole",
 			script: "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  PERFORM 1;\n  RETURN 2;\nEND;\n$body$;\nCOMMENT ON FUNCTION f() IS 'a; b';\n",
 			want: []Statement{
-				{"CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  PERFORM 1;\n  RETURN 2;\nEND;\n$body$", 1},
-				{"COMMENT ON FUNCTION f() IS 'a; b'", 7},
+				{SQL: "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  PERFORM 1;\n  RETURN 2;\nEND;\n$body$", Line: 1},
+				{SQL: "COMMENT ON FUNCTION f() IS 'a; b'", Line: 7},
 			},
 		},
 		{
 			name:   "multibyte text before statements",
 			script: "SELECT 'ééé';\nSELECT 'ü';\n",
-			want:   []Statement{{"SELECT 'ééé'", 1}, {"SELECT 'ü'", 2}},
+			want:   []Statement{{SQL: "SELECT 'ééé'", Line: 1}, {SQL: "SELECT 'ü'", Line: 2}},
 		},
 		{name: "empty script", script: "-- nothing\n", want: []Statement{}},
-		{name: "ANALYZE allowed", script: "ANALYZE;\n", want: []Statement{{"ANALYZE", 1}}},
-		{name: "CREATE INDEX allowed", script: "CREATE INDEX i ON t (x);\n", want: []Statement{{"CREATE INDEX i ON t (x)", 1}}},
-		{name: "COPY from a file allowed", script: "COPY t FROM '/tmp/x';\n", want: []Statement{{"COPY t FROM '/tmp/x'", 1}}},
-		{name: "schema with single quote", script: "SELECT 1;", schema: "a'b", code: pgerr.InvalidParameterValue, parts: []string{"invalid character in schema", "must not contain any of"}},
-		{name: "schema with double quote", script: "SELECT 1;", schema: `a"b`, code: pgerr.InvalidParameterValue},
-		{name: "schema with dollar", script: "SELECT 1;", schema: "a$b", code: pgerr.InvalidParameterValue},
-		{name: "schema with backslash", script: "SELECT 1;", schema: `a\b`, code: pgerr.InvalidParameterValue},
-		{name: "schema with NUL", script: "SELECT 1;", schema: "a\x00b", code: pgerr.InvalidParameterValue, parts: []string{"invalid schema name"}},
+		{name: "ANALYZE allowed", script: "ANALYZE;\n", want: []Statement{{SQL: "ANALYZE", Line: 1}}},
+		{name: "CREATE INDEX allowed", script: "CREATE INDEX i ON t (x);\n", want: []Statement{{SQL: "CREATE INDEX i ON t (x)", Line: 1}}},
+		{name: "COPY from a file allowed", script: "COPY t FROM '/tmp/x';\n", want: []Statement{{SQL: "COPY t FROM '/tmp/x'", Line: 1}}},
+		{name: "schema with single quote", script: "SELECT '@extschema@';", schema: "a'b", code: pgerr.InvalidParameterValue, parts: []string{`invalid character in extension "install.sql" schema: must not contain any of ""$'\"`}},
+		{name: "schema with double quote", script: "SELECT @extschema@.f();", schema: `a"b`, code: pgerr.InvalidParameterValue},
+		{name: "schema with dollar", script: "SELECT @extschema@.f();", schema: "a$b", code: pgerr.InvalidParameterValue},
+		{name: "schema with backslash", script: "SELECT @extschema@.f();", schema: `a\b`, code: pgerr.InvalidParameterValue},
+		{name: "unused schema with a quote", script: "SELECT 1;", schema: "a'b", want: []Statement{{SQL: "SELECT 1", Line: 1}}},
+		{name: "schema with NUL", script: "SELECT 1;", schema: "a\x00b", code: pgerr.InvalidParameterValue, parts: []string{"invalid name"}},
+		{
+			name:   "extschema quoted only when needed",
+			script: "SELECT @extschema@.f(), '@extschema@,pg_temp';",
+			schema: "public",
+			want:   []Statement{{SQL: "SELECT public.f(), 'public,pg_temp'", Line: 1}},
+		},
 		{name: "extschema without schema", script: "CREATE TABLE @extschema@.t ();", code: pgerr.InvalidParameterValue, parts: []string{"uses @extschema@ but no schema was given"}},
 		{name: "BEGIN refused", script: "SELECT 1;\nBEGIN;\nSELECT 2;\n", code: pgerr.FeatureNotSupported, parts: []string{"install.sql:2: BEGIN is not allowed in an extension script"}},
 		{name: "COMMIT refused", script: "SELECT 1;\n\n   COMMIT;\n", code: pgerr.FeatureNotSupported, parts: []string{"install.sql:3: COMMIT"}},
@@ -136,8 +143,8 @@ func TestPrepareScriptFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Statement{
-		{`CREATE TABLE "public".foo_items (id int PRIMARY KEY)`, 2},
-		{"CREATE FUNCTION \"public\".foo_count() RETURNS bigint LANGUAGE sql\nAS $$ SELECT count(*) FROM \"public\".foo_items; $$", 3},
+		{SQL: `CREATE TABLE public.foo_items (id int PRIMARY KEY)`, Line: 2},
+		{SQL: "CREATE FUNCTION public.foo_count() RETURNS bigint LANGUAGE sql\nAS $$ SELECT count(*) FROM public.foo_items; $$", Line: 3},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("PrepareScript =\n%#v\nwant\n%#v", got, want)
@@ -146,9 +153,9 @@ func TestPrepareScriptFixture(t *testing.T) {
 
 func TestSubstitutionLines(t *testing.T) {
 	text := "a\n@x@ b\n@x@\nc"
-	sub := newSubstitution(text, "@x@", "1\n2\n3")
-	if sub.count() != 2 {
-		t.Fatalf("count %d, want 2", sub.count())
+	sub, hit := substituteLines(text, []replacement{{"@x@", "1\n2\n3"}, {"@y@", "z"}})
+	if !hit[0] || hit[1] {
+		t.Fatalf("hit = %v, want [true false]", hit)
 	}
 	// Every byte of the original maps to its own line; every byte of a
 	// replacement to its placeholder's.
@@ -184,34 +191,34 @@ func TestPrepareScriptOpts(t *testing.T) {
 			name:   "MODULE_PATHNAME",
 			script: "CREATE FUNCTION f() RETURNS int\nAS 'MODULE_PATHNAME', 'f' LANGUAGE C;\n",
 			opts:   full,
-			want:   []Statement{{"CREATE FUNCTION f() RETURNS int\nAS '$libdir/cext', 'f' LANGUAGE C", 1}},
+			want:   []Statement{{SQL: "CREATE FUNCTION f() RETURNS int\nAS '$libdir/cext', 'f' LANGUAGE C", Line: 1}},
 		},
 		{
 			name:   "MODULE_PATHNAME kept without module_pathname",
 			script: "LOAD 'MODULE_PATHNAME';",
 			opts:   ScriptOptions{Schema: "app"},
-			want:   []Statement{{"LOAD 'MODULE_PATHNAME'", 1}},
+			want:   []Statement{{SQL: "LOAD 'MODULE_PATHNAME'", Line: 1}},
 		},
 		{
 			name:   "extowner",
 			script: "ALTER TABLE @extschema@.t OWNER TO @extowner@;",
 			opts:   full,
-			want:   []Statement{{`ALTER TABLE "app".t OWNER TO "alice"`, 1}},
+			want:   []Statement{{SQL: `ALTER TABLE app.t OWNER TO alice`, Line: 1}},
 		},
 		{
 			name:   "extschema of a required extension",
 			script: "CREATE VIEW v AS SELECT * FROM @extschema:multi@.multi_t;\nSELECT @extschema:plpgsql@.now();",
 			opts:   full,
 			want: []Statement{
-				{`CREATE VIEW v AS SELECT * FROM "m s".multi_t`, 1},
-				{`SELECT "pg_catalog".now()`, 2},
+				{SQL: `CREATE VIEW v AS SELECT * FROM "m s".multi_t`, Line: 1},
+				{SQL: `SELECT pg_catalog.now()`, Line: 2},
 			},
 		},
 		{
-			name:   "substituted values are not scanned again",
-			script: "SELECT '@extschema@', 'MODULE_PATHNAME';",
-			opts:   ScriptOptions{Schema: "MODULE_PATHNAME", ModulePathname: "@extowner@"},
-			want:   []Statement{{`SELECT '"MODULE_PATHNAME"', '@extowner@'`, 1}},
+			name:   "passes in PostgreSQL's order, each over the one before",
+			script: "SELECT '@extschema@', 'MODULE_PATHNAME', '@extowner@';",
+			opts:   ScriptOptions{Schema: "MODULE_PATHNAME", Owner: "@extschema@", ModulePathname: "@extowner@"},
+			want:   []Statement{{SQL: `SELECT '"@extowner@"', '@extowner@', '""@extowner@""'`, Line: 1}},
 		},
 		{
 			name:   "lines after multi-line values",
@@ -220,12 +227,14 @@ func TestPrepareScriptOpts(t *testing.T) {
 			code:   pgerr.SyntaxError, parts: []string{"f.sql:3: syntax error"},
 		},
 		{name: "extowner without owner", script: "SELECT @extowner@;", opts: ScriptOptions{Schema: "s"}, code: pgerr.InvalidParameterValue, parts: []string{`"f.sql" uses @extowner@ but no owner was given`}},
-		{name: "owner with a quote", script: "SELECT @extowner@;", opts: ScriptOptions{Owner: `a"b`}, code: pgerr.InvalidParameterValue, parts: []string{"invalid character in owner"}},
-		{name: "unused owner with a quote", script: "SELECT 1;", opts: ScriptOptions{Owner: `a'b`}, want: []Statement{{"SELECT 1", 1}}},
-		{name: "unknown required extension", script: "SELECT @extschema:ghost@.f();", opts: full, code: pgerr.InvalidParameterValue, parts: []string{`uses @extschema:ghost@ but extension "ghost" is not a required extension`}},
-		{name: "required schema with a dollar", script: "SELECT @extschema:x@.f();", opts: ScriptOptions{RequiredSchemas: map[string]string{"x": "a$b"}}, code: pgerr.InvalidParameterValue, parts: []string{"invalid character in schema"}},
+		{name: "owner with a quote", script: "SELECT @extowner@;", opts: ScriptOptions{Owner: `a"b`}, code: pgerr.InvalidParameterValue, parts: []string{`invalid character in extension owner: must not contain any of ""$'\"`}},
+		{name: "unused owner with a quote", script: "SELECT 1;", opts: ScriptOptions{Owner: `a'b`}, want: []Statement{{SQL: "SELECT 1", Line: 1}}},
+		{name: "unknown required extension left as written", script: "SELECT '@extschema:ghost@';", opts: full, want: []Statement{{SQL: "SELECT '@extschema:ghost@'", Line: 1}}},
+		{name: "required schema with a dollar", script: "SELECT @extschema:x@.f();", opts: ScriptOptions{RequiredSchemas: map[string]string{"x": "a$b"}}, code: pgerr.InvalidParameterValue, parts: []string{`invalid character in extension "x" schema`}},
+		{name: "relocatable keeps extschema", script: "SELECT '@extschema@';", opts: ScriptOptions{Schema: "a'b", Relocatable: true}, want: []Statement{{SQL: "SELECT '@extschema@'", Line: 1}}},
+		{name: "quote_all_identifiers", script: "SELECT @extschema@.f();", opts: ScriptOptions{Schema: "app", QuoteAll: true}, want: []Statement{{SQL: `SELECT "app".f()`, Line: 1}}},
 		{name: "extschema without schema", script: "SELECT @extschema@.f();", opts: ScriptOptions{}, code: pgerr.InvalidParameterValue, parts: []string{"uses @extschema@ but no schema was given"}},
-		{name: "schema with a quote, unused", script: "SELECT 1;", opts: ScriptOptions{Schema: "a'b"}, code: pgerr.InvalidParameterValue, parts: []string{"invalid character in schema"}},
+		{name: "schema with a quote, unused", script: "SELECT 1;", opts: ScriptOptions{Schema: "a'b"}, want: []Statement{{SQL: "SELECT 1", Line: 1}}},
 		{name: "statements still refused", script: "SELECT 1;\nCOMMIT;", opts: full, code: pgerr.FeatureNotSupported, parts: []string{"f.sql:2: COMMIT"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,7 +260,7 @@ func TestPrepareScriptUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Statement{{`SELECT '@extowner@', '@extschema:x@', 'MODULE_PATHNAME', "s".f()`, 1}}
+	want := []Statement{{SQL: `SELECT '@extowner@', '@extschema:x@', 'MODULE_PATHNAME', s.f()`, Line: 1}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("PrepareScript = %#v, want %#v", got, want)
 	}
