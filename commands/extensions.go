@@ -65,7 +65,7 @@ COMMENT ON TABLE pgverbs.extension_config IS 'configuration tables of pgverbs ex
 	// transaction-local setting pgverbs.installing. PostgreSQL's own checks
 	// that the table is a member of the extension; pgverbs knows the
 	// members only after the script, and checks then (checkConfigTables).
-	configDumpDDL = `CREATE OR REPLACE FUNCTION pgverbs.extension_config_dump(tab regclass, filter text) RETURNS void
+	configDumpDDL = `CREATE OR REPLACE FUNCTION pgverbs.extension_config_dump(regclass, text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog AS $pgverbs$
 DECLARE
     ext text := pg_catalog.current_setting('pgverbs.installing', true);
@@ -74,7 +74,7 @@ BEGIN
         RAISE EXCEPTION 'pg_extension_config_dump() can only be called from an SQL script executed by INSTALL EXTENSION'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    INSERT INTO pgverbs.extension_config (extension, tab, filter) VALUES (ext, tab, COALESCE(filter, ''))
+    INSERT INTO pgverbs.extension_config (extension, tab, filter) VALUES (ext, $1, COALESCE($2, ''))
         ON CONFLICT (tab) DO UPDATE SET extension = excluded.extension, filter = excluded.filter;
 END
 $pgverbs$`
@@ -391,12 +391,17 @@ func scriptOptions(at *extension.Package, schema, owner string, required map[str
 func installPackage(ctx context.Context, c Conn, ps preparedStep, saved *savedSettings) error {
 	pkg := ps.Pkg
 	if pkg.Schema != "" {
-		res, err := c.Exec(ctx, `SELECT pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', $1::text)`, &ps.schema)
+		// Created only when missing, as CREATE EXTENSION does: CREATE
+		// SCHEMA IF NOT EXISTS refuses reserved names such as pg_catalog
+		// even when the schema exists.
+		res, err := c.Exec(ctx, `SELECT pg_catalog.format('CREATE SCHEMA %I', $1::text) WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`, &ps.schema)
 		if err != nil {
 			return err
 		}
-		if _, err := c.Exec(ctx, string(res.Rows[0][0])); err != nil {
-			return err
+		if len(res.Rows) == 1 {
+			if _, err := c.Exec(ctx, string(res.Rows[0][0])); err != nil {
+				return err
+			}
 		}
 	}
 	created, err := runTracked(ctx, c, pkg.Name, ps, saved)

@@ -26,7 +26,7 @@ const objectsSQL = `SELECT o.classid::oid, o.objid FROM (
       SELECT 'pg_class'::regclass AS classid, oid AS objid FROM pg_catalog.pg_class WHERE relpersistence <> 't'
 UNION ALL SELECT 'pg_proc'::regclass, oid FROM pg_catalog.pg_proc WHERE pronamespace <> pg_catalog.pg_my_temp_schema()
 UNION ALL SELECT 'pg_type'::regclass, oid FROM pg_catalog.pg_type WHERE typnamespace <> pg_catalog.pg_my_temp_schema()
-UNION ALL SELECT 'pg_namespace'::regclass, oid FROM pg_catalog.pg_namespace
+UNION ALL SELECT 'pg_namespace'::regclass, oid FROM pg_catalog.pg_namespace WHERE nspname !~ '^pg_(toast_)?temp_'
 UNION ALL SELECT 'pg_operator'::regclass, oid FROM pg_catalog.pg_operator
 UNION ALL SELECT 'pg_opclass'::regclass, oid FROM pg_catalog.pg_opclass
 UNION ALL SELECT 'pg_opfamily'::regclass, oid FROM pg_catalog.pg_opfamily
@@ -121,26 +121,56 @@ AND (pg_catalog.pg_identify_object(o.classid::regclass, o.objid, 0)).identity IS
 
 // trackedObject is a recorded member object.
 type trackedObject struct {
+	key           objectKey
 	typ, identity string
 }
 
-// dropTrackedObjects drops ext's recorded objects, newest first, so that
-// objects created later (which may depend on earlier ones) go first. Without
-// cascade a dependent object outside the extension makes PostgreSQL refuse
-// with 2BP01 and its own DETAIL.
+// memberEdgesSQL lists the dependencies between ext's members: member
+// (classid, objid) must go before member (refclassid, refobjid) because it,
+// or something it owns (a table's triggers, constraints, defaults, rules:
+// its internal and automatic dependents, recursively), depends on the
+// other. DROP EXTENSION deletes all members at once and needs no order;
+// pgverbs drops them one by one and does.
+const memberEdgesSQL = `WITH RECURSIVE m AS (
+    SELECT classid::pg_catalog.regclass::oid AS classid, objid FROM pgverbs.extension_objects WHERE extension = $1
+), owned (oc, oo, classid, objid) AS (
+    SELECT classid, objid, classid, objid FROM m
+    UNION
+    SELECT o.oc, o.oo, d.classid, d.objid FROM owned o JOIN pg_catalog.pg_depend d
+        ON d.refclassid = o.classid AND d.refobjid = o.objid AND d.deptype IN ('a', 'i')
+)
+SELECT DISTINCT a.oc, a.oo, r.classid, r.objid
+FROM owned a
+JOIN pg_catalog.pg_depend d ON d.classid = a.classid AND d.objid = a.objid AND d.deptype IN ('n', 'a')
+JOIN m r ON r.classid = d.refclassid AND r.objid = d.refobjid
+WHERE (a.oc, a.oo) <> (r.classid, r.objid)`
+
+// dropTrackedObjects drops ext's recorded objects, each after the members
+// that depend on it (newest first among the rest). Without cascade a
+// dependent object outside the extension makes PostgreSQL refuse with
+// 2BP01 and its own DETAIL.
 func dropTrackedObjects(ctx context.Context, c Conn, ext string, cascade bool) error {
-	res, err := c.Exec(ctx, `SELECT type, identity FROM pgverbs.extension_objects
+	res, err := c.Exec(ctx, `SELECT classid::pg_catalog.regclass::oid, objid, type, identity FROM pgverbs.extension_objects
 WHERE extension = $1 AND (pg_catalog.pg_identify_object(classid::regclass, objid, 0)).identity IS NOT NULL
 ORDER BY objid DESC`, &ext)
 	if err != nil {
 		return err
 	}
-	var objs []trackedObject
+	objs := make([]trackedObject, 0, len(res.Rows))
 	for _, r := range res.Rows {
-		objs = append(objs, trackedObject{string(r[0]), string(r[1])})
+		objs = append(objs, trackedObject{parseKey(r[0], r[1]), string(r[2]), string(r[3])})
+	}
+	if res, err = c.Exec(ctx, memberEdgesSQL, &ext); err != nil {
+		return err
+	}
+	// before[k] are the members that must be dropped before k.
+	before := map[objectKey][]objectKey{}
+	for _, r := range res.Rows {
+		dep, ref := parseKey(r[0], r[1]), parseKey(r[2], r[3])
+		before[ref] = append(before[ref], dep)
 	}
 	stmts := make([]string, 0, len(objs))
-	for _, o := range objs {
+	for _, o := range dropOrder(objs, before) {
 		kw, ok := dropKeyword(o.typ)
 		if !ok {
 			return pgerr.New(pgerr.FeatureNotSupported, "cannot uninstall extension %q: do not know how to drop %s %s", ext, o.typ, o.identity)
@@ -155,6 +185,50 @@ ORDER BY objid DESC`, &ext)
 	}
 	_, err = c.ExecBatch(ctx, stmts)
 	return err
+}
+
+// dropOrder orders objs (given newest first) so that each comes after
+// every object listed in before for it, keeping the given order where the
+// dependencies allow. Objects in a dependency cycle, which only a
+// simultaneous drop could remove, keep the given order.
+func dropOrder(objs []trackedObject, before map[objectKey][]objectKey) []trackedObject {
+	present := make(map[objectKey]bool, len(objs))
+	for _, o := range objs {
+		present[o.key] = true
+	}
+	done := make(map[objectKey]bool, len(objs))
+	visiting := map[objectKey]bool{}
+	byKey := make(map[objectKey]trackedObject, len(objs))
+	for _, o := range objs {
+		byKey[o.key] = o
+	}
+	out := make([]trackedObject, 0, len(objs))
+	var visit func(k objectKey)
+	visit = func(k objectKey) {
+		if done[k] || visiting[k] {
+			return
+		}
+		visiting[k] = true
+		for _, d := range before[k] {
+			if present[d] {
+				visit(d)
+			}
+		}
+		visiting[k] = false
+		done[k] = true
+		out = append(out, byKey[k])
+	}
+	for _, o := range objs {
+		visit(o.key)
+	}
+	return out
+}
+
+// parseKey reads an object key from two text-format oid columns.
+func parseKey(classid, objid []byte) objectKey {
+	cl, _ := strconv.ParseUint(string(classid), 10, 32)
+	ob, _ := strconv.ParseUint(string(objid), 10, 32)
+	return objectKey{uint32(cl), uint32(ob)}
 }
 
 // dropKeyword maps pg_identify_object's type to the DROP statement's object

@@ -46,6 +46,11 @@ type Options struct {
 	// TLS generates a CA and a server certificate for 127.0.0.1, ::1 and
 	// localhost, and turns on ssl. Cluster.CAFile then names the CA.
 	TLS bool
+	// BinDir, when set, names the directory of the PostgreSQL binaries to
+	// use instead of the one BinDir finds, e.g. an installation made by
+	// Relocate. A directory lacking initdb, postgres or pg_ctl is an error,
+	// never a reason to skip.
+	BinDir string
 	// Logf, when set, receives progress messages (tests pass t.Logf).
 	Logf func(format string, args ...any)
 }
@@ -126,9 +131,13 @@ func New(opts Options) (_ *Cluster, err error) {
 		logf = func(string, ...any) {}
 	}
 
-	binDir, err := BinDir()
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
+	binDir := opts.BinDir
+	if binDir == "" {
+		if binDir, err = BinDir(); err != nil {
+			return nil, fmt.Errorf("pgtest: %w", err)
+		}
+	} else if err := checkBinDir(binDir); err != nil {
+		return nil, fmt.Errorf("pgtest: Options.BinDir %s: %w", binDir, err)
 	}
 	own, err := currentOwner()
 	if err != nil {
@@ -183,12 +192,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	c, err := New(opts)
 	if err != nil {
-		if errors.Is(err, errNoBinaries) {
-			if os.Getenv("PGTEST_REQUIRE") == "1" {
-				t.Fatalf("PGTEST_REQUIRE=1 but PostgreSQL is unavailable: %v", err)
-			}
-			t.Skipf("skipping: PostgreSQL is unavailable (set PG_BINDIR; PGTEST_REQUIRE=1 turns this into a failure): %v", err)
-		}
+		skipUnavailable(t, err)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -157,34 +157,11 @@ func TestNativePackages(t *testing.T) {
 }
 
 // pgtapDir returns a directory holding Debian's pgTAP extension files for
-// the server's major version, fetched with apt-get download and unpacked
-// with dpkg -x (never installed into the server). PGVERBS_PGTAP_DEB may
-// name the .deb instead.
+// the server's major version, from a pre-fetched .deb (PGVERBS_PGTAP_DEB or
+// PGVERBS_EXTENSION_DEBS) or apt-get download; see extensionDebs.
 func pgtapDir(t *testing.T, major string) string {
 	t.Helper()
-	deb := os.Getenv("PGVERBS_PGTAP_DEB")
-	tmp := t.TempDir()
-	if deb == "" {
-		cmd := exec.Command("apt-get", "download", "postgresql-"+major+"-pgtap")
-		cmd.Dir = tmp
-		if out, err := cmd.CombinedOutput(); err != nil {
-			msg := "cannot download postgresql-" + major + "-pgtap: " + err.Error() + "\n" + string(out)
-			if os.Getenv("PGTEST_REQUIRE") != "" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		matches, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-		if len(matches) != 1 {
-			t.Fatalf("apt-get download left %v", matches)
-		}
-		deb = matches[0]
-	}
-	x := filepath.Join(tmp, "x")
-	if out, err := exec.Command("dpkg", "-x", deb, x).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg -x: %v\n%s", err, out)
-	}
-	dir := filepath.Join(x, "usr/share/postgresql", major, "extension")
+	dir := extensionDebs(t, major, "postgresql-"+major+"-pgtap")
 	if _, err := os.Stat(filepath.Join(dir, "pgtap.control")); err != nil {
 		t.Fatalf("no pgtap.control in the package: %v", err)
 	}
