@@ -79,6 +79,19 @@ BEGIN
 END
 $pgverbs$`
 
+	// resolveObjectDDL finds an object by the address pgverbs recorded
+	// (pg_identify_object_as_address), NULL when there is none: after a
+	// pg_dump and restore every OID has changed, and members are found
+	// again by name.
+	resolveObjectDDL = `CREATE OR REPLACE FUNCTION pgverbs.resolve_object(text, text[], text[]) RETURNS oid
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $pgverbs$
+BEGIN
+    RETURN (SELECT objid FROM pg_catalog.pg_get_object_address($1, $2, $3));
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$pgverbs$`
+
 	// lockSQL serialises every pgverbs extension change in the database,
 	// from any session or proxy, until the end of the transaction. The key
 	// is "pgverbs!" as a bigint.
@@ -99,14 +112,15 @@ func prepareCatalog(ctx context.Context, c Conn) error {
 	// gets what it lacks (the DDL is idempotent).
 	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL
   AND pg_catalog.to_regclass('pgverbs.extension_config') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.all_extensions') IS NOT NULL
-  AND pg_catalog.to_regprocedure('pgverbs.extension_config_dump(regclass,text)') IS NOT NULL`)
+  AND pg_catalog.to_regprocedure('pgverbs.extension_config_dump(regclass,text)') IS NOT NULL
+  AND pg_catalog.to_regprocedure('pgverbs.resolve_object(text,text[],text[])') IS NOT NULL`)
 	if err != nil {
 		return err
 	}
 	if string(res.Rows[0][0]) == "t" {
 		return nil
 	}
-	for _, stmt := range append(strings.Split(catalogDDL, ";\n"), configDumpDDL) {
+	for _, stmt := range append(strings.Split(catalogDDL, ";\n"), configDumpDDL, resolveObjectDDL) {
 		if _, err := c.Exec(ctx, stmt); err != nil {
 			return err
 		}
@@ -446,6 +460,9 @@ func createServerExtension(ctx context.Context, c Conn, name, schema, version st
 // its update path, in the current transaction, rechecking dependencies and
 // conflicts against the new version first.
 func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, schema string, ss *serverState, done *Outcome) (*Outcome, error) {
+	if err := refreshObjects(ctx, c); err != nil {
+		return nil, err
+	}
 	pkg, err := repo.LoadVersion(name, to)
 	if err != nil {
 		return nil, err
@@ -568,6 +585,9 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	st, repo := r.st, r.cmd.repo
 	done := &Outcome{Tag: "UNINSTALL EXTENSION"}
 	if err := prepareCatalog(ctx, c); err != nil {
+		return nil, err
+	}
+	if err := refreshObjects(ctx, c); err != nil {
 		return nil, err
 	}
 	installed, schemas, err := installedExtensions(ctx, c)

@@ -111,6 +111,24 @@ WHERE o.extension = $1 AND o.classid = u.classid::regclass::text AND o.objid = u
 	return err
 }
 
+// refreshObjects finds recorded members whose OID no longer names them
+// (the database was dumped and restored, so every OID changed) and looks
+// them up again by their recorded address. Members that cannot be found
+// keep their row, so that nothing is silently forgotten. The rows are
+// deleted and inserted again in one statement, which keeps the primary key
+// valid whatever order the OIDs moved in.
+func refreshObjects(ctx context.Context, c Conn) error {
+	_, err := c.Exec(ctx, `WITH stale AS (
+    DELETE FROM pgverbs.extension_objects o
+    WHERE (pg_catalog.pg_identify_object(o.classid::regclass, o.objid, 0)).identity IS DISTINCT FROM o.identity
+      AND pgverbs.resolve_object(o.type, o.object_names, o.object_args) IS DISTINCT FROM o.objid
+      AND pgverbs.resolve_object(o.type, o.object_names, o.object_args) IS NOT NULL
+    RETURNING *)
+INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
+SELECT extension, classid, pgverbs.resolve_object(type, object_names, object_args), type, identity, object_names, object_args FROM stale`)
+	return err
+}
+
 // forgetMissingObjects deletes rows of objects that no longer exist (an
 // update script dropped them).
 func forgetMissingObjects(ctx context.Context, c Conn, ext string) error {
@@ -150,9 +168,12 @@ WHERE (a.oc, a.oo) <> (r.classid, r.objid)`
 // dependent object outside the extension makes PostgreSQL refuse with
 // 2BP01 and its own DETAIL.
 func dropTrackedObjects(ctx context.Context, c Conn, ext string, cascade bool) error {
-	res, err := c.Exec(ctx, `SELECT classid::pg_catalog.regclass::oid, objid, type, identity FROM pgverbs.extension_objects
-WHERE extension = $1 AND (pg_catalog.pg_identify_object(classid::regclass, objid, 0)).identity IS NOT NULL
-ORDER BY objid DESC`, &ext)
+	// The current identity, not the recorded one: the object may have been
+	// renamed since.
+	res, err := c.Exec(ctx, `SELECT o.classid::pg_catalog.regclass::oid, o.objid, o.type, i.identity
+FROM pgverbs.extension_objects o, LATERAL pg_catalog.pg_identify_object(o.classid::regclass, o.objid, 0) i
+WHERE o.extension = $1 AND i.identity IS NOT NULL
+ORDER BY o.objid DESC`, &ext)
 	if err != nil {
 		return err
 	}
