@@ -67,6 +67,9 @@ func snapshotObjects(ctx context.Context, c Conn) (map[objectKey]bool, error) {
 	return set, nil
 }
 
+// The classid column holds the catalog's bare name ("pg_proc"), never
+// regclass output, which quote_all_identifiers would quote.
+
 // recordMembers stores the members a step's scripts made: the objects in
 // after but not in mc.before, and those added with ALTER EXTENSION ADD,
 // minus those dropped with ALTER EXTENSION DROP (which an update script
@@ -89,7 +92,7 @@ func recordMembers(ctx context.Context, c Conn, mc *memberChanges, after map[obj
 		cl := "{" + strings.Join(classes, ",") + "}"
 		ob := "{" + strings.Join(objs, ",") + "}"
 		_, err := c.Exec(ctx, `INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
-SELECT $1, u.classid::regclass::text, u.objid, i.type, i.identity, a.object_names, a.object_args
+SELECT $1, (SELECT relname::text FROM pg_catalog.pg_class WHERE oid = u.classid), u.objid, i.type, i.identity, a.object_names, a.object_args
 FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
      LATERAL pg_catalog.pg_identify_object(u.classid, u.objid, 0) AS i,
      LATERAL pg_catalog.pg_identify_object_as_address(u.classid, u.objid, 0) AS a`, &mc.ext, &cl, &ob)
@@ -107,7 +110,7 @@ FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
 	cl := "{" + strings.Join(classes, ",") + "}"
 	ob := "{" + strings.Join(objs, ",") + "}"
 	_, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_objects o USING unnest($2::oid[], $3::oid[]) AS u(classid, objid)
-WHERE o.extension = $1 AND o.classid = u.classid::regclass::text AND o.objid = u.objid`, &mc.ext, &cl, &ob)
+WHERE o.extension = $1 AND o.classid::pg_catalog.regclass = u.classid AND o.objid = u.objid`, &mc.ext, &cl, &ob)
 	return err
 }
 

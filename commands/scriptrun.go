@@ -242,7 +242,7 @@ FROM pg_catalog.pg_get_object_address($1, $2::text[], $3::text[]) a`, &m.Type, s
 // belongs to; "" for none.
 func memberOf(ctx context.Context, c Conn, key objectKey) (string, error) {
 	cl, ob := strconv.FormatUint(uint64(key.classid), 10), strconv.FormatUint(uint64(key.objid), 10)
-	res, err := c.Exec(ctx, `SELECT extension FROM pgverbs.extension_objects WHERE classid = $1::oid::pg_catalog.regclass::text AND objid = $2::oid
+	res, err := c.Exec(ctx, `SELECT extension FROM pgverbs.extension_objects WHERE classid::pg_catalog.regclass = $1::oid AND objid = $2::oid
 UNION ALL
 SELECT e.extname::text FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
 WHERE d.classid = $1::oid AND d.objid = $2::oid AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e'`, &cl, &ob)
@@ -300,7 +300,7 @@ func checkConfigTables(ctx context.Context, c Conn, ext string) error {
 	}
 	res, err := c.Exec(ctx, `SELECT COALESCE((SELECT relname::text FROM pg_catalog.pg_class WHERE oid = k.tab), k.tab::oid::text)
 FROM pgverbs.extension_config k WHERE k.extension = $1
-  AND NOT EXISTS (SELECT 1 FROM pgverbs.extension_objects o WHERE o.extension = $1 AND o.classid = 'pg_class' AND o.objid = k.tab)
+  AND NOT EXISTS (SELECT 1 FROM pgverbs.extension_objects o WHERE o.extension = $1 AND o.classid::pg_catalog.regclass = 'pg_catalog.pg_class'::pg_catalog.regclass AND o.objid = k.tab)
 ORDER BY 1 LIMIT 1`, &ext)
 	if err != nil {
 		return err

@@ -191,6 +191,8 @@ func TestExtensionsDifferential(t *testing.T) {
 		// update is an old version to install before updating to the
 		// default one.
 		update string
+		// set is a statement run on both sessions first.
+		set string
 		// checks are queries whose rows must be equal on both sides after
 		// the install (and update); always also after the drop.
 		checks, always []string
@@ -204,7 +206,9 @@ func TestExtensionsDifferential(t *testing.T) {
 		{ext: "mimeo", schema: "mimeo"},
 		{ext: "cfgdump", checks: []string{"SELECT path(), current_path(), installed_by()"}},
 		{ext: "cfgdump", schema: `"My Schema"`, checks: []string{`SELECT "My Schema".installed_by(), "My Schema".current_path()`}},
+		{ext: "cfgdump", schema: "qa", set: "SET quote_all_identifiers = on", checks: []string{"SELECT qa.path(), qa.current_path()"}},
 		{ext: "members"},
+		{ext: "members", set: "SET client_min_messages = error"},
 		{ext: "members", update: "1.0"},
 		{ext: "evtrig"},
 		{ext: "incatalog", always: []string{"SELECT proname, pronamespace::regnamespace FROM pg_proc WHERE proname LIKE 'incatalog%' ORDER BY 1"}},
@@ -218,8 +222,15 @@ func TestExtensionsDifferential(t *testing.T) {
 		if tc.update != "" {
 			name += "_from_" + strings.ReplaceAll(tc.update, ".", "_")
 		}
+		if tc.set != "" {
+			name += "_" + strings.Fields(tc.set)[1]
+		}
 		t.Run(name, func(t *testing.T) {
 			native, proxied := pair.databases(t, ctx, "d_"+name)
+			if tc.set != "" {
+				exec1(t, ctx, native, tc.set)
+				exec1(t, ctx, proxied, tc.set)
+			}
 			if tc.schema != "" {
 				exec1(t, ctx, native, "CREATE SCHEMA "+tc.schema)
 				exec1(t, ctx, proxied, "CREATE SCHEMA "+tc.schema)
