@@ -16,6 +16,11 @@ var libraryRef = regexp.MustCompile(`MODULE_PATHNAME|\$libdir`)
 // written bare, 'quoted' or "quoted", in any letter case.
 var languageC = regexp.MustCompile(`(?i)\blanguage\s+(?:c|'c'|"c")(?:[^a-z0-9_$]|$)`)
 
+// languageCLower is languageC for lower-cased text: with a literal prefix
+// the matcher skips ahead quickly, where the case-insensitive form walks
+// every byte.
+var languageCLower = regexp.MustCompile(`\blanguage\s+(?:c|'c'|"c")(?:[^a-z0-9_$]|$)`)
+
 // placeholdersForParse are PrepareScriptOpts's placeholders that are not
 // valid SQL where they stand: NeedsLibrary replaces them with an identifier
 // before parsing.
@@ -36,8 +41,18 @@ var placeholdersForParse = regexp.MustCompile(`@extschema@|@extowner@|@extschema
 // '$libdir/pgtap', yet its scripts are pure SQL and PL/pgSQL and never use
 // MODULE_PATHNAME. Only what the scripts do decides.
 func NeedsLibrary(script string) bool {
-	text := echoLine.ReplaceAllString(script, "")
-	if res, err := pg_query.Scan(text); err == nil {
+	text := stripEcho(script)
+	// Plain text searches first: scanning and parsing a script as large as
+	// pgTAP's costs more CPU than PostgreSQL spends installing it, and only
+	// a script that mentions a library or LANGUAGE C somewhere (even in a
+	// comment) needs them.
+	mentionsLibrary := strings.Contains(text, "MODULE_PATHNAME") || strings.Contains(text, "$libdir")
+	if !mentionsLibrary && !languageCLower.MatchString(strings.ToLower(text)) {
+		return false
+	}
+	if !mentionsLibrary {
+		// Skip the scan.
+	} else if res, err := pg_query.Scan(text); err == nil {
 		for _, tok := range res.GetTokens() {
 			if tok.Token == pg_query.Token_SQL_COMMENT || tok.Token == pg_query.Token_C_COMMENT {
 				continue

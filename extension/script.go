@@ -2,10 +2,10 @@ package extension
 
 import (
 	"errors"
-	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
@@ -13,11 +13,26 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
-// echoLine matches the lines PostgreSQL strips from extension scripts
-// (anywhere in the script, as its regexp_replace with flags 'ng' does):
-// they are there so that feeding the script to psql by mistake stops with a
-// message.
-var echoLine = regexp.MustCompile(`(?m)^\\echo.*$`)
+// stripEcho empties the lines PostgreSQL strips from extension scripts:
+// those starting with \echo, anywhere in the script (its regexp_replace of
+// '^\\echo.*$' with flags 'ng'). They are there so that feeding the script
+// to psql by mistake stops with a message. Blanking, rather than deleting,
+// keeps line numbers; the check for "\echo" first keeps the common case
+// free of copies.
+func stripEcho(s string) string {
+	if !strings.Contains(s, `\echo`) {
+		return s
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, `\echo`) {
+			// '.' does not match a newline, but it does match a carriage
+			// return: the whole line goes.
+			lines[i] = ""
+		}
+	}
+	return strings.Join(lines, "\n")
+}
 
 // Statement is one SQL statement of a prepared script.
 type Statement struct {
@@ -142,14 +157,17 @@ func prepareScript(file, script string, o ScriptOptions, all bool) ([]Statement,
 		}
 	}
 	// Blanking, rather than deleting, keeps line numbers.
-	text := echoLine.ReplaceAllString(script, "")
+	text := stripEcho(script)
 	sub, err := substituteScript(file, text, o, all)
 	if err != nil {
 		return nil, err
 	}
 	sql := sub.text
 
-	tree, err := pg_query.Parse(sql)
+	// Splitting is what costs least: the parser runs, but no parse tree
+	// crosses into Go. Only the few statements that need a look at their
+	// tree (statementNeedsTree) are parsed again, alone.
+	parts, err := pg_query.SplitWithParser(sql, false)
 	if err != nil {
 		var pe *parser.Error
 		if errors.As(err, &pe) {
@@ -162,24 +180,33 @@ func prepareScript(file, script string, o ScriptOptions, all bool) ([]Statement,
 		return nil, pgerr.New(pgerr.InternalError, "%sparse: %v", at(file, 0), err)
 	}
 
-	stmts := make([]Statement, 0, len(tree.Stmts))
-	for _, raw := range tree.Stmts {
-		start := int(raw.StmtLocation)
-		end := len(sql)
-		if raw.StmtLen > 0 {
-			end = start + int(raw.StmtLen)
-		}
-		if start < 0 || end > len(sql) || start > end {
-			return nil, pgerr.New(pgerr.InternalError, "%sparser returned a statement outside the script", at(file, 0))
+	stmts := make([]Statement, 0, len(parts))
+	for _, part := range parts {
+		// The parts are slices of sql; their offsets give the lines.
+		start := int(uintptr(unsafe.Pointer(unsafe.StringData(part))) - uintptr(unsafe.Pointer(unsafe.StringData(sql))))
+		end := start + len(part)
+		if len(part) == 0 || start < 0 || end > len(sql) {
+			continue
 		}
 		start = skipSpaceAndComments(sql, start, end)
+		if start >= end {
+			continue
+		}
 		line := sub.line(start)
-		if what, why := refused(raw.Stmt); what != "" {
+		var node *pg_query.Node
+		if statementNeedsTree(sql[start:end]) {
+			tree, err := pg_query.Parse(sql[start:end])
+			if err != nil || len(tree.Stmts) != 1 {
+				return nil, pgerr.New(pgerr.InternalError, "%sparse statement: %v", at(file, line), err)
+			}
+			node = tree.Stmts[0].Stmt
+		}
+		if what, why := refused(node); what != "" {
 			return nil, newErr(pgerr.FeatureNotSupported, why, "",
 				"%s%s is not allowed in an extension script", at(file, line), what)
 		}
 		st := Statement{SQL: strings.TrimRight(sql[start:end], " \t\n\r\f\v"), Line: line}
-		switch n := raw.Stmt.GetNode().(type) {
+		switch n := node.GetNode().(type) {
 		case *pg_query.Node_AlterExtensionContentsStmt:
 			m, err := membership(n.AlterExtensionContentsStmt, o.Extension)
 			if err != nil {
@@ -191,7 +218,7 @@ func prepareScript(file, script string, o ScriptOptions, all bool) ([]Statement,
 			st.Set = setStmt(n.VariableSetStmt)
 		}
 		if all {
-			_, isDo := raw.Stmt.GetNode().(*pg_query.Node_DoStmt)
+			_, isDo := node.GetNode().(*pg_query.Node_DoStmt)
 			st.SQL = rewriteConfigDump(st.SQL, isDo)
 		}
 		stmts = append(stmts, st)
@@ -275,6 +302,44 @@ func checkEncoding(file, script string) error {
 		i += n
 	}
 	return nil
+}
+
+// treeWords are the first words of the statements prepareScript looks at
+// in their parse tree: those refused (transaction control and the
+// statements that cannot run in a transaction block), SET and RESET, DO,
+// and ALTER EXTENSION. A second word narrows CREATE, DROP and ALTER, which
+// begin most statements of a script.
+var treeWords = map[string]map[string]bool{
+	"begin": nil, "start": nil, "commit": nil, "end": nil, "rollback": nil, "abort": nil,
+	"savepoint": nil, "release": nil, "prepare": nil, "vacuum": nil, "reindex": nil,
+	"cluster": nil, "discard": nil, "copy": nil, "set": nil, "reset": nil, "do": nil,
+	"create": {"database": true, "tablespace": true, "index": true, "unique": true},
+	"drop":   {"database": true, "tablespace": true, "index": true},
+	"alter":  {"system": true, "database": true, "extension": true},
+}
+
+// statementNeedsTree reports whether prepareScript must parse stmt, which
+// starts with a token.
+func statementNeedsTree(stmt string) bool {
+	first, rest := leadingWord(stmt)
+	second, ok := treeWords[first]
+	if !ok {
+		return false
+	}
+	if second == nil {
+		return true
+	}
+	w, _ := leadingWord(rest[skipSpaceAndComments(rest, 0, len(rest)):])
+	return second[w]
+}
+
+// leadingWord returns the lower-cased keyword s starts with and the rest.
+func leadingWord(s string) (string, string) {
+	i := 0
+	for i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] >= 'A' && s[i] <= 'Z' || s[i] == '_') {
+		i++
+	}
+	return strings.ToLower(s[:i]), s[i:]
 }
 
 // charToByte converts a 0-based character offset, which is what the parser

@@ -29,6 +29,17 @@
 // relays every session to a backend of its own; PgBouncer only assigns one
 // when a client sends something).
 //
+// INSTALL EXTENSION is measured twice: on a generated 10,000-line script
+// against the same script sent to the server directly, and on Debian's
+// pgTAP against the server's own CREATE EXTENSION of the same files, on a
+// second cluster from a relocated copy of the installation (pgtest.Relocate)
+// whose share/extension holds them. The pgTAP sides alternate pair by pair,
+// each on a fresh connection, and the ratio reported is the median of the
+// per-pair ratios; the proxy's and the session backend's CPU time show
+// whether the difference is work or waiting. The pgTAP .deb comes from
+// PGVERBS_PGTAP_DEB or PGVERBS_EXTENSION_DEBS as in the e2e tests, else from
+// apt-get download; without it that section is skipped.
+//
 // Everything runs on this machine: on a small one the proxy, pgbench and
 // PostgreSQL share the same cores, which is what the 16-client rows measure.
 // Anything else running skews the result, so every run also reports the
@@ -44,6 +55,8 @@
 //	go run ./internal/tools/bench [-proxy bin/pgverbs] [-duration 10s] [-rounds 3]
 //	                              [-quick] [-clients 1,16] [-modes simple,extended,prepared]
 //	                              [-pgbouncer auto|off|PATH] [-idle 1000]
+//	                              [-install-rounds 5] [-pgtap-rounds 7]
+//	                              [-backup-scale 70] [-backup-rounds 5]
 package main
 
 import (
@@ -102,6 +115,8 @@ type options struct {
 	idle      int
 	// installRounds is the number of INSTALL + UNINSTALL round trips timed.
 	installRounds int
+	// pgtapRounds is the number of native/pgverbs pairs of pgTAP installs.
+	pgtapRounds int
 	// backupScale sizes the base-backup benchmark's cluster (pgbench
 	// scale; 0 skips it); backupRounds is its number of rounds.
 	backupScale, backupRounds int
@@ -143,6 +158,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.pgbouncer, "pgbouncer", "auto", "pgbouncer binary: auto (PATH, then /usr/sbin/pgbouncer), off, or a path")
 	fs.IntVar(&o.idle, "idle", 1000, "idle connections for the memory measurement (0 skips it)")
 	fs.IntVar(&o.installRounds, "install-rounds", 5, "INSTALL + UNINSTALL EXTENSION round trips of a 10,000-line script (0 skips them)")
+	fs.IntVar(&o.pgtapRounds, "pgtap-rounds", 7, "pairs of native CREATE EXTENSION pgtap and INSTALL EXTENSION pgtap through pgverbs (0 skips them)")
 	fs.IntVar(&o.backupScale, "backup-scale", 70, "pgbench scale of the base-backup benchmark's cluster, about 15 MB each (0 skips it)")
 	fs.IntVar(&o.backupRounds, "backup-rounds", 5, "rounds of the base-backup benchmark (odd, for a true median)")
 	if err := fs.Parse(args); err != nil {
@@ -167,6 +183,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.rounds < 1 {
 		return o, fmt.Errorf("-rounds %d: want at least 1", o.rounds)
+	}
+	if o.pgtapRounds < 0 {
+		return o, fmt.Errorf("-pgtap-rounds %d: want 0 or more", o.pgtapRounds)
 	}
 	if o.idle < 0 || o.idle > maxConnections-50 {
 		return o, fmt.Errorf("-idle %d: want 0..%d (the cluster has max_connections=%d)", o.idle, maxConnections-50, maxConnections)
@@ -206,14 +225,7 @@ func run(ctx context.Context, o options) (err error) {
 		o.duration, o.rounds, joinInts(o.clients), strings.Join(o.modes, ","), o.idle)
 
 	fmt.Fprintf(os.Stderr, "starting PostgreSQL (max_connections=%d)...\n", maxConnections)
-	cluster, err := pgtest.New(pgtest.Options{
-		Settings: map[string]string{
-			"max_connections": strconv.Itoa(maxConnections),
-			// The pgbench -S working set (scale 10, ~150 MB) stays in shared
-			// buffers, so the runs measure protocol cost, not I/O.
-			"shared_buffers": "256MB",
-		},
-	})
+	cluster, err := pgtest.New(pgtest.Options{Settings: clusterSettings()})
 	if err != nil {
 		return err
 	}
@@ -292,6 +304,11 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		printInstall(rs)
 	}
+	if o.pgtapRounds > 0 {
+		if err := runPgtapBench(ctx, proxyPath, cluster, o.pgtapRounds); err != nil {
+			return err
+		}
+	}
 	if o.backupScale > 0 {
 		if err := runBackupBench(ctx, proxyPath, o.backupScale, o.backupRounds); err != nil {
 			return err
@@ -301,6 +318,18 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Printf("\npgverbs logged (level warn and above):\n%s\n", msg)
 	}
 	return nil
+}
+
+// clusterSettings are those of the benchmark's cluster, and also of the
+// pgTAP benchmark's second one, so that its native side differs only in
+// having pgTAP's files.
+func clusterSettings() map[string]string {
+	return map[string]string{
+		"max_connections": strconv.Itoa(maxConnections),
+		// The pgbench -S working set (scale 10, ~150 MB) stays in shared
+		// buffers, so the runs measure protocol cost, not I/O.
+		"shared_buffers": "256MB",
+	}
 }
 
 // findPgbouncer resolves -pgbouncer; "" means PgBouncer is skipped.
