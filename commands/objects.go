@@ -75,22 +75,17 @@ func snapshotObjects(ctx context.Context, c Conn) (map[objectKey]bool, error) {
 // minus those dropped with ALTER EXTENSION DROP (which an update script
 // may do to members recorded earlier: they are forgotten).
 func recordMembers(ctx context.Context, c Conn, mc *memberChanges, after map[objectKey]bool) error {
-	var classes, objs []string
-	add := func(k objectKey) {
-		classes = append(classes, strconv.FormatUint(uint64(k.classid), 10))
-		objs = append(objs, strconv.FormatUint(uint64(k.objid), 10))
-	}
+	var add []objectKey
 	for k := range after {
 		if !mc.before[k] && !mc.dropped[k] && !mc.added[k] {
-			add(k)
+			add = append(add, k)
 		}
 	}
 	for k := range mc.added {
-		add(k)
+		add = append(add, k)
 	}
-	if len(objs) > 0 {
-		cl := "{" + strings.Join(classes, ",") + "}"
-		ob := "{" + strings.Join(objs, ",") + "}"
+	if len(add) > 0 {
+		cl, ob := keyArrays(add)
 		_, err := c.Exec(ctx, `INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
 SELECT $1, (SELECT relname::text FROM pg_catalog.pg_class WHERE oid = u.classid), u.objid, i.type, i.identity, a.object_names, a.object_args
 FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
@@ -103,15 +98,25 @@ FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
 	if len(mc.dropped) == 0 {
 		return nil
 	}
-	classes, objs = nil, nil
+	var drop []objectKey
 	for k := range mc.dropped {
-		add(k)
+		drop = append(drop, k)
 	}
-	cl := "{" + strings.Join(classes, ",") + "}"
-	ob := "{" + strings.Join(objs, ",") + "}"
+	cl, ob := keyArrays(drop)
 	_, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_objects o USING unnest($2::oid[], $3::oid[]) AS u(classid, objid)
 WHERE o.extension = $1 AND o.classid::pg_catalog.regclass = u.classid AND o.objid = u.objid`, &mc.ext, &cl, &ob)
 	return err
+}
+
+// keyArrays renders keys as two oid[] literals, class ids and object ids.
+func keyArrays(keys []objectKey) (classids, objids string) {
+	cl := make([]string, len(keys))
+	ob := make([]string, len(keys))
+	for i, k := range keys {
+		cl[i] = strconv.FormatUint(uint64(k.classid), 10)
+		ob[i] = strconv.FormatUint(uint64(k.objid), 10)
+	}
+	return "{" + strings.Join(cl, ",") + "}", "{" + strings.Join(ob, ",") + "}"
 }
 
 // refreshObjects finds recorded members whose OID no longer names them

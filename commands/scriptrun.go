@@ -211,9 +211,7 @@ FROM pg_catalog.pg_get_object_address($1, $2::text[], $3::text[]) a`, &m.Type, s
 	if err != nil {
 		return err
 	}
-	cl, _ := strconv.ParseUint(string(r[0]), 10, 32)
-	ob, _ := strconv.ParseUint(string(r[1]), 10, 32)
-	key, desc := objectKey{uint32(cl), uint32(ob)}, string(r[2])
+	key, desc := parseKey(r[0], r[1]), string(r[2])
 	owner, err := memberOf(ctx, c, key)
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -173,13 +172,7 @@ func pgtapDir(t *testing.T, major string) string {
 // and uninstalls it leaving nothing behind.
 func TestPgTAP(t *testing.T) {
 	c := cluster(t, pgtestOptions())
-	out, err := exec.Command(c.Bin("postgres"), "--version").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := strings.Fields(string(out))
-	major := strings.Split(fields[len(fields)-1], ".")[0]
-	dir := pgtapDir(t, major)
+	dir := pgtapDir(t, serverMajor(t))
 	p := startProxy(t, c.URL("", "", "postgres"), "--extensions", dir)
 	ctx := testCtx(t)
 	conn := connect(t, p.URL("postgres", "", "postgres"))
