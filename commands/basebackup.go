@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgverbs/pgverbs/backup"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/internal/pgwire"
 )
 
 // ConnectFunc opens a connection of the proxy's own to the server, as user
@@ -175,8 +176,9 @@ func (*backupRun) CommandName() string { return "BASE BACKUP" }
 // Columns implements Prepared: the one row BASE BACKUP returns.
 func (*backupRun) Columns() []Column {
 	return []Column{
-		{"path", 25}, {"format", 25}, {"bytes", 20}, {"files", 20}, {"start_lsn", 3220}, {"end_lsn", 3220},
-		{"timeline", 23}, {"seconds", 701}, {"manifest", 25}, {"method", 25},
+		{"path", pgwire.TextOID}, {"format", pgwire.TextOID}, {"bytes", pgwire.Int8OID}, {"files", pgwire.Int8OID},
+		{"start_lsn", pgwire.PgLSNOID}, {"end_lsn", pgwire.PgLSNOID}, {"timeline", pgwire.Int4OID},
+		{"seconds", pgwire.Float8OID}, {"manifest", pgwire.TextOID}, {"method", pgwire.TextOID},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgverbs/pgverbs/extension"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/internal/pgwire"
 )
 
 // The SHOW commands list what can be installed, from both places an
@@ -44,12 +45,6 @@ const (
 const (
 	showSourcePgverbs = "pgverbs"
 	showSourceServer  = "server"
-)
-
-// Type OIDs of the columns.
-const (
-	showBoolOID = 16
-	showTextOID = 25
 )
 
 // ShowStmt is a parsed SHOW statement of pgverbs.
@@ -188,14 +183,14 @@ type showRun struct {
 
 var (
 	showExtensionsColumns = []Column{
-		{"name", showTextOID}, {"default_version", showTextOID}, {"installed_version", showTextOID},
-		{"source", showTextOID}, {"comment", showTextOID}, {"requires", showTextOID}, {"conflicts", showTextOID},
+		{"name", pgwire.TextOID}, {"default_version", pgwire.TextOID}, {"installed_version", pgwire.TextOID},
+		{"source", pgwire.TextOID}, {"comment", pgwire.TextOID}, {"requires", pgwire.TextOID}, {"conflicts", pgwire.TextOID},
 	}
 	showVersionsColumns = []Column{
-		{"name", showTextOID}, {"version", showTextOID}, {"installed", showBoolOID},
-		{"source", showTextOID}, {"requires", showTextOID}, {"comment", showTextOID},
+		{"name", pgwire.TextOID}, {"version", pgwire.TextOID}, {"installed", pgwire.BoolOID},
+		{"source", pgwire.TextOID}, {"requires", pgwire.TextOID}, {"comment", pgwire.TextOID},
 	}
-	showPathsColumns = []Column{{"source", showTextOID}, {"target", showTextOID}, {"path", showTextOID}}
+	showPathsColumns = []Column{{"source", pgwire.TextOID}, {"target", pgwire.TextOID}, {"path", pgwire.TextOID}}
 )
 
 // Columns implements Prepared.

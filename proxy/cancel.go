@@ -43,11 +43,10 @@ func (s *Server) handleCancel(log *zap.Logger, p *startupPacket) {
 		return
 	}
 	target := v.(*session)
-	if c := target.cmdCancel.Load(); c != nil {
-		// A standalone command (BASE BACKUP) runs on the proxy's own
-		// connections: cancel it directly.
-		(*c)()
-	}
+	// A standalone command (BASE BACKUP) runs on the proxy's own
+	// connections: cancel it directly. A key is registered only after the
+	// engine exists.
+	target.eng.cancelRunning()
 	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
 	if err := s.target.Cancel(ctx, target.backendPID, target.backendSecret); err != nil {

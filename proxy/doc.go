@@ -41,6 +41,19 @@
 //     rather than a silent close. See relayLoops for how each side stops the
 //     other.
 //
+// # Who owns which socket
+//
+// Phases 1 to 4 run on the session's goroutine, which owns both sockets. In
+// the relay phase the client goroutine owns the client reader and the
+// backend writer, the backend goroutine the backend reader and the client
+// writer. When the client goroutine meets a command (engine.go), it asks
+// the engine to run it: the engine acquires the backend through the
+// handoff (handoff.go), waiting until every reply owed to the client has
+// been forwarded; from then until release the backend goroutine only reads
+// whole backend messages and queues them for the engine, which alone writes
+// to the client. The engine sees the session only through its port
+// (port_goroutines.go).
+//
 // # Shutdown
 //
 // Server.Shutdown stops accepting and waits for sessions to end by

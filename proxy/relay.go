@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/internal/pgwire"
 )
 
 // errFraming marks a message whose length word is impossible.
@@ -144,18 +145,19 @@ func (s *session) finish(mid bool, err error) {
 	s.sendFatal(s.backendLost(err).(*pgerr.Error))
 }
 
-// clientToBackend forwards client messages until the client leaves. Query
-// and Parse messages, and the extended-protocol messages that refer to a
-// prepared command, go through the engine's intercept first.
+// clientToBackend forwards client messages until the client leaves. The
+// messages the engine wants to see (Query, Parse, and those that refer to a
+// command statement or portal) are offered to it whole first.
 func (s *session) clientToBackend() error {
 	inspect := !s.replication && !s.srv.commands.Empty()
 	for {
-		typ, total, err := peekHeader(s.cr)
+		b, total, err := peekHeader(s.cr)
 		if err != nil {
 			return err
 		}
-		if inspect {
-			handled, err := s.intercept(typ, total)
+		typ := pgwire.Frontend(b)
+		if inspect && s.eng.wants(typ) {
+			handled, err := s.offer(typ, total)
 			if err != nil {
 				return err
 			}
@@ -168,8 +170,8 @@ func (s *session) clientToBackend() error {
 		}
 		// Record the expected replies before the bytes can reach the
 		// server: a full buffer flushes inside copyMessage.
-		s.t.sent(typ)
-		if typ == 'X' {
+		s.h.sent(typ)
+		if typ == pgwire.Terminate {
 			// Before the server can see Terminate and close: its EOF must
 			// not be taken for a lost backend.
 			s.clientDone.Store(true)
@@ -177,13 +179,44 @@ func (s *session) clientToBackend() error {
 		if _, _, err := copyMessage(s.bw, s.cr, total); err != nil {
 			return err
 		}
-		if typ == 'X' {
+		if typ == pgwire.Terminate {
 			return s.flushBackend()
 		}
 		if err := s.flushIfIdle(); err != nil {
 			return err
 		}
 	}
+}
+
+// offer shows the next client message, whole, to the engine. If the engine
+// claims it, the message is consumed and the engine's step run; otherwise
+// it stays in the reader to be forwarded as usual, unless it was too big to
+// peek at: it is then forwarded from memory here, and handled reports true.
+func (s *session) offer(typ pgwire.Frontend, total int) (handled bool, err error) {
+	if total > s.cr.Size() {
+		msg := make([]byte, total)
+		if _, err := io.ReadFull(s.cr, msg); err != nil {
+			return false, err
+		}
+		if step, ok := s.eng.claim(typ, msg); ok {
+			return true, step()
+		}
+		s.h.sent(typ)
+		_, err := s.bw.Write(msg)
+		return true, err
+	}
+	msg, err := s.cr.Peek(total)
+	if err != nil {
+		return false, err
+	}
+	step, ok := s.eng.claim(typ, msg)
+	if !ok {
+		return false, nil
+	}
+	// The step owns what it needs: the reader may reuse its buffer now, as
+	// watchClient's read does.
+	_, _ = s.cr.Discard(total)
+	return true, step()
 }
 
 // flushIfIdle sends what was written to the backend once no more client
@@ -208,62 +241,63 @@ func (s *session) flushBackend() error {
 // ends or is interrupted. While the engine has the backend (execMode), it
 // delivers messages to the engine instead.
 func (s *session) backendToClient() (mid bool, err error) {
-	t := s.t
-	defer t.close()
+	h := s.h
+	defer h.close()
 	for {
-		typ, total, err := s.peekBackend()
+		b, total, err := s.peekBackend()
 		if err != nil {
 			// A failed peek consumed nothing: the client is at a message
 			// boundary and may still be told why the session ends.
 			return false, err
 		}
-		if t.execMode.Load() {
+		typ := pgwire.Backend(b)
+		if h.execMode.Load() {
 			if err := s.toEngine(typ, total); err != nil {
 				return false, err
 			}
 			continue
 		}
-		t.writing.Store(true)
-		if t.execMode.Load() {
+		h.writing.Store(true)
+		if h.execMode.Load() {
 			// The engine took over between the two loads; it waits for
 			// writing to clear before it touches the client.
-			t.writing.Store(false)
+			h.writing.Store(false)
 			continue
 		}
 		msg, mid, err := copyMessage(s.cw, s.br, total)
 		if err != nil {
-			t.writing.Store(false)
+			h.writing.Store(false)
 			return mid, err
 		}
-		if typ == 'E' && msg != nil {
-			s.backendFatal = pgerr.IsFatalResponse(msg[5:])
+		if typ == pgwire.ErrorResponse && msg != nil {
+			s.backendFatal = pgerr.IsFatalResponse(msg[pgwire.HeaderLen:])
 		}
 		if s.br.Buffered() == 0 {
 			if err := s.cw.Flush(); err != nil {
-				t.writing.Store(false)
+				h.writing.Store(false)
 				return false, writeError{err}
 			}
 		}
-		t.writing.Store(false)
-		t.received(typ, msg)
+		h.writing.Store(false)
+		h.received(typ, msg)
 	}
 }
 
 // toEngine reads one whole message and hands it to the engine. If the
 // engine released the backend in the meantime, the message is forwarded to
 // the client instead, with the usual accounting.
-func (s *session) toEngine(typ byte, total int) error {
+func (s *session) toEngine(typ pgwire.Backend, total int) error {
 	msg := make([]byte, total)
 	if _, err := io.ReadFull(s.br, msg); err != nil {
 		return err
 	}
-	if s.t.deliver(typ, msg) {
+	if s.h.deliver(backendMsg{typ: typ, msg: msg}) {
 		return nil
 	}
 	if _, err := s.cw.Write(msg); err != nil {
 		return writeError{err}
 	}
-	s.t.received(typ, msg)
+	s.h.received(typ, msg)
 	if s.br.Buffered() == 0 {
 		if err := s.cw.Flush(); err != nil {
 			return writeError{err}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/internal/pgwire"
 )
 
 // bufSize is the size of each of a session's four buffers. Large enough to
@@ -46,13 +47,10 @@ type session struct {
 	user, database string
 	replication    bool
 
-	// t and eng serve the command engine (engine.go, track.go).
-	t      *tracker
-	eng    engine
-	bigMsg bool // the message being intercepted was read whole
-	// cmdCancel cancels the standalone command running, if any, for a
-	// CancelRequest.
-	cmdCancel atomic.Pointer[context.CancelFunc]
+	// h shares the ledger between the relay goroutines and hands the
+	// backend to the engine (handoff.go); eng runs commands (engine.go).
+	h   *handoff
+	eng *engine
 	// minor is the protocol minor version in effect, for the cancel key size.
 	minor uint16
 
@@ -81,7 +79,7 @@ func newSession(srv *Server, conn net.Conn) *session {
 		client: conn,
 		cr:     bufio.NewReaderSize(conn, bufSize),
 		cw:     bufio.NewWriterSize(conn, bufSize),
-		t:      newTracker(),
+		h:      newHandoff(),
 	}
 }
 
@@ -105,6 +103,7 @@ func (s *session) serve() {
 		s.database = s.user
 	}
 	s.log = s.log.With(zap.String("user", s.user), zap.String("database", s.database))
+	s.eng = newEngine(goPort{s}, s.srv.commands, s.log, s.user, s.database)
 	if n := s.srv.clients.Add(1); n > int64(lim.MaxClientConns) {
 		s.srv.clients.Add(-1)
 		s.sendFatal(pgerr.NewFatal(pgerr.TooManyConnections, "sorry, too many clients already"))
@@ -185,12 +184,12 @@ func (s *session) negotiate() (*startupPacket, error) {
 				return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "SSLRequest received twice")
 			}
 			if !s.srv.tlsEnabled() {
-				if err := s.writeRaw([]byte{'N'}); err != nil {
+				if err := s.writeRaw([]byte{pgwire.EncryptionRefused}); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			if err := s.writeRaw([]byte{'S'}); err != nil {
+			if err := s.writeRaw([]byte{pgwire.EncryptionAccepted}); err != nil {
 				return nil, err
 			}
 			if err := s.startTLS(false); err != nil {
@@ -202,7 +201,7 @@ func (s *session) negotiate() (*startupPacket, error) {
 				return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "GSSENCRequest received twice")
 			}
 			// No GSSAPI encryption: 'N' lets libpq's gssencmode=prefer go on.
-			if err := s.writeRaw([]byte{'N'}); err != nil {
+			if err := s.writeRaw([]byte{pgwire.EncryptionRefused}); err != nil {
 				return nil, err
 			}
 			gssDone = true
@@ -344,19 +343,20 @@ const (
 // then the reason, nil when the server's own FATAL was already relayed.
 func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 	for {
-		typ, total, err := peekHeader(s.br)
+		b, total, err := peekHeader(s.br)
 		if err != nil {
 			return false, s.backendLost(err)
 		}
+		typ := pgwire.Backend(b)
 		msg := make([]byte, total)
 		if _, err := io.ReadFull(s.br, msg); err != nil {
 			return false, s.backendLost(err)
 		}
-		body := msg[5:]
+		body := msg[pgwire.HeaderLen:]
 		needReply := false
 		var check func([]byte) error
 		switch typ {
-		case 'R':
+		case pgwire.Authentication:
 			if len(body) < 4 {
 				return false, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid authentication request from server")
 			}
@@ -373,26 +373,26 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 				// Cleartext, MD5, GSS, SASLContinue: the client answers.
 				needReply = true
 			}
-		case 'K':
+		case pgwire.BackendKeyData:
 			var kd pgproto3.BackendKeyData
 			if err := kd.Decode(body); err != nil {
 				return false, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid BackendKeyData from server")
 			}
 			msg = s.registerCancelKey(kd.ProcessID, kd.SecretKey)
-		case 'v':
+		case pgwire.NegotiateProtocolVersion:
 			var nv pgproto3.NegotiateProtocolVersion
 			if err := nv.Decode(body); err == nil {
 				// pgproto3 keeps the whole version word; the minor is its low half.
 				s.minor = uint16(nv.NewestMinorProtocol & 0xffff)
 			}
-		case 'E':
+		case pgwire.ErrorResponse:
 			s.cw.Write(msg)
 			s.cw.Flush()
 			if pgerr.IsFatalResponse(body) {
 				return false, nil
 			}
 			continue
-		case 'Z':
+		case pgwire.ReadyForQuery:
 			if _, err := s.cw.Write(msg); err != nil {
 				return false, err
 			}
@@ -429,7 +429,7 @@ func (s *session) relayClientAuthMessage(check func(msg []byte) error) error {
 	if total > maxAuthMessageLen {
 		return pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length")
 	}
-	if typ == 'X' {
+	if pgwire.Frontend(typ) == pgwire.Terminate {
 		return io.EOF
 	}
 	msg := make([]byte, total)
@@ -480,7 +480,7 @@ func stripChannelBinding(mechs []byte) (msg []byte, stripped bool) {
 // covers it. Say plainly what is wrong instead.
 func checkNoChannelBinding(msg []byte) error {
 	var ir pgproto3.SASLInitialResponse
-	if err := ir.Decode(msg[5:]); err != nil || len(ir.Data) == 0 || ir.Data[0] != 'y' {
+	if err := ir.Decode(msg[pgwire.HeaderLen:]); err != nil || len(ir.Data) == 0 || ir.Data[0] != 'y' {
 		return nil
 	}
 	return &pgerr.Error{
