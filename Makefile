@@ -33,6 +33,7 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzStartupPacket -fuzztime 30s ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzFraming -fuzztime 30s ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzFramer -fuzztime 30s ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzGrammar -fuzztime 30s ./commands/
 	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 30s -fuzzminimizetime 2s ./backup/
 
