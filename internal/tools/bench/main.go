@@ -1,33 +1,52 @@
-// Command bench (make bench) measures what pgverbs costs a client compared
-// with talking to PostgreSQL directly and with going through PgBouncer.
+// Command bench (make bench) measures what pgverbs costs compared with
+// talking to PostgreSQL directly and with going through PgBouncer.
 //
 // It starts a throwaway cluster (internal/pgtest), loads it with
-// `pgbench -i -s 10`, starts bin/pgverbs in front of it and, when a pgbouncer
-// binary is installed, PgBouncer in session mode as well. It then runs the
-// read-only pgbench workload (`pgbench -S`, one primary-key SELECT per
-// transaction) for each query protocol mode (simple, extended, prepared) and
-// client count (1 and 16) against the three targets. Within one
-// configuration the targets take turns, round after round, so that drift of
-// the machine (thermal, noisy neighbours, caches) hits all of them alike; the
-// reported figure is the median of the rounds.
+// `pgbench -i -s 10`, starts bin/pgverbs in front of it once per relay mode
+// (-relay-modes) and, when a pgbouncer binary is installed, PgBouncer in
+// session mode, the mode that keeps session semantics as pgverbs does.
+//
+// Relay cost. The primary figure is the CPU time the proxy process spends
+// per transaction: utime+stime of all its threads (/proc/PID/stat) over a
+// read-only pgbench run (`pgbench -S`, one primary-key SELECT per
+// transaction) of a fixed number of transactions (-transactions, split over
+// the clients as pgbench -t). Unlike tps it hardly moves when something else
+// runs on the machine, and a fixed count gives every run the same work, so
+// that neither proxy's figure includes a different share of connection
+// set-up. For each query protocol mode (-M simple, extended, prepared) and
+// client count (1, 16, 100) the targets run in pairs: a pair runs direct,
+// every pgverbs relay mode and PgBouncer once each, in the opposite order
+// from the pair before, so that drift of the machine (thermal, noisy
+// neighbours, caches) hits both sides of a comparison alike. The ratios are
+// medians over the pairs of the per-pair ratios: a pgverbs relay mode's CPU
+// per transaction over PgBouncer's in the same pair, and each proxy's tps
+// over direct tps in the same pair. Next to the CPU, the context switches of
+// the proxy per transaction (voluntary and involuntary, summed over the
+// threads in /proc/PID/task/*/status) tell working from waiting: every
+// switch is a sleep and a wake-up, which costs CPU and, at one client,
+// latency.
 //
 // Reading the output: the header records the machine, the versions and the
-// exact command, so that a result can be reproduced and compared. In the
-// table, "pgverbs/direct" is the share of direct throughput that survives the
-// proxy (1.000 = free). The targets column checks the goals of the project:
-// at least 0.90 with one client (where per-message latency dominates), at
-// least 0.80 with 16 clients (where the proxy competes for CPU with pgbench
-// and the server), and a better ratio than PgBouncer. The raw rounds below
-// the table show the spread; when it is of the same size as the difference
-// between two targets, the difference means nothing. Next to them, "CPU
-// µs/tx" is the CPU time the proxy process spent per transaction: a proxy
-// that is slow with little CPU is waiting (scheduling, wake-ups), one with a
-// lot is doing too much work per message. The last section opens 1,000 idle
-// connections through each proxy in turn and reports its resident memory
-// (VmRSS) before, while holding them and after closing them, the cost per
-// connection, and how many server backends the idle clients occupy (pgverbs
-// relays every session to a backend of its own; PgBouncer only assigns one
-// when a client sends something).
+// exact command, so that a result can be reproduced and compared. The
+// "tps targets" column checks the goals of the project: at least 0.90 of
+// direct throughput with one client (where per-message latency dominates),
+// at least 0.80 with more (where the proxy competes for CPU with pgbench and
+// the server), and a better ratio than PgBouncer. The raw pairs below the
+// table show the spread; where it is of the size of a difference, the
+// difference means nothing.
+//
+// Idle memory. For every count in -idle (1,000 and 10,000), a fresh process
+// of each proxy is started in front of a second cluster made for this
+// measurement, the clients connect through it and stay idle, and its VmRSS
+// growth per client is reported. The second cluster has max_connections
+// above the largest count and small shared_buffers: pgverbs relays every
+// session to a server backend of its own, so N idle clients hold N
+// backends (about 1.5 MB each), whereas PgBouncer assigns one only when a
+// client sends something. The benchmark raises its RLIMIT_NOFILE, which the
+// proxies and the servers inherit, as far as it is allowed to; pgverbs needs
+// two descriptors per client and PgBouncer one, so where the limit cannot
+// hold a count the largest one it can hold is measured instead, and the
+// output says so.
 //
 // INSTALL EXTENSION is measured twice: on a generated 10,000-line script
 // against the same script sent to the server directly, and on Debian's
@@ -38,23 +57,26 @@
 // per-pair ratios; the proxy's and the session backend's CPU time show
 // whether the difference is work or waiting. The pgTAP .deb comes from
 // PGVERBS_PGTAP_DEB or PGVERBS_EXTENSION_DEBS as in the e2e tests, else from
-// apt-get download; without it that section is skipped.
+// apt-get download; without it that section is skipped. These and the
+// base-backup benchmark use pgverbs' default relay mode.
 //
 // Everything runs on this machine: on a small one the proxy, pgbench and
-// PostgreSQL share the same cores, which is what the 16-client rows measure.
-// Anything else running skews the result, so every run also reports the
-// "other load": the share of the machine's CPU capacity (from /proc/stat)
-// not used by the benchmark's own processes (pgbench, the proxies, the
-// postmaster and its backends). Runs above 10% are flagged; trust a
-// comparison only where the other load is near 0 for all the targets. On
-// virtual machines, mind that an idle machine can be slower at one client
-// than a busy one, because waking an idle virtual CPU is expensive.
+// PostgreSQL share the same cores, which is what the rows with many clients
+// measure. Anything else running skews the result, so every run also
+// reports the "other load": the share of the machine's CPU capacity (from
+// /proc/stat) not used by the benchmark's own processes (pgbench, the
+// proxies, the postmaster and its backends). Runs above 10% are flagged;
+// trust a throughput comparison only where the other load is near 0 for all
+// the targets. On virtual machines, mind that an idle machine can be slower
+// at one client than a busy one, because waking an idle virtual CPU is
+// expensive.
 //
 // Usage:
 //
-//	go run ./internal/tools/bench [-proxy bin/pgverbs] [-duration 10s] [-rounds 3]
-//	                              [-quick] [-clients 1,16] [-modes simple,extended,prepared]
-//	                              [-pgbouncer auto|off|PATH] [-idle 1000]
+//	go run ./internal/tools/bench [-proxy bin/pgverbs] [-relay-modes goroutines]
+//	                              [-transactions 100000] [-pairs 5] [-quick]
+//	                              [-clients 1,16,100] [-modes simple,extended,prepared]
+//	                              [-pgbouncer auto|off|PATH] [-idle 1000,10000]
 //	                              [-install-rounds 5] [-pgtap-rounds 7]
 //	                              [-backup-scale 70] [-backup-rounds 5]
 package main
@@ -87,32 +109,50 @@ import (
 
 const (
 	scale = 10
-	// maxConnections leaves room above the idle-connection test (one backend
-	// per client, since pgverbs relays sessions 1:1) for PgBouncer's pool and
-	// our own probes.
+	// maxClients bounds -clients so that maxConnections always suffices.
+	maxClients = 200
+	// maxConnections is that of the relay cluster: a direct run's clients,
+	// the pgverbs sessions of the run before still winding down and the
+	// server connections PgBouncer keeps in its pool after a run
+	// (server_idle_timeout is 10 minutes) may all be there at once, plus
+	// our own probes. The idle measurement has a cluster of its own.
 	maxConnections = 1100
-	// proxyMaxClients lifts pgverbs' default of 1000 so that the idle test
-	// never races with sessions of the last pgbench run still winding down.
+	// proxyMaxClients lifts pgverbs' default of 1000 for the relay runs,
+	// so that a run never races with the sessions of the one before.
 	proxyMaxClients = 2000
 	dialParallelism = 16
+	// defaultRelayMode is pgverbs' relay mode when it gets no --relay-mode
+	// flag, which binaries before that flag cannot parse.
+	defaultRelayMode = "goroutines"
+	// minPairs is the fewest pairs worth calling a measurement; fewer is
+	// a try-out, and the output says so.
+	minPairs = 5
 )
 
-// Target names, as printed in the table.
+// Target names, as printed in the tables; pgverbs targets are named by
+// pgverbsName.
 const (
 	direct    = "direct"
-	pgverbs   = "pgverbs"
 	pgbouncer = "pgbouncer"
 )
 
+var relayModeName = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+
 type options struct {
-	proxy     string
-	duration  time.Duration
-	rounds    int
+	proxy string
+	// relayModes lists the pgverbs relay modes, one target each.
+	relayModes []string
+	// transactions is the count of one pgbench run, all clients together.
+	transactions int
+	// pairs is the number of rounds per configuration, each running every
+	// target once; 0 skips the relay benchmark.
+	pairs     int
 	quick     bool
 	clients   []int
 	modes     []string
 	pgbouncer string
-	idle      int
+	// idle lists the idle client counts of the memory measurement.
+	idle []int
 	// installRounds is the number of INSTALL + UNINSTALL round trips timed.
 	installRounds int
 	// pgtapRounds is the number of native/pgverbs pairs of pgTAP installs.
@@ -150,17 +190,25 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.proxy, "proxy", "bin/pgverbs", "pgverbs binary to measure (make build)")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one pgbench run")
-	fs.IntVar(&o.rounds, "rounds", 3, "pgbench runs per target and configuration; the median is reported")
-	fs.BoolVar(&o.quick, "quick", false, "smoke test: -duration 3s -rounds 1 unless given explicitly")
-	clients := fs.String("clients", "1,16", "comma-separated pgbench client counts")
+	relayModes := fs.String("relay-modes", defaultRelayMode, "comma-separated pgverbs relay modes, one pgverbs target each, started with --relay-mode=MODE (the default alone passes no flag)")
+	fs.IntVar(&o.transactions, "transactions", 100000, "transactions per pgbench run, all clients together (each client runs pgbench -t transactions/clients)")
+	fs.IntVar(&o.pairs, "pairs", minPairs, "pairs per configuration, each running every target once, in alternating order; ratios are medians over the pairs (0 skips the relay benchmark)")
+	fs.BoolVar(&o.quick, "quick", false, "try-out in a few minutes: -transactions 10000 -pairs 2 -idle 1000 unless given explicitly")
+	clients := fs.String("clients", "1,16,100", "comma-separated pgbench client counts")
 	modes := fs.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.pgbouncer, "pgbouncer", "auto", "pgbouncer binary: auto (PATH, then /usr/sbin/pgbouncer), off, or a path")
-	fs.IntVar(&o.idle, "idle", 1000, "idle connections for the memory measurement (0 skips it)")
+	idle := fs.String("idle", "1000,10000", "comma-separated idle client counts for the memory measurement (0 skips it)")
 	fs.IntVar(&o.installRounds, "install-rounds", 5, "INSTALL + UNINSTALL EXTENSION round trips of a 10,000-line script (0 skips them)")
 	fs.IntVar(&o.pgtapRounds, "pgtap-rounds", 7, "pairs of native CREATE EXTENSION pgtap and INSTALL EXTENSION pgtap through pgverbs (0 skips them)")
 	fs.IntVar(&o.backupScale, "backup-scale", 70, "pgbench scale of the base-backup benchmark's cluster, about 15 MB each (0 skips it)")
 	fs.IntVar(&o.backupRounds, "backup-rounds", 5, "rounds of the base-backup benchmark (odd, for a true median)")
+	// The timed runs these flags set up gave every target a different
+	// amount of work; say what replaced them rather than "flag provided
+	// but not defined".
+	fs.Func("duration", "removed: runs have a fixed count, see -transactions", func(string) error {
+		return errors.New("removed: runs have a fixed transaction count, see -transactions")
+	})
+	fs.Func("rounds", "removed: see -pairs", func(string) error { return errors.New("removed: see -pairs") })
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -170,30 +218,39 @@ func parseFlags(args []string) (options, error) {
 	if o.quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if !set["duration"] {
-			o.duration = 3 * time.Second
+		if !set["transactions"] {
+			o.transactions = 10000
 		}
-		if !set["rounds"] {
-			o.rounds = 1
+		if !set["pairs"] {
+			o.pairs = 2
+		}
+		if !set["idle"] {
+			*idle = "1000"
 		}
 	}
-	// pgbench -T takes whole seconds.
-	if o.duration < time.Second || o.duration%time.Second != 0 {
-		return o, fmt.Errorf("-duration %s: want a whole number of seconds, at least 1s", o.duration)
+	if o.transactions < 1 {
+		return o, fmt.Errorf("-transactions %d: want at least 1", o.transactions)
 	}
-	if o.rounds < 1 {
-		return o, fmt.Errorf("-rounds %d: want at least 1", o.rounds)
+	if o.pairs < 0 {
+		return o, fmt.Errorf("-pairs %d: want 0 or more", o.pairs)
 	}
 	if o.pgtapRounds < 0 {
 		return o, fmt.Errorf("-pgtap-rounds %d: want 0 or more", o.pgtapRounds)
 	}
-	if o.idle < 0 || o.idle > maxConnections-50 {
-		return o, fmt.Errorf("-idle %d: want 0..%d (the cluster has max_connections=%d)", o.idle, maxConnections-50, maxConnections)
+	for _, m := range strings.Split(*relayModes, ",") {
+		m = strings.TrimSpace(m)
+		if !relayModeName.MatchString(m) {
+			return o, fmt.Errorf("-relay-modes: %q is not a relay mode name", m)
+		}
+		if slices.Contains(o.relayModes, m) {
+			return o, fmt.Errorf("-relay-modes: %q is listed twice", m)
+		}
+		o.relayModes = append(o.relayModes, m)
 	}
 	for _, s := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 200 {
-			return o, fmt.Errorf("-clients: %q is not a client count in 1..200", s)
+		if err != nil || n < 1 || n > maxClients {
+			return o, fmt.Errorf("-clients: %q is not a client count in 1..%d", s, maxClients)
 		}
 		o.clients = append(o.clients, n)
 	}
@@ -204,7 +261,31 @@ func parseFlags(args []string) (options, error) {
 		}
 		o.modes = append(o.modes, m)
 	}
+	for _, s := range strings.Split(*idle, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 0 || n > maxIdle {
+			return o, fmt.Errorf("-idle: %q is not a client count in 0..%d", s, maxIdle)
+		}
+		if n > 0 {
+			o.idle = append(o.idle, n)
+		}
+	}
 	return o, nil
+}
+
+// pgverbsName names the target of one relay mode.
+func pgverbsName(mode string) string {
+	return "pgverbs (" + mode + ")"
+}
+
+// relayModeArgs returns the pgverbs arguments that select mode. The default
+// alone gets none, so that binaries from before --relay-mode can still be
+// measured.
+func relayModeArgs(o options, mode string) []string {
+	if len(o.relayModes) == 1 && mode == defaultRelayMode {
+		return nil
+	}
+	return []string{"--relay-mode=" + mode}
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -219,10 +300,13 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
+	// Before any child starts: they inherit the limit.
+	files := raiseFileLimit(filesWanted(o.idle))
 
 	fmt.Printf("command: %s\n", strings.TrimSpace("go run ./internal/tools/bench "+shellJoin(os.Args[1:])))
-	fmt.Printf("settings: -duration %s -rounds %d -clients %s -modes %s -idle %d\n",
-		o.duration, o.rounds, joinInts(o.clients), strings.Join(o.modes, ","), o.idle)
+	fmt.Printf("settings: -relay-modes %s -transactions %d -pairs %d -clients %s -modes %s -idle %s\n",
+		strings.Join(o.relayModes, ","), o.transactions, o.pairs, joinInts(o.clients), strings.Join(o.modes, ","), joinInts(o.idle))
+	fmt.Printf("open files: %s\n", files)
 
 	fmt.Fprintf(os.Stderr, "starting PostgreSQL (max_connections=%d)...\n", maxConnections)
 	cluster, err := pgtest.New(pgtest.Options{Settings: clusterSettings()})
@@ -238,69 +322,84 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
-	fmt.Fprintf(os.Stderr, "pgbench -i -s %d...\n", scale)
-	start := time.Now()
-	if _, _, err := pgbench(ctx, cluster.Bin("pgbench"), cluster.Port, "-i", "-s", strconv.Itoa(scale), "-q"); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "initialised in %s\n", time.Since(start).Round(100*time.Millisecond))
-
-	targets := []*target{{name: direct, port: cluster.Port}}
-
 	extDir, script, err := writeBenchPackage()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(extDir)
-	proxy, err := startPgverbs(ctx, proxyPath, cluster.Port, extDir)
-	if err != nil {
-		return err
+	// The pgverbs processes of the relay benchmark; the first also serves
+	// the INSTALL measurement.
+	var proxies []*daemon
+	defer func() {
+		for _, p := range proxies {
+			if msg := strings.TrimSpace(p.out.String()); msg != "" {
+				fmt.Printf("\n%s logged (level warn and above):\n%s\n", p.name, msg)
+			}
+			p.stop()
+		}
+	}()
+	modes := o.relayModes
+	if o.pairs == 0 {
+		modes = modes[:1]
 	}
-	defer proxy.stop()
-	targets = append(targets, &target{name: pgverbs, port: proxy.port, daemon: proxy})
-
-	if bouncerPath != "" {
-		bouncer, cleanup, err := startPgbouncer(ctx, bouncerPath, cluster.Port)
-		defer cleanup()
+	for _, mode := range modes {
+		p, err := startPgverbs(ctx, proxyPath, cluster.Port, extDir, pgverbsName(mode), proxyMaxClients, relayModeArgs(o, mode)...)
 		if err != nil {
 			return err
 		}
-		defer bouncer.stop()
-		targets = append(targets, &target{name: pgbouncer, port: bouncer.port, daemon: bouncer})
+		proxies = append(proxies, p)
 	}
 
-	runner, err := newRunner(cluster, targets)
-	if err != nil {
-		return err
-	}
-	results, err := runner.benchmark(ctx, o, targets)
-	if err != nil {
-		return err
-	}
-	printTable(o, targets, results)
-	fmt.Printf("\nload average after the runs: %s\n", loadAvg())
+	if o.pairs > 0 {
+		fmt.Fprintf(os.Stderr, "pgbench -i -s %d...\n", scale)
+		start := time.Now()
+		if _, _, err := pgbench(ctx, cluster.Bin("pgbench"), cluster.Port, "-i", "-s", strconv.Itoa(scale), "-q"); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "initialised in %s\n", time.Since(start).Round(100*time.Millisecond))
 
-	if o.idle > 0 {
-		var idle []idleResult
-		for _, t := range targets {
-			if t.daemon == nil {
-				continue
-			}
-			r, err := measureIdle(ctx, o.idle, cluster, t.daemon)
+		targets := []*target{{name: direct, port: cluster.Port}}
+		for _, p := range proxies {
+			targets = append(targets, &target{name: p.name, port: p.port, daemon: p, pgverbs: true})
+		}
+		if bouncerPath != "" {
+			// Session mode gives every client a server connection of its
+			// own, so the pool must hold the largest run's clients.
+			bouncer, cleanup, err := startPgbouncer(ctx, bouncerPath, cluster.Port, slices.Max(o.clients), proxyMaxClients)
+			defer cleanup()
 			if err != nil {
 				return err
 			}
-			idle = append(idle, r)
+			defer bouncer.stop()
+			targets = append(targets, &target{name: pgbouncer, port: bouncer.port, daemon: bouncer})
 		}
-		printIdle(o.idle, idle)
+		runner, err := newRunner(cluster, targets)
+		if err != nil {
+			return err
+		}
+		results, err := runner.benchmark(ctx, o, targets)
+		if err != nil {
+			return err
+		}
+		printRelay(o, targets, results)
+		fmt.Printf("\nload average after the runs: %s\n", loadAvg())
+	}
+
+	if len(o.idle) > 0 {
+		if err := runIdleBench(ctx, o, proxyPath, bouncerPath, extDir, files.limit); err != nil {
+			return err
+		}
 	}
 	if o.installRounds > 0 {
 		fmt.Fprintln(os.Stderr, "INSTALL/UNINSTALL latency...")
 		rs, err := measureInstall(ctx, o.installRounds,
 			fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", cluster.Port),
-			fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", proxy.port), script)
+			fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", proxies[0].port), script)
 		if err != nil {
 			return err
+		}
+		if len(o.relayModes) > 1 {
+			fmt.Printf("\nINSTALL below ran through %s, the first of -relay-modes\n", proxies[0].name)
 		}
 		printInstall(rs)
 	}
@@ -313,9 +412,6 @@ func run(ctx context.Context, o options) (err error) {
 		if err := runBackupBench(ctx, proxyPath, o.backupScale, o.backupRounds); err != nil {
 			return err
 		}
-	}
-	if msg := strings.TrimSpace(proxy.out.String()); msg != "" {
-		fmt.Printf("\npgverbs logged (level warn and above):\n%s\n", msg)
 	}
 	return nil
 }
@@ -433,11 +529,12 @@ func firstLine(s string) string {
 	return line
 }
 
-// target is one column group of the table.
+// target is one row group of the tables.
 type target struct {
-	name   string
-	port   int
-	daemon *daemon // nil for the server itself
+	name    string
+	port    int
+	daemon  *daemon // nil for the server itself
+	pgverbs bool
 }
 
 type config struct {
@@ -452,30 +549,39 @@ type round struct {
 	// transaction, in microseconds; 0 for the server itself. It tells
 	// whether a proxy is slow because it burns CPU or because it waits.
 	cpuPerTx float64
+	// switchesPerTx is the proxy's context switches per transaction,
+	// voluntary (it blocked) and involuntary (it was preempted) together.
+	switchesPerTx float64
 	// other is the share of the machine's CPU capacity used by processes
 	// that are not part of the benchmark, steal the share the hypervisor
 	// gave to other guests: both should be near 0 for a clean run.
 	other, steal float64
 }
 
-// results holds every round, per configuration and target.
+// results holds every round, per configuration and target; index i of
+// every target's rounds belongs to pair i.
 type results map[config]map[string][]round
 
-func (r results) tps(cfg config, target string) []float64 {
+// ratios returns, pair by pair, f(a's round) / f(b's round).
+func (r results) ratios(cfg config, a, b string, f func(round) float64) []float64 {
 	var xs []float64
-	for _, x := range r[cfg][target] {
-		xs = append(xs, x.tps)
+	for i, x := range r[cfg][a] {
+		xs = append(xs, f(x)/f(r[cfg][b][i]))
 	}
 	return xs
 }
 
-func (r results) cpuPerTx(cfg config, target string) []float64 {
+func (r results) values(cfg config, target string, f func(round) float64) []float64 {
 	var xs []float64
 	for _, x := range r[cfg][target] {
-		xs = append(xs, x.cpuPerTx)
+		xs = append(xs, f(x))
 	}
 	return xs
 }
+
+func roundTPS(r round) float64      { return r.tps }
+func roundCPU(r round) float64      { return r.cpuPerTx }
+func roundSwitches(r round) float64 { return r.switchesPerTx }
 
 // runner runs pgbench and accounts for the CPU used during each run.
 type runner struct {
@@ -507,40 +613,57 @@ func readPID(pidFile string) (int, error) {
 	return pid, nil
 }
 
-func (b *runner) benchmark(ctx context.Context, o options, targets []*target) (results, error) {
-	// The first runs after pgbench -i would otherwise pay for the vacuum's
-	// aftermath and cold caches, and the proxies for their first sessions.
-	warm := min(o.duration, 5*time.Second)
-	for _, t := range targets {
-		fmt.Fprintf(os.Stderr, "warm-up %s (%s)\n", t.name, warm)
-		if _, err := b.runSelectOnly(ctx, t, "simple", 2, warm); err != nil {
-			return nil, err
-		}
-	}
+// perClient is pgbench's -t for a run of about o.transactions in all.
+func perClient(o options, clients int) int {
+	return max(1, (o.transactions+clients-1)/clients)
+}
 
+// pairOrder returns the order of the targets in pair i: reversed every
+// other pair, so that each side of every comparison runs first as often as
+// second, and a machine getting faster or slower during a configuration
+// does not favour either.
+func pairOrder(targets []*target, i int) []*target {
+	order := slices.Clone(targets)
+	if i%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
+}
+
+func (b *runner) benchmark(ctx context.Context, o options, targets []*target) (results, error) {
 	res := results{}
-	total := len(o.modes) * len(o.clients) * o.rounds * len(targets)
-	eta := time.Duration(total) * (o.duration + 500*time.Millisecond)
-	fmt.Fprintf(os.Stderr, "%d pgbench runs of %s, about %s\n", total, o.duration, eta.Round(time.Second))
+	total := len(o.modes) * len(o.clients) * o.pairs * len(targets)
+	fmt.Fprintf(os.Stderr, "%d pgbench runs of %d transactions each, in pairs of %d, plus a warm-up per configuration and target\n",
+		total, o.transactions, len(targets))
 	n := 0
 	for _, mode := range o.modes {
 		for _, clients := range o.clients {
 			cfg := config{mode, clients}
 			res[cfg] = map[string][]round{}
-			for i := 1; i <= o.rounds; i++ {
-				for _, t := range targets {
+			// A warm-up of a tenth of a run per target: the first run of a
+			// configuration would otherwise pay alone for cold caches,
+			// the proxies' first sessions of this size and, after pgbench
+			// -i, the vacuum's aftermath.
+			warm := max(1, perClient(o, clients)/10)
+			for _, t := range targets {
+				if _, err := b.runSelectOnly(ctx, t, mode, clients, warm); err != nil {
+					return nil, err
+				}
+			}
+			for i := range o.pairs {
+				for _, t := range pairOrder(targets, i) {
 					n++
-					r, err := b.runSelectOnly(ctx, t, mode, clients, o.duration)
+					r, err := b.runSelectOnly(ctx, t, mode, clients, perClient(o, clients))
 					if err != nil {
 						return nil, err
 					}
 					res[cfg][t.name] = append(res[cfg][t.name], r)
 					cpu := ""
 					if t.daemon != nil {
-						cpu = fmt.Sprintf(", %s CPU %.1f µs/tx", t.name, r.cpuPerTx)
+						cpu = fmt.Sprintf(", CPU %.1f µs/tx, %.2f switches/tx", r.cpuPerTx, r.switchesPerTx)
 					}
-					fmt.Fprintf(os.Stderr, "[%d/%d] -M %s -c %d round %d %s: %.0f tps%s, other load %.0f%%, steal %.0f%%\n",
-						n, total, mode, clients, i, t.name, r.tps, cpu, 100*r.other, 100*r.steal)
+					fmt.Fprintf(os.Stderr, "[%d/%d] -M %s -c %d pair %d %s: %.0f tps%s, other load %.0f%%, steal %.0f%%\n",
+						n, total, mode, clients, i+1, t.name, r.tps, cpu, 100*r.other, 100*r.steal)
 				}
 			}
 		}
@@ -553,20 +676,29 @@ var (
 	txLine  = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
 )
 
-func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clients int, d time.Duration) (round, error) {
+// teardown is how long a proxy gets after pgbench exits to close the run's
+// sessions, work that belongs to the run.
+const teardown = 100 * time.Millisecond
+
+func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clients, txPerClient int) (round, error) {
 	before, err := b.sample()
 	if err != nil {
 		return round{}, err
 	}
 	var proxyBefore time.Duration
+	var switchesBefore map[int]int64
 	if t.daemon != nil {
-		if proxyBefore, err = procCPU(t.daemon.cmd.Process.Pid, false); err != nil {
+		pid := t.daemon.cmd.Process.Pid
+		if proxyBefore, err = procCPU(pid, false); err != nil {
+			return round{}, err
+		}
+		if switchesBefore, err = threadSwitches(pid); err != nil {
 			return round{}, err
 		}
 	}
 	out, pgbenchCPU, err := pgbench(ctx, b.pgbench, t.port,
 		"-S", "-n",
-		"-T", strconv.Itoa(int(d/time.Second)),
+		"-t", strconv.Itoa(txPerClient),
 		"-c", strconv.Itoa(clients),
 		"-j", strconv.Itoa(min(clients, 2)),
 		"-M", mode)
@@ -578,6 +710,11 @@ func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clie
 			err = fmt.Errorf("%w\n%s output (tail):\n%s", err, t.name, t.daemon.out.String())
 		}
 		return round{}, fmt.Errorf("%s: %w", t.name, err)
+	}
+	if t.daemon != nil {
+		if err := sleep(ctx, teardown); err != nil {
+			return round{}, err
+		}
 	}
 	after, err := b.sample()
 	if err != nil {
@@ -597,7 +734,12 @@ func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clie
 	r.other = max(0, float64(foreign)/capacity)
 	r.steal = float64(after.steal-before.steal) / capacity
 	if t.daemon != nil {
-		proxyAfter, err := procCPU(t.daemon.cmd.Process.Pid, false)
+		pid := t.daemon.cmd.Process.Pid
+		proxyAfter, err := procCPU(pid, false)
+		if err != nil {
+			return round{}, err
+		}
+		switchesAfter, err := threadSwitches(pid)
 		if err != nil {
 			return round{}, err
 		}
@@ -606,8 +748,56 @@ func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clie
 			return round{}, fmt.Errorf("%s: bad transaction count %q", t.name, txs[1])
 		}
 		r.cpuPerTx = float64((proxyAfter - proxyBefore).Microseconds()) / n
+		r.switchesPerTx = float64(switchesSince(switchesBefore, switchesAfter)) / n
 	}
 	return r, nil
+}
+
+// threadSwitches returns the context switches of every live thread of pid
+// by thread id. /proc/PID/status counts only the thread group leader, which
+// in a Go program is one of many threads doing the work.
+func threadSwitches(pid int) (map[int]int64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	counts := make(map[int]int64, len(entries))
+	for _, e := range entries {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join(dir, e.Name(), "status"))
+		if err != nil {
+			// The thread exited since the listing.
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%s/%s/status: %w", dir, e.Name(), err)
+				}
+				counts[tid] += n
+			}
+		}
+	}
+	return counts, nil
+}
+
+// switchesSince sums the switches of the threads alive at the end since the
+// start; a thread started in between counts from 0. A thread that exited
+// in between is lost with its count, which for a Go program (whose threads
+// hardly ever exit) and single-threaded PgBouncer does not happen in
+// practice.
+func switchesSince(before, after map[int]int64) int64 {
+	var sum int64
+	for tid, n := range after {
+		sum += n - before[tid]
+	}
+	return sum
 }
 
 // cpuSample is a snapshot for telling the CPU the benchmark uses from what
@@ -806,93 +996,125 @@ func minRatio(clients int) float64 {
 // which a run is flagged: on two cores, 10% is a fifth of one.
 const disturbedAbove = 0.10
 
-func printTable(o options, targets []*target, res results) {
+// printRelay prints the relay benchmark: one table row per configuration
+// and target, a summary of the primary figure, and the raw pairs.
+func printRelay(o options, targets []*target, res results) {
 	hasBouncer := slices.ContainsFunc(targets, func(t *target) bool { return t.name == pgbouncer })
-	header := []string{"mode", "clients", "tps direct", "tps pgverbs", "pgverbs/direct"}
-	if hasBouncer {
-		header = append(header, "tps pgbouncer", "pgbouncer/direct")
-	}
-	header = append(header, "max other load", "targets")
-	rows := [][]string{header}
-	missed, disturbed := 0, 0
+	rows := [][]string{{"mode", "clients", "target", "CPU µs/tx", "CPU/tx vs pgbouncer", "switches/tx",
+		"tps", "tps vs direct", "max other load", "tps targets"}}
+	missed, checked, disturbed := 0, 0, 0
 	for _, mode := range o.modes {
 		for _, clients := range o.clients {
 			cfg := config{mode, clients}
-			d := median(res.tps(cfg, direct))
-			v := median(res.tps(cfg, pgverbs))
-			vr := v / d
-			row := []string{mode, strconv.Itoa(clients), fmt.Sprintf("%.0f", d), fmt.Sprintf("%.0f", v), fmt.Sprintf("%.3f", vr)}
-			var misses []string
-			if vr < minRatio(clients) {
-				misses = append(misses, fmt.Sprintf("pgverbs < %.2f", minRatio(clients)))
-			}
+			bouncerRatio := 0.0
 			if hasBouncer {
-				b := median(res.tps(cfg, pgbouncer))
-				br := b / d
-				row = append(row, fmt.Sprintf("%.0f", b), fmt.Sprintf("%.3f", br))
-				if vr <= br {
-					misses = append(misses, "pgverbs <= pgbouncer")
-				}
+				bouncerRatio = median(res.ratios(cfg, pgbouncer, direct, roundTPS))
 			}
-			verdict := "met"
-			if len(misses) > 0 {
-				verdict = "MISSED: " + strings.Join(misses, ", ")
-				missed++
-			}
-			other := 0.0
 			for _, t := range targets {
+				row := []string{mode, strconv.Itoa(clients), t.name, "", "", "",
+					fmt.Sprintf("%.0f", median(res.values(cfg, t.name, roundTPS))), "", "", ""}
+				if t.daemon != nil {
+					row[3] = fmt.Sprintf("%.1f", median(res.values(cfg, t.name, roundCPU)))
+					row[5] = fmt.Sprintf("%.2f", median(res.values(cfg, t.name, roundSwitches)))
+					tr := median(res.ratios(cfg, t.name, direct, roundTPS))
+					row[7] = fmt.Sprintf("%.3f", tr)
+					if t.pgverbs {
+						if hasBouncer {
+							row[4] = fmt.Sprintf("%.2f", median(res.ratios(cfg, t.name, pgbouncer, roundCPU)))
+						}
+						var misses []string
+						if tr < minRatio(clients) {
+							misses = append(misses, fmt.Sprintf("< %.2f", minRatio(clients)))
+						}
+						if hasBouncer && tr <= bouncerRatio {
+							misses = append(misses, "<= pgbouncer")
+						}
+						checked++
+						row[9] = "met"
+						if len(misses) > 0 {
+							row[9] = "MISSED: " + strings.Join(misses, ", ")
+							missed++
+						}
+					}
+				}
+				other := 0.0
 				for _, r := range res[cfg][t.name] {
 					other = max(other, r.other)
 					if r.other > disturbedAbove {
 						disturbed++
 					}
 				}
+				row[8] = fmt.Sprintf("%.0f%%", 100*other)
+				rows = append(rows, row)
 			}
-			rows = append(rows, append(row, fmt.Sprintf("%.0f%%", 100*other), verdict))
 		}
 	}
 
-	fmt.Printf("\npgbench -S -n -T %d -j min(clients,2), median of %d round(s), scale %d\n\n",
-		int(o.duration/time.Second), o.rounds, scale)
+	fmt.Printf("\nrelay cost: pgbench -S -n -t %d/clients -c clients -j min(clients,2) -M mode, scale %d, %d pair(s) per configuration (%s)\n",
+		o.transactions, scale, o.pairs, pairWord(o.pairs))
+	fmt.Printf("CPU and switches: the proxy process, all threads (/proc/PID/stat utime+stime; /proc/PID/task/*/status\n" +
+		"voluntary+nonvoluntary_ctxt_switches), per transaction pgbench processed; ratios \"vs\" are medians of the\n" +
+		"per-pair ratios, the other columns medians of the pairs\n\n")
 	printMarkdown(rows)
-	goal := fmt.Sprintf("targets: pgverbs/direct >= %.2f at 1 client, >= %.2f at 16", minRatio(1), minRatio(16))
+	goal := fmt.Sprintf("tps targets: pgverbs/direct >= %.2f at 1 client, >= %.2f at more", minRatio(1), minRatio(16))
 	if hasBouncer {
 		goal += ", and pgverbs/direct > pgbouncer/direct"
 	}
-	fmt.Printf("\n%s: %d of %d configurations met\n", goal, len(rows)-1-missed, len(rows)-1)
+	fmt.Printf("\n%s: %d of %d met\n", goal, checked-missed, checked)
 	if disturbed > 0 {
 		fmt.Printf("warning: in %d run(s) other processes used more than %.0f%% of the machine; see \"other\" below\n", disturbed, 100*disturbedAbove)
 	}
 
-	fmt.Printf("\nraw tps per round (targets alternating), median proxy CPU per transaction, and the\n" +
-		"share of the machine's CPU used by processes outside the benchmark during each run:\n")
+	if hasBouncer {
+		fmt.Printf("\nCPU per transaction, pgverbs : PgBouncer (median of %d per-pair ratios):\n\n", o.pairs)
+		header := []string{"relay mode", "mode"}
+		for _, c := range o.clients {
+			header = append(header, fmt.Sprintf("%d client(s)", c))
+		}
+		summary := [][]string{header}
+		for _, t := range targets {
+			if !t.pgverbs {
+				continue
+			}
+			for _, mode := range o.modes {
+				row := []string{t.name, mode}
+				for _, c := range o.clients {
+					row = append(row, fmt.Sprintf("%.2f", median(res.ratios(config{mode, c}, t.name, pgbouncer, roundCPU))))
+				}
+				summary = append(summary, row)
+			}
+		}
+		printMarkdown(summary)
+	}
+
+	fmt.Printf("\nraw pairs: tps, and for the proxies CPU µs/tx and switches/tx; other = the share of the machine's CPU\n" +
+		"used by processes outside the benchmark during each run:\n")
 	for _, mode := range o.modes {
 		for _, clients := range o.clients {
 			cfg := config{mode, clients}
-			var parts []string
-			for _, t := range targets {
-				var xs []string
-				for _, x := range res.tps(cfg, t.name) {
-					xs = append(xs, fmt.Sprintf("%.0f", x))
+			fmt.Printf("  -M %s -c %d\n", mode, clients)
+			for i := range o.pairs {
+				var parts, others []string
+				for _, t := range pairOrder(targets, i) {
+					r := res[cfg][t.name][i]
+					part := fmt.Sprintf("%s %.0f", t.name, r.tps)
+					if t.daemon != nil {
+						part += fmt.Sprintf(" %.1f µs %.2f sw", r.cpuPerTx, r.switchesPerTx)
+					}
+					parts = append(parts, part)
+					others = append(others, fmt.Sprintf("%.0f%%", 100*r.other))
 				}
-				part := t.name + " " + strings.Join(xs, " ")
-				if t.daemon != nil {
-					part += fmt.Sprintf(" (CPU %.1f µs/tx)", median(res.cpuPerTx(cfg, t.name)))
-				}
-				parts = append(parts, part)
+				fmt.Printf("    pair %d: %s | other %s\n", i+1, strings.Join(parts, " | "), strings.Join(others, " "))
 			}
-			fmt.Printf("  %-8s -c %-3d tps:   %s\n", mode, clients, strings.Join(parts, " | "))
-			parts = parts[:0]
-			for _, t := range targets {
-				var xs []string
-				for _, r := range res[cfg][t.name] {
-					xs = append(xs, fmt.Sprintf("%.0f%%", 100*r.other))
-				}
-				parts = append(parts, t.name+" "+strings.Join(xs, " "))
-			}
-			fmt.Printf("  %-8s    %-3s other: %s\n", "", "", strings.Join(parts, " | "))
 		}
 	}
+}
+
+func pairWord(pairs int) string {
+	if pairs < minPairs {
+		return fmt.Sprintf("fewer than %d: a try-out, not a measurement", minPairs)
+	}
+	return "order reversed every other pair"
 }
 
 // printMarkdown prints rows as an aligned Markdown table, readable in a
@@ -929,68 +1151,6 @@ func printMarkdown(rows [][]string) {
 }
 
 // idleResult is the memory of one proxy holding idle client connections,
-// in KiB, and the server backends those connections occupy.
-type idleResult struct {
-	name                  string
-	before, during, after int64
-	backends              int
-}
-
-// measureIdle opens n connections through a proxy and leaves them idle,
-// which is what an application's connection pool does most of the time.
-// Proxies run one at a time so that the backend count is each one's own.
-func measureIdle(ctx context.Context, n int, cluster *pgtest.Cluster, proxy *daemon) (idleResult, error) {
-	r := idleResult{name: proxy.name}
-	pid := proxy.cmd.Process.Pid
-	backendsBefore, err := countBackends(ctx, cluster)
-	if err != nil {
-		return r, err
-	}
-	if r.before, err = vmRSS(pid); err != nil {
-		return r, err
-	}
-	fmt.Fprintf(os.Stderr, "opening %d idle connections through %s...\n", n, proxy.name)
-	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=60", proxy.port)
-	conns, err := openConns(ctx, url, n)
-	defer func() { closeConns(conns) }()
-	if err != nil {
-		return r, fmt.Errorf("%s: %w", proxy.name, err)
-	}
-	// Let the sessions settle (goroutines parked, buffers allocated) before
-	// reading RSS.
-	if err := sleep(ctx, time.Second); err != nil {
-		return r, err
-	}
-	if r.during, err = vmRSS(pid); err != nil {
-		return r, err
-	}
-	backendsDuring, err := countBackends(ctx, cluster)
-	if err != nil {
-		return r, err
-	}
-	r.backends = backendsDuring - backendsBefore
-	closeConns(conns)
-	conns = nil
-	if err := sleep(ctx, time.Second); err != nil {
-		return r, err
-	}
-	r.after, err = vmRSS(pid)
-	return r, err
-}
-
-func printIdle(n int, rs []idleResult) {
-	fmt.Printf("\nmemory with %d idle client connections (VmRSS from /proc/PID/status, 1 s after connecting/closing):\n\n", n)
-	rows := [][]string{{"proxy", "RSS before", fmt.Sprintf("RSS with %d idle", n), "per connection", "RSS after closing", "extra server backends"}}
-	for _, r := range rs {
-		rows = append(rows, []string{
-			r.name, kib(r.before), kib(r.during),
-			fmt.Sprintf("%.1f KiB", float64(r.during-r.before)/float64(n)),
-			kib(r.after), strconv.Itoa(r.backends),
-		})
-	}
-	printMarkdown(rows)
-}
-
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
@@ -998,90 +1158,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
-}
-
-func openConns(ctx context.Context, url string, n int) ([]*pgconn.PgConn, error) {
-	conns := make([]*pgconn.PgConn, n)
-	errs := make([]error, n)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range dialParallelism {
-		wg.Go(func() {
-			for i := range next {
-				conns[i], errs[i] = pgconn.Connect(ctx, url)
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	var opened []*pgconn.PgConn
-	for _, c := range conns {
-		if c != nil {
-			opened = append(opened, c)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return opened, fmt.Errorf("open %d connections (%d succeeded): %w", n, len(opened), firstErr(errs))
-	}
-	return opened, nil
-}
-
-func firstErr(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func closeConns(conns []*pgconn.PgConn) {
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			c.Close(ctx)
-		})
-	}
-	wg.Wait()
-}
-
-func countBackends(ctx context.Context, cluster *pgtest.Cluster) (int, error) {
-	conn, err := pgconn.Connect(ctx, cluster.SuperURL())
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close(context.Background())
-	res := conn.ExecParams(ctx, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()", nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return 0, res.Err
-	}
-	return strconv.Atoi(string(res.Rows[0][0]))
-}
-
-// vmRSS returns the resident set size of pid in KiB.
-func vmRSS(pid int) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
-func kib(k int64) string {
-	if k >= 10*1024 {
-		return fmt.Sprintf("%.1f MiB", float64(k)/1024)
-	}
-	return fmt.Sprintf("%d KiB", k)
 }
 
 // daemon is a proxy process started for the whole benchmark.
@@ -1151,28 +1227,30 @@ func (d *daemon) stop() {
 	}
 }
 
-func startPgverbs(ctx context.Context, bin string, pgPort int, extDir string) (*daemon, error) {
+// startPgverbs starts a pgverbs process named name (as the tables call it)
+// that accepts up to maxClients clients; extra selects a relay mode.
+func startPgverbs(ctx context.Context, bin string, pgPort int, extDir, name string, maxClients int, extra ...string) (*daemon, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{
+	args := append([]string{
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		"--backend", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", pgPort),
 		"--log-level", "warn",
-		"--max-client-conns", strconv.Itoa(proxyMaxClients),
+		"--max-client-conns", strconv.Itoa(maxClients),
 		"--extensions", extDir,
-	}
-	fmt.Printf("pgverbs: %s %s\n", bin, shellJoin(args))
+	}, extra...)
+	fmt.Printf("%s: %s %s\n", name, bin, shellJoin(args))
 	// SIGINT ends every session at once; SIGTERM would wait for them.
-	return startDaemon(ctx, "pgverbs", port, exec.Command(bin, args...), os.Interrupt)
+	return startDaemon(ctx, name, port, exec.Command(bin, args...), os.Interrupt)
 }
 
 // startPgbouncer runs PgBouncer in session mode, the mode that keeps
 // session semantics as pgverbs does, so the comparison is like for like.
 // The returned cleanup removes its temporary directory and must be called
 // even on error.
-func startPgbouncer(ctx context.Context, bin string, pgPort int) (*daemon, func(), error) {
+func startPgbouncer(ctx context.Context, bin string, pgPort, poolSize, maxClients int) (*daemon, func(), error) {
 	cleanup := func() {}
 	port, err := freePort()
 	if err != nil {
@@ -1194,13 +1272,13 @@ unix_socket_dir =
 auth_type = trust
 auth_file = %s
 pool_mode = session
-max_client_conn = 2000
-default_pool_size = 100
+max_client_conn = %d
+default_pool_size = %d
 ignore_startup_parameters = extra_float_digits
 logfile = %s
 log_connections = 0
 log_disconnections = 0
-`, pgPort, port, filepath.Join(dir, "userlist.txt"), filepath.Join(dir, "pgbouncer.log"))
+`, pgPort, port, filepath.Join(dir, "userlist.txt"), maxClients, poolSize, filepath.Join(dir, "pgbouncer.log"))
 	iniPath := filepath.Join(dir, "pgbouncer.ini")
 	files := map[string]string{
 		iniPath: ini,
@@ -1225,7 +1303,7 @@ log_disconnections = 0
 			return nil, cleanup, err
 		}
 	}
-	fmt.Printf("pgbouncer: %s %s (pool_mode=session, default_pool_size=100)\n", bin, iniPath)
+	fmt.Printf("pgbouncer: %s %s (pool_mode=session, default_pool_size=%d, max_client_conn=%d)\n", bin, iniPath, poolSize, maxClients)
 	// SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for
 	// clients.
 	d, err := startDaemon(ctx, "pgbouncer", port, cmd, syscall.SIGTERM)
