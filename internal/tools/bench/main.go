@@ -57,8 +57,9 @@
 // per-pair ratios; the proxy's and the session backend's CPU time show
 // whether the difference is work or waiting. The pgTAP .deb comes from
 // PGVERBS_PGTAP_DEB or PGVERBS_EXTENSION_DEBS as in the e2e tests, else from
-// apt-get download; without it that section is skipped. These and the
-// base-backup benchmark use pgverbs' default relay mode.
+// apt-get download; without it that section is skipped. The 10,000-line
+// script goes through the first of -relay-modes; the pgTAP and base-backup
+// benchmarks start pgverbs of their own, in its default relay mode.
 //
 // Everything runs on this machine: on a small one the proxy, pgbench and
 // PostgreSQL share the same cores, which is what the rows with many clients
@@ -82,6 +83,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"debug/buildinfo"
 	"errors"
@@ -101,6 +103,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -305,7 +308,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	fmt.Printf("command: %s\n", strings.TrimSpace("go run ./internal/tools/bench "+shellJoin(os.Args[1:])))
 	fmt.Printf("settings: -relay-modes %s -transactions %d -pairs %d -clients %s -modes %s -idle %s\n",
-		strings.Join(o.relayModes, ","), o.transactions, o.pairs, joinInts(o.clients), strings.Join(o.modes, ","), joinInts(o.idle))
+		strings.Join(o.relayModes, ","), o.transactions, o.pairs, joinInts(o.clients), strings.Join(o.modes, ","), cmp.Or(joinInts(o.idle), "0"))
 	fmt.Printf("open files: %s\n", files)
 
 	fmt.Fprintf(os.Stderr, "starting PostgreSQL (max_connections=%d)...\n", maxConnections)
@@ -1123,7 +1126,7 @@ func printMarkdown(rows [][]string) {
 	widths := make([]int, len(rows[0]))
 	for _, row := range rows {
 		for i, cell := range row {
-			widths[i] = max(widths[i], len(cell))
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
 		}
 	}
 	line := func(cells []string) {
