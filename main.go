@@ -83,6 +83,7 @@ func run(args []string) int {
 		Commands:    registry,
 		Limits:      limits(cfg),
 		Certificate: cert,
+		RelayMode:   cfg.RelayMode,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

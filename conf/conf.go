@@ -55,6 +55,11 @@ type Config struct {
 	// "server" (the default: INSTALL EXTENSION runs CREATE EXTENSION) or
 	// "package".
 	ExtensionCollision string
+	// RelayMode is how sessions are relayed after authentication: "loop"
+	// (event loops over epoll, the default where supported) or
+	// "goroutines" (two goroutines per session, the fallback). TLS
+	// sessions always use goroutines.
+	RelayMode string
 	// ConfigFile is the YAML file this configuration was loaded from, ""
 	// if none.
 	ConfigFile string
@@ -74,6 +79,7 @@ func Default() Config {
 		AuthTimeout:        60 * time.Second,
 		ExtensionsDir:      "./extensions",
 		ExtensionCollision: "server",
+		RelayMode:          DefaultRelayMode,
 	}
 }
 
@@ -131,6 +137,15 @@ func (c *Config) Validate() error {
 	}
 	// Load resolves relative paths; only a hand-built Config gets here with
 	// one, and its meaning would silently depend on the working directory.
+	switch c.RelayMode {
+	case "goroutines":
+	case "loop":
+		if DefaultRelayMode != "loop" {
+			add("relay_mode", "loop is not supported on this system; use goroutines")
+		}
+	default:
+		add("relay_mode", "%q is not one of loop, goroutines", c.RelayMode)
+	}
 	if c.ExtensionCollision != "server" && c.ExtensionCollision != "package" {
 		add("extension_collision", "%q is not server or package", c.ExtensionCollision)
 	}
@@ -232,7 +247,7 @@ func (c *Config) ZapLevel() zapcore.Level {
 // backend password.
 func (c Config) String() string {
 	return fmt.Sprintf("listen=%q backend=%q tls_cert=%q tls_key=%q log_level=%q log_format=%q "+
-		"max_client_conns=%d shutdown_timeout=%v auth_timeout=%v extensions_dir=%q backup_root=%q backup_conninfo=%q config_file=%q",
+		"max_client_conns=%d shutdown_timeout=%v auth_timeout=%v extensions_dir=%q backup_root=%q backup_conninfo=%q relay_mode=%q config_file=%q",
 		c.Listen, c.RedactedBackend(), c.TLSCert, c.TLSKey, c.LogLevel, c.LogFormat,
-		c.MaxClientConns, c.ShutdownTimeout, c.AuthTimeout, c.ExtensionsDir, c.BackupRoot, c.RedactedBackupConninfo(), c.ConfigFile)
+		c.MaxClientConns, c.ShutdownTimeout, c.AuthTimeout, c.ExtensionsDir, c.BackupRoot, c.RedactedBackupConninfo(), c.RelayMode, c.ConfigFile)
 }

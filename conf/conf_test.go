@@ -60,6 +60,7 @@ func TestDefault(t *testing.T) {
 		AuthTimeout:        60 * time.Second,
 		ExtensionsDir:      "./extensions",
 		ExtensionCollision: "server",
+		RelayMode:          DefaultRelayMode,
 	}
 	if d != want {
 		t.Fatalf("Default() = %+v\nwant %+v", d, want)
@@ -174,11 +175,12 @@ extensions_dir: /file/ext
 				"PGVERBS_EXTENSIONS_DIR":      "/ext",
 				"PGVERBS_BACKUP_ROOT":         "/backups",
 				"PGVERBS_EXTENSION_COLLISION": "package",
+				"PGVERBS_RELAY_MODE":          "goroutines",
 			},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db port=5433", LogLevel: "error", LogFormat: "json",
 					MaxClientConns: 5, ShutdownTimeout: time.Second, AuthTimeout: 2 * time.Second,
-					ExtensionsDir: "/ext", BackupRoot: "/backups", ExtensionCollision: "package"}
+					ExtensionsDir: "/ext", BackupRoot: "/backups", ExtensionCollision: "package", RelayMode: "goroutines"}
 				if *c != want {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -189,11 +191,11 @@ extensions_dir: /file/ext
 			name: "every flag",
 			args: []string{"--listen", ":7000", "--backend", "host=db", "--log-level", "debug",
 				"--log-format", "json", "--max-client-conns", "7", "--shutdown-timeout", "0s", "--auth-timeout", "3s",
-				"--extensions", "/ext", "--backup-root", "/b", "--extension-collision", "package"},
+				"--extensions", "/ext", "--backup-root", "/b", "--extension-collision", "package", "--relay-mode", "goroutines"},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "debug", LogFormat: "json",
 					MaxClientConns: 7, ShutdownTimeout: 0, AuthTimeout: 3 * time.Second,
-					ExtensionsDir: "/ext", BackupRoot: "/b", ExtensionCollision: "package"}
+					ExtensionsDir: "/ext", BackupRoot: "/b", ExtensionCollision: "package", RelayMode: "goroutines"}
 				if *c != want {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -372,12 +374,13 @@ func TestValidateReportsEveryField(t *testing.T) {
 		AuthTimeout:     0,
 		BackupRoot:      "relative/dir",
 		// ExtensionCollision left empty: neither server nor package.
+		RelayMode: "threads",
 	}
 	err := c.Validate()
 	mustContainAll(t, err, "listen: ", "backend: ", "tls_key: ", "log_level: ", "log_format: ",
-		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ", "extension_collision: ")
-	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 10 {
-		t.Errorf("got %d errors, want 10:\n%v", n, err)
+		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ", "extension_collision: ", "relay_mode: ")
+	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 11 {
+		t.Errorf("got %d errors, want 11:\n%v", n, err)
 	}
 }
 

@@ -67,6 +67,9 @@ var settings = []setting{
 	{"extension_collision", "PGVERBS_EXTENSION_COLLISION", "extension-collision", "server|package",
 		"which wins when a package has the name of a server extension",
 		func(c *Config) any { return &c.ExtensionCollision }},
+	{"relay_mode", "PGVERBS_RELAY_MODE", "relay-mode", "loop|goroutines",
+		"how sessions are relayed after authentication (TLS sessions always use goroutines)",
+		func(c *Config) any { return &c.RelayMode }},
 }
 
 const (
@@ -279,6 +282,8 @@ type fileConfig struct {
 	BackupConninfo  string       `yaml:"backup_conninfo"`
 	// ExtensionCollision is "server" or "package".
 	ExtensionCollision string `yaml:"extension_collision"`
+	// RelayMode is "loop" or "goroutines".
+	RelayMode string `yaml:"relay_mode"`
 }
 
 // yamlDuration accepts only Go duration strings. yaml.v3 would otherwise
@@ -323,6 +328,7 @@ func loadFile(path string, cfg *Config) error {
 		BackupRoot:         cfg.BackupRoot,
 		BackupConninfo:     cfg.BackupConninfo,
 		ExtensionCollision: cfg.ExtensionCollision,
+		RelayMode:          cfg.RelayMode,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	// A misspelt key would otherwise be ignored and its setting silently
@@ -353,6 +359,7 @@ func loadFile(path string, cfg *Config) error {
 	cfg.BackupRoot = fc.BackupRoot
 	cfg.BackupConninfo = fc.BackupConninfo
 	cfg.ExtensionCollision = fc.ExtensionCollision
+	cfg.RelayMode = fc.RelayMode
 	return nil
 }
 

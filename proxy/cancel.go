@@ -53,5 +53,5 @@ func (s *Server) handleCancel(log *zap.Logger, p *startupPacket) {
 		log.Warn("could not forward cancel request", zap.Error(err))
 		return
 	}
-	target.log.Debug("query cancel forwarded")
+	target.logger().Debug("query cancel forwarded")
 }

@@ -62,7 +62,7 @@ const internalName = "pgverbs_internal"
 type engine struct {
 	p              port
 	reg            *commands.Registry
-	log            *zap.Logger
+	log            func() *zap.Logger
 	user, database string
 
 	stmts   map[string]commands.Prepared
@@ -81,7 +81,7 @@ type portal struct {
 	formats []int16
 }
 
-func newEngine(p port, reg *commands.Registry, log *zap.Logger, user, database string) *engine {
+func newEngine(p port, reg *commands.Registry, log func() *zap.Logger, user, database string) *engine {
 	return &engine{p: p, reg: reg, log: log, user: user, database: database}
 }
 

@@ -152,7 +152,7 @@ func (e *engine) forwardAsync(m backendMsg) {
 	case pgwire.NoticeResponse, pgwire.NotificationResponse, pgwire.ParameterStatus:
 		e.p.writeClient(m.msg)
 	default:
-		e.log.Debug("engine dropped unexpected backend message", zap.String("type", string(m.typ)))
+		e.log().Debug("engine dropped unexpected backend message", zap.String("type", string(m.typ)))
 	}
 }
 
@@ -193,7 +193,7 @@ func (e *engine) fail(c *execConn, err error) error {
 		if errors.Is(err, errBackendGone) {
 			return err
 		}
-		e.log.Error("command failed", zap.Error(err))
+		e.log().Error("command failed", zap.Error(err))
 		pe = pgerr.New(pgerr.InternalError, "pgverbs internal error: %v", err)
 	}
 	if !c.failed {

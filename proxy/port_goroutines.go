@@ -74,7 +74,7 @@ func (p goPort) watchClient(cancel func()) (stop func()) {
 	go func() {
 		defer close(done)
 		if _, err := s.cr.Peek(1); err != nil && !stopping.Load() {
-			s.log.Debug("client left during a command; cancelling it", zap.Error(err))
+			s.logger().Debug("client left during a command; cancelling it", zap.Error(err))
 			cancel()
 		}
 	}()

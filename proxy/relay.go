@@ -60,6 +60,15 @@ func copyMessage(w *bufio.Writer, r *bufio.Reader, total int) (msg []byte, mid b
 	return nil, false, nil
 }
 
+// buffered returns the bytes r has read ahead, without consuming them.
+func buffered(r *bufio.Reader) []byte {
+	if r == nil {
+		return nil
+	}
+	b, _ := r.Peek(r.Buffered())
+	return b
+}
+
 // writeError marks a failure to write to the destination, so that the
 // session can tell which peer went away.
 type writeError struct{ err error }
@@ -109,10 +118,10 @@ func (s *session) relayLoops() {
 			// reports it to the client as 08006.
 			s.backend.Close()
 		case errors.Is(err, errFraming):
-			s.log.Info("client protocol violation", zap.Error(err))
+			s.logger().Info("client protocol violation", zap.Error(err))
 			s.kill(pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length"))
 		default:
-			s.log.Debug("client side ended", zap.Error(err))
+			s.logger().Debug("client side ended", zap.Error(err))
 			s.clientDone.Store(true)
 			s.backend.Close()
 		}
@@ -138,10 +147,10 @@ func (s *session) finish(mid bool, err error) {
 		return
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, new(writeError)) {
-		s.log.Debug("client connection lost", zap.Error(err))
+		s.logger().Debug("client connection lost", zap.Error(err))
 		return
 	}
-	s.log.Warn("backend connection lost", zap.Error(err))
+	s.logger().Warn("backend connection lost", zap.Error(err))
 	s.sendFatal(s.backendLost(err).(*pgerr.Error))
 }
 

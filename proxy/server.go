@@ -34,6 +34,10 @@ type Options struct {
 	Limits   Limits
 	// Certificate enables TLS towards clients. nil answers SSLRequest 'N'.
 	Certificate *tls.Certificate
+	// RelayMode is "loop" (event loops, where the build has them) or
+	// "goroutines"; see conf.Config.RelayMode. "" means loop where
+	// supported.
+	RelayMode string
 }
 
 // Server accepts client connections and relays each to its own backend
@@ -42,6 +46,9 @@ type Server struct {
 	log      *zap.Logger
 	target   *backend.Target
 	commands *commands.Registry
+	// loops relay sessions after authentication; nil relays them with
+	// goroutines.
+	loops *loopSet
 
 	limits atomic.Pointer[Limits]
 	cert   atomic.Pointer[tls.Certificate]
@@ -77,6 +84,9 @@ func New(opts Options) *Server {
 	}
 	if s.commands == nil {
 		s.commands = commands.NewRegistry()
+	}
+	if loopsSupported && opts.RelayMode != "goroutines" {
+		s.loops = newLoopSet()
 	}
 	lim := opts.Limits
 	s.limits.Store(&lim)
@@ -162,9 +172,15 @@ func (s *Server) startSession(conn net.Conn) bool {
 	s.sessWG.Add(1)
 	s.mu.Unlock()
 	go func() {
-		defer s.endSession(sess)
+		handed := false
+		defer func() {
+			// A session handed to an event loop is ended by the loop.
+			if !handed {
+				s.endSession(sess)
+			}
+		}()
 		defer sess.recoverPanic()
-		sess.serve()
+		handed = sess.serve()
 	}()
 	return true
 }
@@ -207,6 +223,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopAccepting()
 	select {
 	case <-s.drained:
+		s.sessWG.Wait()
+		s.loops.stop()
 		return nil
 	case <-ctx.Done():
 	}
@@ -233,6 +251,7 @@ func (s *Server) terminateAll() {
 		sess.kill(fatal)
 	}
 	s.sessWG.Wait()
+	s.loops.stop()
 }
 
 // Sessions returns the number of client connections being served.

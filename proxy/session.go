@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
@@ -34,7 +35,10 @@ const killGrace = 2 * time.Second
 type session struct {
 	srv *Server
 	id  uint64
-	log *zap.Logger
+	// log is built on first use (logger): most sessions never log, and an
+	// idle one should cost as little as possible.
+	log        *zap.Logger
+	remoteAddr string
 
 	client net.Conn
 	cr     *bufio.Reader
@@ -51,6 +55,8 @@ type session struct {
 	// backend to the engine (handoff.go); eng runs commands (engine.go).
 	h   *handoff
 	eng *engine
+	// ls is the session's state in the event loop, once handed to it.
+	ls *loopSession
 	// minor is the protocol minor version in effect, for the cancel key size.
 	minor uint16
 
@@ -70,22 +76,55 @@ type session struct {
 	clientDone atomic.Bool
 }
 
+// startupBufSize sizes the startup buffers of a session the event loop
+// will relay: the startup phase's messages are small, and the loop reads
+// into pooled buffers of its own.
+const startupBufSize = 2 << 10
+
 func newSession(srv *Server, conn net.Conn) *session {
-	id := srv.nextID.Add(1)
+	size := bufSize
+	if srv.loops != nil {
+		size = startupBufSize
+	}
 	return &session{
-		srv:    srv,
-		id:     id,
-		log:    srv.log.With(zap.Uint64("session", id), zap.String("client", conn.RemoteAddr().String())),
-		client: conn,
-		cr:     bufio.NewReaderSize(conn, bufSize),
-		cw:     bufio.NewWriterSize(conn, bufSize),
-		h:      newHandoff(),
+		srv:        srv,
+		id:         srv.nextID.Add(1),
+		remoteAddr: conn.RemoteAddr().String(),
+		client:     conn,
+		cr:         bufio.NewReaderSize(conn, size),
+		cw:         bufio.NewWriterSize(conn, size),
 	}
 }
 
-// serve runs the session's phases in order; see doc.go.
-func (s *session) serve() {
-	defer s.close()
+// logger returns the session's logger, naming the session, its client and,
+// once known, its user and database.
+func (s *session) logger() *zap.Logger {
+	if s.log == nil {
+		fields := []zap.Field{zap.Uint64("session", s.id), zap.String("client", s.remoteAddr)}
+		if s.user != "" {
+			fields = append(fields, zap.String("user", s.user), zap.String("database", s.database))
+		}
+		s.log = s.srv.log.With(fields...)
+	}
+	return s.log
+}
+
+// debug logs at debug level without building the session's logger when
+// that level is off.
+func (s *session) debug(msg string, fields ...zap.Field) {
+	if s.srv.log.Core().Enabled(zapcore.DebugLevel) {
+		s.logger().Debug(msg, fields...)
+	}
+}
+
+// serve runs the session's phases in order; see doc.go. It reports whether
+// the session was handed to an event loop, which then ends it.
+func (s *session) serve() (handed bool) {
+	defer func() {
+		if !handed {
+			s.close()
+		}
+	}()
 	lim := s.srv.limits.Load()
 	_ = s.client.SetDeadline(time.Now().Add(lim.AuthTimeout))
 
@@ -95,43 +134,59 @@ func (s *session) serve() {
 		return
 	}
 	if p.kind == kindCancel {
-		s.srv.handleCancel(s.log, p)
-		return
+		s.srv.handleCancel(s.logger(), p)
+		return false
 	}
 	s.user, s.database = p.param("user"), p.param("database")
 	if s.database == "" {
 		s.database = s.user
 	}
-	s.log = s.log.With(zap.String("user", s.user), zap.String("database", s.database))
-	s.eng = newEngine(goPort{s}, s.srv.commands, s.log, s.user, s.database)
+	// Built again with the user and database when next needed.
+	s.log = nil
+	s.eng = newEngine(goPort{s}, s.srv.commands, s.logger, s.user, s.database)
 	if n := s.srv.clients.Add(1); n > int64(lim.MaxClientConns) {
 		s.srv.clients.Add(-1)
 		s.sendFatal(pgerr.NewFatal(pgerr.TooManyConnections, "sorry, too many clients already"))
-		s.log.Warn("connection refused: max_client_conns reached", zap.Int("max_client_conns", lim.MaxClientConns))
-		return
+		s.logger().Warn("connection refused: max_client_conns reached", zap.Int("max_client_conns", lim.MaxClientConns))
+		return false
 	}
 	s.counted = true
 	if err := s.connectBackend(p); err != nil {
 		s.endStartup(err)
-		return
+		return false
 	}
 	if ok, err := s.relayAuth(p); !ok {
 		s.endStartup(err)
-		return
+		return false
 	}
 	_ = s.client.SetDeadline(time.Time{})
 	_ = s.backend.SetDeadline(time.Time{})
-	s.log.Debug("session established", zap.Bool("replication", s.replication), zap.Uint32("backend_pid", s.backendPID))
+	s.debug("session established", zap.Bool("replication", s.replication), zap.Uint32("backend_pid", s.backendPID))
 
 	s.mu.Lock()
 	if s.killed.Load() != nil {
 		s.mu.Unlock()
 		s.sendFatal(s.killed.Load())
-		return
+		return false
 	}
 	s.relay = true
 	s.mu.Unlock()
+	if s.toLoop() {
+		return true
+	}
+	s.h = newHandoff()
+	if s.cr.Size() < bufSize {
+		// Startup buffers were sized for the loop, which cannot take this
+		// session (TLS on the backend side).
+		s.cr = bufio.NewReaderSize(s.cr, bufSize)
+		s.cw = bufio.NewWriterSize(s.client, bufSize)
+	}
+	if s.br.Size() < bufSize {
+		s.br = bufio.NewReaderSize(s.br, bufSize)
+		s.bw = bufio.NewWriterSize(s.backend, bufSize)
+	}
 	s.relayLoops()
+	return false
 }
 
 // endStartup reports a startup failure: to the client as an error where it
@@ -145,11 +200,11 @@ func (s *session) endStartup(err error) {
 	case err == nil:
 	case errors.As(err, &pe):
 		s.sendFatal(pe)
-		s.log.Info("connection refused", zap.String("sqlstate", string(pe.Code)), zap.String("reason", pe.Message))
+		s.logger().Info("connection refused", zap.String("sqlstate", string(pe.Code)), zap.String("reason", pe.Message))
 	case isClosed(err):
-		s.log.Debug("client left during startup", zap.Error(err))
+		s.logger().Debug("client left during startup", zap.Error(err))
 	default:
-		s.log.Info("startup failed", zap.Error(err))
+		s.logger().Info("startup failed", zap.Error(err))
 	}
 }
 
@@ -292,7 +347,7 @@ func (s *session) connectBackend(p *startupPacket) error {
 	defer cancel()
 	conn, err := s.srv.target.Dial(ctx)
 	if err != nil {
-		s.log.Warn("cannot connect to backend", zap.Error(err))
+		s.logger().Warn("cannot connect to backend", zap.Error(err))
 		return &pgerr.Error{
 			Severity: pgerr.SeverityFatal, Code: pgerr.ConnectionFailure,
 			Message: "could not connect to the database server",
@@ -309,8 +364,12 @@ func (s *session) connectBackend(p *startupPacket) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	s.br = bufio.NewReaderSize(conn, bufSize)
-	s.bw = bufio.NewWriterSize(conn, bufSize)
+	size := bufSize
+	if s.srv.loops != nil {
+		size = startupBufSize
+	}
+	s.br = bufio.NewReaderSize(conn, size)
+	s.bw = bufio.NewWriterSize(conn, size)
 	if _, err := s.bw.Write(p.raw); err != nil {
 		return s.backendLost(err)
 	}
@@ -523,6 +582,10 @@ func (s *session) kill(e *pgerr.Error) {
 	s.killed.CompareAndSwap(nil, e)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ls != nil {
+		s.ls.postKill()
+		return
+	}
 	client, backend := s.client, s.backend
 	now := time.Now()
 	if !s.relay {
@@ -550,7 +613,7 @@ func (s *session) kill(e *pgerr.Error) {
 // with its stack, instead of the end of every session in the process.
 func (s *session) recoverPanic() {
 	if r := recover(); r != nil {
-		s.log.Error("session failed with an internal error", zap.Any("panic", r), zap.Stack("stack"))
+		s.logger().Error("session failed with an internal error", zap.Any("panic", r), zap.Stack("stack"))
 		s.mu.Lock()
 		s.client.Close()
 		if s.backend != nil {
@@ -573,7 +636,7 @@ func (s *session) close() {
 	if s.backend != nil {
 		s.backend.Close()
 	}
-	s.log.Debug("session closed")
+	s.debug("session closed")
 }
 
 // isClosed reports errors that mean the peer went away, which is how

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -287,6 +288,8 @@ func startProxy(t *testing.T, backendAddr string, opts ...func(*proxy.Options)) 
 		Logger: zaptest.NewLogger(t),
 		Target: target,
 		Limits: proxy.Limits{MaxClientConns: 10, AuthTimeout: 5 * time.Second},
+		// make test runs these tests in each relay mode.
+		RelayMode: os.Getenv("PGVERBS_RELAY_MODE"),
 	}
 	for _, f := range opts {
 		f(&o)
