@@ -12,8 +12,13 @@ build:
 	$(GO) build -o $(BIN) .
 
 # Unit and end-to-end tests; e2e tests start their own PostgreSQL clusters.
+# The relay's tests run twice: in the default relay mode (the event loops
+# on Linux) and on the goroutine relay that is its fallback.
+RELAY_PKGS := ./proxy/ ./test/e2e/
+
 test: lint
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+	PGVERBS_RELAY_MODE=goroutines $(GO) test -count=1 -timeout 30m $(RELAY_PKGS)
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)

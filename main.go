@@ -94,7 +94,8 @@ func run(args []string) int {
 	log.Info("pgverbs ready",
 		zap.String("listen", ln.Addr().String()),
 		zap.String("backend", network+":"+address),
-		zap.Bool("tls", cert != nil))
+		zap.Bool("tls", cert != nil),
+		zap.String("relay_mode", cfg.RelayMode))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -1,6 +1,6 @@
 // Package proxy is pgverbs's client-facing side: the listener, one session
 // per client connection, the startup/TLS/authentication relay, cancel
-// requests, the relay loop and graceful shutdown.
+// requests, the relay (event loops or goroutines) and graceful shutdown.
 //
 // # Connection lifecycle
 //
@@ -29,30 +29,55 @@
 //     own (32 bytes under protocol 3.2), mapped to the server's key. The phase
 //     ends at the first ReadyForQuery; a FATAL from the server is relayed and
 //     ends the session.
-//  5. Relay. Two goroutines copy framed messages in each direction without
-//     decoding them: the 5-byte header is peeked and the raw bytes copied,
-//     and the writer is flushed only when the reader has nothing buffered,
-//     so pipelined traffic is batched. Only Query and Parse messages from
-//     the client are looked at, by the commands registry's cheap keyword
-//     check. Replication connections are relayed the same way, CopyBoth
-//     included, and never inspected.
+//  5. Relay. Framed messages are copied in each direction without being
+//     decoded: the 5-byte header is read in place and the raw bytes written
+//     on, so pipelined traffic is batched into one read and one write each
+//     way. Only Query and Parse messages from the client are looked at, by
+//     the commands registry's cheap keyword check. Replication connections
+//     are relayed the same way, CopyBoth included, and never inspected.
+//     relay_mode chooses who does it. "loop" (the default on Linux): a
+//     plaintext session (TCP or Unix socket, no TLS on either side) moves
+//     to one of GOMAXPROCS event loops (loop_linux.go), each a goroutine
+//     locked to its thread waiting in epoll_wait, edge-triggered, on the
+//     raw fds of all its sessions; each direction is a flow (flow.go) whose
+//     buffer comes from a pool when bytes arrive and goes back once they
+//     are written, so an idle session holds no buffer and no goroutine.
+//     While the destination cannot take more, the source is not read.
+//     "goroutines", TLS sessions and non-Linux builds: two goroutines per
+//     session with bufio buffers (relay.go); the writer is flushed only
+//     when the reader has nothing buffered.
 //  6. Terminate. The session ends when either side goes away. When the
 //     backend closes without a FATAL of its own, the client gets FATAL 08006
-//     rather than a silent close. See relayLoops for how each side stops the
-//     other.
+//     rather than a silent close. See relayLoops (goroutines) and
+//     loopSession.finish (loops) for how each side stops the other.
 //
 // # Who owns which socket
 //
-// Phases 1 to 4 run on the session's goroutine, which owns both sockets. In
-// the relay phase the client goroutine owns the client reader and the
-// backend writer, the backend goroutine the backend reader and the client
-// writer. When the client goroutine meets a command (engine.go), it asks
-// the engine to run it: the engine acquires the backend through the
-// handoff (handoff.go), waiting until every reply owed to the client has
-// been forwarded; from then until release the backend goroutine only reads
-// whole backend messages and queues them for the engine, which alone writes
-// to the client. The engine sees the session only through its port
-// (port_goroutines.go).
+// Phases 1 to 4 run on the session's goroutine, which owns both sockets,
+// read through small (2 KiB) bufio readers when the loops will take over.
+// toLoop then duplicates both descriptors, hands what the readers had read
+// ahead to the flows, closes the net.Conns and posts the session to its
+// loop; the session's goroutine ends. From then on the loop alone touches
+// the session's fds, flows and ledger, with no lock, except while a
+// command runs: when frameUp meets a message the engine claims (engine.go),
+// the loop detaches the session and runs the engine's step on a goroutine
+// of its own, which owns everything (blocking I/O on the same fds through
+// poll(2), port_fds_linux.go) until it posts the session back; the loop
+// ignores the session's events meanwhile. A kill (shutdown) is posted to
+// the loop, which ends the session at the next message boundary from the
+// backend, or, when detached, cancels the step and shuts the backend
+// socket's read side so that the step returns.
+//
+// In the goroutine relay the client goroutine owns the client reader and
+// the backend writer, the backend goroutine the backend reader and the
+// client writer. When the client goroutine meets a command it asks the
+// engine to run it: the engine acquires the backend through the handoff
+// (handoff.go), waiting until every reply owed to the client has been
+// forwarded; from then until release the backend goroutine only reads
+// whole backend messages and queues them for the engine, which alone
+// writes to the client (port_goroutines.go).
+//
+// Either way the engine sees the session only through its port.
 //
 // # Shutdown
 //

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -50,12 +51,19 @@ const pingSQL = "SELECT 'pong'"
 // returns an established session.
 func startEngine(t *testing.T) (*client, *beConn) {
 	t.Helper()
+	_, c, bc := startEngineProxy(t)
+	return c, bc
+}
+
+// startEngineProxy is startEngine that also returns the proxy.
+func startEngineProxy(t *testing.T) (*proxyEnv, *client, *beConn) {
+	t.Helper()
 	fb := newFakeBackend(t)
 	reg := commands.NewRegistry()
 	reg.Register(pingCommand{})
 	p := startProxy(t, fb.addr, func(o *proxy.Options) { o.Commands = reg })
 	c, bc, _, _ := establish(t, fb, p, 0, 4)
-	return c, bc
+	return p, c, bc
 }
 
 // expectFrontend receives messages on the fake backend and checks their
@@ -294,4 +302,27 @@ func TestEngineSyntaxErrorRunsNothing(t *testing.T) {
 	}
 	recv[*pgproto3.ReadyForQuery](c)
 	roundTrip(t, c, bc)
+}
+
+// TestEngineKilledMidCommand shuts the server down while a command waits
+// for the server's reply: the session ends with FATAL 57P01 and closes both
+// connections, though the engine, not the relay, was serving it.
+func TestEngineKilledMidCommand(t *testing.T) {
+	p, c, bc := startEngineProxy(t)
+	c.send(&pgproto3.Query{String: "PING"})
+	bc.expectFrontend(&pgproto3.Close{}, &pgproto3.Close{}, &pgproto3.Parse{}, &pgproto3.Bind{},
+		&pgproto3.Describe{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		p.srv.Close()
+	}()
+	c.expectError("FATAL", "57P01")
+	c.expectEOF()
+	bc.expectEOF()
+	select {
+	case <-closed:
+	case <-time.After(ioTimeout):
+		t.Fatal("Close did not return")
+	}
 }

@@ -21,6 +21,7 @@ import (
 // flight, so that an idle session holds no buffer.
 type flow struct {
 	buf              []byte
+	pooled           *[]byte // buf's pool entry, when it came from flowBufs
 	head, scan, tail int
 	left             int
 	// need is how many bytes the message at scan needs in buf before it
@@ -88,7 +89,7 @@ func (f *flow) pass(total int) {
 // small for it is replaced by one of its size.
 func (f *flow) room() {
 	if f.buf == nil {
-		f.buf = *flowBufs.Get().(*[]byte)
+		f.getBuf()
 		return
 	}
 	if f.tail < len(f.buf) {
@@ -117,11 +118,18 @@ func (f *flow) idle() {
 	}
 }
 
-// putBuf returns buf to the pool if it came from there.
+// getBuf takes buf from the pool.
+func (f *flow) getBuf() {
+	f.pooled = flowBufs.Get().(*[]byte)
+	f.buf = *f.pooled
+}
+
+// putBuf returns buf to the pool if it came from there. The pool holds
+// pointers, so that neither taking nor returning a buffer allocates.
 func (f *flow) putBuf() {
-	if len(f.buf) == flowBufSize {
-		b := f.buf
-		flowBufs.Put(&b)
+	if f.pooled != nil {
+		flowBufs.Put(f.pooled)
+		f.pooled = nil
 	}
 }
 
@@ -132,7 +140,7 @@ func (f *flow) load(b []byte) {
 		return
 	}
 	if f.buf == nil {
-		f.buf = *flowBufs.Get().(*[]byte)
+		f.getBuf()
 	}
 	if len(f.buf)-f.tail < len(b) {
 		nb := make([]byte, f.tail-f.head+len(b)+flowBufSize)

@@ -36,8 +36,9 @@ type session struct {
 	srv *Server
 	id  uint64
 	// log is built on first use (logger): most sessions never log, and an
-	// idle one should cost as little as possible.
-	log        *zap.Logger
+	// idle one should cost as little as possible. Atomic: a cancel request
+	// from another connection logs on the target session.
+	log        atomic.Pointer[zap.Logger]
 	remoteAddr string
 
 	client net.Conn
@@ -99,14 +100,18 @@ func newSession(srv *Server, conn net.Conn) *session {
 // logger returns the session's logger, naming the session, its client and,
 // once known, its user and database.
 func (s *session) logger() *zap.Logger {
-	if s.log == nil {
-		fields := []zap.Field{zap.Uint64("session", s.id), zap.String("client", s.remoteAddr)}
-		if s.user != "" {
-			fields = append(fields, zap.String("user", s.user), zap.String("database", s.database))
-		}
-		s.log = s.srv.log.With(fields...)
+	if l := s.log.Load(); l != nil {
+		return l
 	}
-	return s.log
+	fields := []zap.Field{zap.Uint64("session", s.id), zap.String("client", s.remoteAddr)}
+	if s.user != "" {
+		fields = append(fields, zap.String("user", s.user), zap.String("database", s.database))
+	}
+	l := s.srv.log.With(fields...)
+	if !s.log.CompareAndSwap(nil, l) {
+		return s.log.Load()
+	}
+	return l
 }
 
 // debug logs at debug level without building the session's logger when
@@ -142,7 +147,7 @@ func (s *session) serve() (handed bool) {
 		s.database = s.user
 	}
 	// Built again with the user and database when next needed.
-	s.log = nil
+	s.log.Store(nil)
 	s.eng = newEngine(goPort{s}, s.srv.commands, s.logger, s.user, s.database)
 	if n := s.srv.clients.Add(1); n > int64(lim.MaxClientConns) {
 		s.srv.clients.Add(-1)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,6 +147,7 @@ func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
 		c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
 		if err == nil {
 			c.Close()
+			checkRelayMode(t, p)
 			return p
 		}
 		select {
@@ -210,3 +212,26 @@ func psqlCmd(t testing.TB, c *pgtest.Cluster, connURL string, args ...string) *e
 func itoa(n int) string { return fmt.Sprint(n) }
 
 func fmtType(v any) string { return fmt.Sprintf("%T", v) }
+
+// checkRelayMode fails the test unless pgverbs relays in the mode make test
+// asked for: a run meant for the goroutine relay that used the loops would
+// leave the fallback untested.
+func checkRelayMode(t testing.TB, p *proxyProc) {
+	t.Helper()
+	want := os.Getenv("PGVERBS_RELAY_MODE")
+	if want == "" {
+		want = "loop"
+		if runtime.GOOS != "linux" {
+			want = "goroutines"
+		}
+	}
+	// The listener accepts into its backlog a moment before the ready
+	// line is written.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.Log.String(), "pgverbs ready") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if log := p.Log.String(); !strings.Contains(log, `"relay_mode": "`+want+`"`) {
+		t.Fatalf("pgverbs is not relaying in mode %q:\n%s", want, log)
+	}
+}
