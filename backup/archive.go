@@ -2,7 +2,6 @@ package backup
 
 import (
 	"archive/tar"
-	"errors"
 	"io"
 	"os"
 	"time"
@@ -307,11 +306,9 @@ func (s *tarSink) create(name string, size int64, mtime time.Time) (io.WriteClos
 	return &tarEntry{s: s, left: size}, nil
 }
 
+// err names the archive in a write error; fileError passes errors that are
+// already for the client on as they are.
 func (s *tarSink) err(err error) error {
-	var w *wrapped
-	if errors.As(err, &w) {
-		return err
-	}
 	return fileError("write", s.out.name, err)
 }
 

@@ -863,7 +863,7 @@ func TestConcurrentSameTarget(t *testing.T) {
 	}
 	o2 := baseOptions(s, root, filepath.Join(root, "same"))
 	_, err := Run(context.Background(), o2)
-	wantCode(t, err, codeObjectInUse)
+	wantCode(t, err, pgerr.ObjectInUse)
 	cancel()
 	<-done
 }
@@ -910,7 +910,7 @@ func TestChecksumFailure(t *testing.T) {
 	o := Options{Root: root, Target: "bad", Checkpoint: "fast", Manifest: true, VerifyChecksums: true, WAL: "none", Connect: connector(c)}
 	_, err = Run(ctx, o)
 	var pe *pgerr.Error
-	if !errors.As(err, &pe) || pe.Code != codeDataCorrupted || !strings.Contains(pe.Detail, "removed") || !strings.Contains(pe.Hint, "VERIFY_CHECKSUMS off") {
+	if !errors.As(err, &pe) || pe.Code != pgerr.DataCorrupted || !strings.Contains(pe.Detail, "removed") || !strings.Contains(pe.Hint, "VERIFY_CHECKSUMS off") {
 		t.Fatalf("Run = %#v, want XX001 with the detail and hint", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "bad")); !os.IsNotExist(err) {

@@ -13,21 +13,8 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
-// SQLSTATE codes used here that internal/pgerr does not name.
-const (
-	// codeDuplicate is duplicate_database, what PostgreSQL uses for "already
-	// exists" conditions of directories (e.g. CREATE TABLESPACE).
-	codeDuplicate pgerr.Code = "42P04"
-	// codeObjectInUse is object_in_use.
-	codeObjectInUse pgerr.Code = "55006"
-	// codeDataCorrupted is data_corrupted.
-	codeDataCorrupted pgerr.Code = "XX001"
-	// codeDiskFull is disk_full.
-	codeDiskFull pgerr.Code = "53100"
-)
-
-// Sentinel errors, for errors.Is. The errors that carry them are also
-// *pgerr.Error values for errors.As.
+// Sentinel errors, for errors.Is: the *pgerr.Error values Run and
+// ResolveTarget return have them as their cause.
 var (
 	// ErrDisabled is wrapped by the SQLSTATE 55000 error Run and
 	// ResolveTarget return when no backup root is configured.
@@ -43,20 +30,6 @@ var (
 	ErrTargetInUse = errors.New("backup target in use")
 )
 
-// wrapped pairs a wire error with a cause, because pgerr.Error has no
-// Unwrap of its own and callers want both errors.As and errors.Is.
-type wrapped struct {
-	pg    *pgerr.Error
-	cause error
-}
-
-func (e *wrapped) Error() string   { return e.pg.Error() }
-func (e *wrapped) Unwrap() []error { return []error{e.pg, e.cause} }
-
-func withCause(pg *pgerr.Error, cause error) error {
-	return &wrapped{pg: pg, cause: cause}
-}
-
 // canceledError is what Run returns when its context ends.
 func canceledError(ctx context.Context) error {
 	cause := context.Cause(ctx)
@@ -67,7 +40,7 @@ func canceledError(ctx context.Context) error {
 	if errors.Is(cause, context.DeadlineExceeded) {
 		msg = "canceling statement due to statement timeout"
 	}
-	return withCause(pgerr.New(pgerr.QueryCanceled, "%s", msg), cause)
+	return pgerr.New(pgerr.QueryCanceled, "%s", msg).WithCause(cause)
 }
 
 // quote renders a user-supplied value the way %q does, so that control
@@ -94,9 +67,9 @@ func fileError(op, name string, err error) error {
 	case errors.Is(err, fs.ErrPermission):
 		code = pgerr.InsufficientPrivilege
 	case errors.Is(err, syscall.ENOSPC):
-		code = codeDiskFull
+		code = pgerr.DiskFull
 	}
-	return withCause(pgerr.New(code, "could not %s %s in the backup: %v", op, quote(name), reason), err)
+	return pgerr.New(code, "could not %s %s in the backup: %v", op, quote(name), reason).WithCause(err)
 }
 
 // serverError turns an error from a server connection into a wire error:
@@ -109,17 +82,8 @@ func serverError(what string, err error) error {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		e := &pgerr.Error{
-			Severity: pgerr.SeverityError,
-			Code:     pgerr.Code(pe.Code),
-			Message:  pe.Message,
-			Detail:   pe.Detail,
-			Hint:     pe.Hint,
-		}
-		if e.Code == "" {
-			e.Code = pgerr.InternalError
-		}
-		if e.Code == codeDataCorrupted && what == "BASE_BACKUP" {
+		e := pgerr.FromServer(pe)
+		if e.Code == pgerr.DataCorrupted && what == "BASE_BACKUP" {
 			// Unlike pg_basebackup, which keeps such a backup, Run removes
 			// it like any failed one; say so, and how to get one anyway.
 			if e.Detail == "" {
@@ -129,13 +93,13 @@ func serverError(what string, err error) error {
 				e.Hint = "Check the cluster for corruption (pg_checksums, pg_amcheck); VERIFY_CHECKSUMS off takes the backup with the pages as they are."
 			}
 		}
-		return withCause(e, err)
+		return e
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || pgconn.Timeout(err) {
-		return withCause(pgerr.New(pgerr.ConnectionFailure, "lost connection to the server during %s: %v", what, err), err)
+		return pgerr.New(pgerr.ConnectionFailure, "lost connection to the server during %s: %v", what, err).WithCause(err)
 	}
-	return withCause(pgerr.New(pgerr.ConnectionFailure, "%s failed: %v", what, err), err)
+	return pgerr.New(pgerr.ConnectionFailure, "%s failed: %v", what, err).WithCause(err)
 }
 
 // protocolError reports a server answer the backup cannot make sense of.

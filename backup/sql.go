@@ -709,7 +709,7 @@ func (sb *sqlBackup) control() error {
 			break
 		}
 		if attempt == 20 {
-			return pgerr.New(codeDataCorrupted, "could not read a consistent %s from the server (CRC mismatch)", name)
+			return pgerr.New(pgerr.DataCorrupted, "could not read a consistent %s from the server (CRC mismatch)", name)
 		}
 		select {
 		case <-sb.c.ctx.Done():

@@ -47,7 +47,7 @@ func ResolveTarget(root, target string) (string, error) {
 
 func resolve(root, target string) (*resolved, error) {
 	if root == "" {
-		return nil, withCause(pgerr.New(pgerr.ObjectNotInPrerequisiteState, "BASE BACKUP is disabled: no backup_root configured"), ErrDisabled)
+		return nil, pgerr.New(pgerr.ObjectNotInPrerequisiteState, "BASE BACKUP is disabled: no backup_root configured").WithCause(ErrDisabled)
 	}
 	if !filepath.IsAbs(root) {
 		return nil, pgerr.New(pgerr.ObjectNotInPrerequisiteState, "BASE BACKUP is disabled: backup_root is not an absolute path")
@@ -75,7 +75,7 @@ func resolve(root, target string) (*resolved, error) {
 		return nil, invalid("backup target must not contain NUL characters")
 	}
 	outside := func() error {
-		return withCause(pgerr.New(pgerr.InsufficientPrivilege, "backup target %s is outside the backup root", quote(target)), ErrOutsideRoot)
+		return pgerr.New(pgerr.InsufficientPrivilege, "backup target %s is outside the backup root", quote(target)).WithCause(ErrOutsideRoot)
 	}
 
 	rel := filepath.Clean(target)
@@ -113,7 +113,7 @@ func resolve(root, target string) (*resolved, error) {
 			dest, err := filepath.EvalSymlinks(next)
 			if err != nil {
 				// A dangling link: where it points is nobody's business.
-				return nil, withCause(pgerr.New(pgerr.InsufficientPrivilege, "backup target %s leads through a symbolic link that cannot be followed", quote(target)), ErrOutsideRoot)
+				return nil, pgerr.New(pgerr.InsufficientPrivilege, "backup target %s leads through a symbolic link that cannot be followed", quote(target)).WithCause(ErrOutsideRoot)
 			}
 			if _, ok := within(realRoot, dest); !ok {
 				return nil, outside()
@@ -125,9 +125,9 @@ func resolve(root, target string) (*resolved, error) {
 		}
 		if !fi.IsDir() {
 			if i == len(comps)-1 {
-				return nil, withCause(pgerr.New(codeDuplicate, "backup target %s already exists and is not a directory", quote(target)), ErrTargetExists)
+				return nil, pgerr.New(pgerr.DuplicateDatabase, "backup target %s already exists and is not a directory", quote(target)).WithCause(ErrTargetExists)
 			}
-			return nil, withCause(pgerr.New(codeDuplicate, "backup target %s: %s is not a directory", quote(target), quote(strings.Join(comps[:i+1], "/"))), ErrTargetExists)
+			return nil, pgerr.New(pgerr.DuplicateDatabase, "backup target %s: %s is not a directory", quote(target), quote(strings.Join(comps[:i+1], "/"))).WithCause(ErrTargetExists)
 		}
 		if i < len(comps)-1 {
 			// Not inside a backup that is still being written.
@@ -174,13 +174,13 @@ func checkEmpty(r *resolved) error {
 		}
 	}
 	if len(names) > 0 {
-		return withCause(pgerr.New(codeDuplicate, "backup target %s already exists and is not empty", quote(r.typed)), ErrTargetExists)
+		return pgerr.New(pgerr.DuplicateDatabase, "backup target %s already exists and is not empty", quote(r.typed)).WithCause(ErrTargetExists)
 	}
 	return nil
 }
 
 func inUse(typed string) error {
-	return withCause(pgerr.New(codeObjectInUse, "backup target %s is in use by another BASE BACKUP", quote(typed)), ErrTargetInUse)
+	return pgerr.New(pgerr.ObjectInUse, "backup target %s is in use by another BASE BACKUP", quote(typed)).WithCause(ErrTargetInUse)
 }
 
 // Process-wide exclusion of Runs writing to the same directory, or to
@@ -247,11 +247,11 @@ func createTarget(r *resolved) (_ *targetDir, err error) {
 				return nil, fileError("examine", r.typed, serr)
 			}
 			if !fi.IsDir() {
-				return nil, withCause(pgerr.New(codeDuplicate, "backup target %s already exists and is not a directory", quote(r.typed)), ErrTargetExists)
+				return nil, pgerr.New(pgerr.DuplicateDatabase, "backup target %s already exists and is not a directory", quote(r.typed)).WithCause(ErrTargetExists)
 			}
 		default:
 			if strings.Contains(err.Error(), "path escapes from parent") {
-				return nil, withCause(pgerr.New(pgerr.InsufficientPrivilege, "backup target %s is outside the backup root", quote(r.typed)), ErrOutsideRoot)
+				return nil, pgerr.New(pgerr.InsufficientPrivilege, "backup target %s is outside the backup root", quote(r.typed)).WithCause(ErrOutsideRoot)
 			}
 			return nil, fileError("create directory", r.typed, err)
 		}

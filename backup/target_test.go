@@ -92,9 +92,9 @@ func TestResolveTarget(t *testing.T) {
 		{"real/up/x", pgerr.InsufficientPrivilege, ErrOutsideRoot},
 		{"inside/up/x", pgerr.InsufficientPrivilege, ErrOutsideRoot},
 		{"dangling/x", pgerr.InsufficientPrivilege, ErrOutsideRoot},
-		{"full", codeDuplicate, ErrTargetExists},
-		{"file", codeDuplicate, ErrTargetExists},
-		{"file/sub", codeDuplicate, ErrTargetExists},
+		{"full", pgerr.DuplicateDatabase, ErrTargetExists},
+		{"file", pgerr.DuplicateDatabase, ErrTargetExists},
+		{"file/sub", pgerr.DuplicateDatabase, ErrTargetExists},
 		{".", pgerr.InvalidParameterValue, nil},
 		{root, pgerr.InvalidParameterValue, nil},
 		{"", pgerr.InvalidParameterValue, nil},
@@ -112,7 +112,7 @@ func TestResolveTarget(t *testing.T) {
 			t.Errorf("ResolveTarget(%q): message reveals a path: %s", c.target, msg)
 		}
 	}
-	pe := wantCode(t, func() error { _, err := ResolveTarget(root, "full"); return err }(), codeDuplicate)
+	pe := wantCode(t, func() error { _, err := ResolveTarget(root, "full"); return err }(), pgerr.DuplicateDatabase)
 	if pe.Message != `backup target "full" already exists and is not empty` {
 		t.Errorf("message = %q", pe.Message)
 	}
@@ -132,9 +132,9 @@ func TestResolveTarget(t *testing.T) {
 	must(t, os.Mkdir(busy, 0o700))
 	must(t, os.WriteFile(filepath.Join(busy, markerName), nil, 0o600))
 	_, err = ResolveTarget(root, "busy")
-	wantCode(t, err, codeObjectInUse)
+	wantCode(t, err, pgerr.ObjectInUse)
 	_, err = ResolveTarget(root, "busy/inner")
-	wantCode(t, err, codeObjectInUse)
+	wantCode(t, err, pgerr.ObjectInUse)
 	if !errors.Is(err, ErrTargetInUse) {
 		t.Errorf("busy: %v is not ErrTargetInUse", err)
 	}
@@ -176,7 +176,7 @@ func TestRunTargetLifecycle(t *testing.T) {
 	}
 	// Same target, spelled differently.
 	_, err := Run(context.Background(), Options{Root: root, Target: filepath.Join(root, "a/./b/c/"), Connect: blocking})
-	wantCode(t, err, codeObjectInUse)
+	wantCode(t, err, pgerr.ObjectInUse)
 	if !errors.Is(err, ErrTargetInUse) {
 		t.Fatalf("second Run: %v", err)
 	}

@@ -206,8 +206,8 @@ func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "28") {
 			// The client logged in fine; say whose login failed.
-			e := pgerr.New(pgerr.Code(pe.Code), "BASE BACKUP cannot log in to the server for its own connections: %s", pe.Message)
-			e.Detail = pe.Detail
+			e := pgerr.FromServer(pe)
+			e.Message = "BASE BACKUP cannot log in to the server for its own connections: " + pe.Message
 			e.Hint = "pgverbs opens its own connections for a backup, with the user and password of backup_conninfo (else of the backend URL, else the client's user name without a password). Set backup_conninfo to a role with REPLICATION and its password."
 			return nil, e
 		}

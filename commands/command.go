@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
 // Conn is what a command sees of the client's session while it runs: SQL
@@ -78,12 +80,12 @@ type Parser interface {
 // is the whole message, relayed to the client unchanged.
 type ServerError struct {
 	Raw     []byte
-	Code    string
+	Code    pgerr.Code
 	Message string
 }
 
 // Error implements error.
-func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + e.Code + ")" }
+func (e *ServerError) Error() string { return e.Message + " (SQLSTATE " + string(e.Code) + ")" }
 
 // WithContext returns a copy of e whose CONTEXT (the Where field) ends with
 // line, as PostgreSQL adds a line for each level a statement ran in.

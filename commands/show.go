@@ -396,7 +396,8 @@ func (r *showRun) updatePaths(ctx context.Context, c Conn) ([][]*string, error) 
 // missing extensions directory.
 func (r *showRun) load(name string) (*extension.Package, error) {
 	if extension.ValidName(name) != nil || showMissingDir(r.repo) {
-		return nil, &showNotAvailable{pgerr.New(pgerr.UndefinedObject, "extension %q is not available", name)}
+		// Wraps extension.ErrNotFound like the repository's own.
+		return nil, pgerr.New(pgerr.UndefinedObject, "extension %q is not available", name).WithCause(extension.ErrNotFound)
 	}
 	return r.repo.Load(name)
 }
@@ -407,13 +408,6 @@ func showMissingDir(repo *extension.Repo) bool {
 	var pe *pgerr.Error
 	return errors.As(err, &pe) && pe.Code == pgerr.UndefinedFile
 }
-
-// showNotAvailable is the 42704 error for a name no package can have,
-// wrapping extension.ErrNotFound like the repository's own.
-type showNotAvailable struct{ pg *pgerr.Error }
-
-func (e *showNotAvailable) Error() string   { return e.pg.Error() }
-func (e *showNotAvailable) Unwrap() []error { return []error{e.pg, extension.ErrNotFound} }
 
 // showPackages loads every package of the repository at its default
 // version. A package that fails to load is left out with a WARNING, so that

@@ -9,8 +9,8 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
-// Sentinel errors, for errors.Is. The errors that carry them are also
-// *pgerr.Error values for errors.As, so the caller can send them as they are.
+// Sentinel errors, for errors.Is: the *pgerr.Error values that carry them
+// have them as their cause, so the caller can send them as they are.
 var (
 	// ErrNotFound is wrapped by the SQLSTATE 42704 error for a package the
 	// extensions directory does not hold.
@@ -24,20 +24,6 @@ var (
 	// EXISTS turns into a notice.
 	ErrAlreadyInstalled = errors.New("extension already installed")
 )
-
-// sentinelError pairs a wire error with a sentinel, because pgerr.Error has
-// no Unwrap of its own and callers want both errors.As and errors.Is.
-type sentinelError struct {
-	pg       *pgerr.Error
-	sentinel error
-}
-
-func (e *sentinelError) Error() string   { return e.pg.Error() }
-func (e *sentinelError) Unwrap() []error { return []error{e.pg, e.sentinel} }
-
-func withSentinel(pg *pgerr.Error, sentinel error) error {
-	return &sentinelError{pg: pg, sentinel: sentinel}
-}
 
 // newErr builds an ERROR with optional detail and hint in one expression.
 func newErr(code pgerr.Code, detail, hint, format string, args ...any) *pgerr.Error {

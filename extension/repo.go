@@ -57,9 +57,9 @@ func inside(root, path, name string) (resolved, rel string, err error) {
 	}
 	rel, err = filepath.Rel(root, resolved)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
-		return "", "", withSentinel(newErr(pgerr.InsufficientPrivilege,
+		return "", "", newErr(pgerr.InsufficientPrivilege,
 			quote(name)+" resolves to a path outside the extensions directory.", "",
-			"%s is outside the extensions directory", quote(name)), ErrOutsideRepo)
+			"%s is outside the extensions directory", quote(name)).WithCause(ErrOutsideRepo)
 	}
 	return resolved, rel, nil
 }
@@ -356,9 +356,9 @@ func (r *Repo) loadNative(root, name, version string) (*Package, error) {
 		if clean == ".." || strings.HasPrefix(clean, "../") {
 			// Refused before looking: whether it exists out there is none
 			// of the client's business.
-			return nil, withSentinel(newErr(pgerr.InsufficientPrivilege,
+			return nil, newErr(pgerr.InsufficientPrivilege,
 				quote(p.Directory)+" leads outside the extensions directory.", "",
-				"%sdirectory %s is outside the extensions directory", at(file, lines["directory"]), quote(p.Directory)), ErrOutsideRepo)
+				"%sdirectory %s is outside the extensions directory", at(file, lines["directory"]), quote(p.Directory)).WithCause(ErrOutsideRepo)
 		}
 		resolved, relDir, err := inside(root, filepath.Join(root, filepath.FromSlash(clean)), p.Directory)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -454,7 +454,7 @@ func (r *Repo) notAvailable(name string) error {
 			e.Hint = "Available extensions with similar names: " + strings.Join(q, ", ") + "."
 		}
 	}
-	return withSentinel(e, ErrNotFound)
+	return e.WithCause(ErrNotFound)
 }
 
 // Names lists the packages of the repository, sorted, in both layouts:

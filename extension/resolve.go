@@ -165,7 +165,7 @@ func ResolveEnv(r *Repo, name, version string, env Env, cascade bool) (*Plan, er
 	_, pgv := env.Installed[name]
 	_, srv := env.ServerInstalled[name]
 	if pgv || srv {
-		return nil, withSentinel(pgerr.New(pgerr.DuplicateObject, "extension %s already exists", quote(name)), ErrAlreadyInstalled)
+		return nil, pgerr.New(pgerr.DuplicateObject, "extension %s already exists", quote(name)).WithCause(ErrAlreadyInstalled)
 	}
 	rs := &resolver{
 		repo:    r,
@@ -338,7 +338,7 @@ func (rs *resolver) visit(p *Package) error {
 				// Same error, but saying why this package was wanted.
 				e := *pe
 				e.Detail = "Extension " + quote(p.Name) + " requires " + req.String() + "."
-				return withSentinel(&e, ErrNotFound)
+				return e.WithCause(ErrNotFound)
 			}
 			return err
 		}

@@ -31,7 +31,7 @@ func (c *execConn) Database() string { return c.e.database }
 
 // Notice implements commands.Conn.
 func (c *execConn) Notice(severity, message, detail string) {
-	n := pgproto3.NoticeResponse{Severity: severity, SeverityUnlocalized: severity, Code: "00000", Message: message, Detail: detail}
+	n := pgproto3.NoticeResponse{Severity: severity, SeverityUnlocalized: severity, Code: string(pgerr.SuccessfulCompletion), Message: message, Detail: detail}
 	b, _ := n.Encode(nil)
 	c.e.p.writeClient(b)
 	// Progress notices of long commands must reach psql as they happen; a
@@ -170,7 +170,7 @@ func copyFailMsg(reason string) []byte {
 func serverError(msg []byte) *commands.ServerError {
 	var er pgproto3.ErrorResponse
 	_ = er.Decode(msg[pgwire.HeaderLen:])
-	return &commands.ServerError{Raw: msg, Code: er.Code, Message: er.Message}
+	return &commands.ServerError{Raw: msg, Code: pgerr.Code(er.Code), Message: er.Message}
 }
 
 // abortSQL is the statement the engine runs to put the server's transaction

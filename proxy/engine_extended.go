@@ -113,7 +113,7 @@ func (e *engine) extExecute(p portal) error {
 
 // errAborted is refused like PostgreSQL refuses Parse, Bind and Execute of
 // anything but transaction control in a failed transaction.
-var errAborted = &pgerr.Error{Severity: pgerr.SeverityError, Code: pgerr.InFailedTransaction,
+var errAborted = &pgerr.Error{Severity: pgerr.SeverityError, Code: pgerr.InFailedSQLTransaction,
 	Message: "current transaction is aborted, commands ignored until end of transaction block"}
 
 // refuseIfAborted fails the step when the client's transaction is failed.

@@ -549,7 +549,7 @@ func checkNoChannelBinding(msg []byte) error {
 	}
 	return &pgerr.Error{
 		Severity: pgerr.SeverityFatal,
-		Code:     pgerr.InvalidAuthSpec,
+		Code:     pgerr.InvalidAuthorizationSpecification,
 		Message:  "SCRAM channel binding cannot pass through pgverbs",
 		Detail: "The client connected to pgverbs with TLS and supports channel binding, and the server offers it " +
 			"on pgverbs's own TLS connection; the two TLS sessions differ, so the binding cannot match.",

@@ -5,44 +5,15 @@ package pgerr
 import (
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Code is a SQLSTATE code as defined in PostgreSQL's errcodes.txt.
+// Code is a SQLSTATE code as defined in PostgreSQL's errcodes.txt. Every
+// condition has a constant (codes.go, generated from that file).
 type Code string
 
-// SQLSTATE codes used by pgverbs. Names follow PostgreSQL's condition names.
-const (
-	ProtocolViolation       Code = "08P01"
-	ConnectionFailure       Code = "08006"
-	CannotConnectNow        Code = "57P03"
-	AdminShutdown           Code = "57P01"
-	TooManyConnections      Code = "53300"
-	FeatureNotSupported     Code = "0A000"
-	InvalidPassword         Code = "28P01"
-	InvalidAuthSpec         Code = "28000"
-	QueryCanceled           Code = "57014"
-	SyntaxError             Code = "42601"
-	InternalError           Code = "XX000"
-	InvalidTransactionState Code = "25000"
-	InFailedTransaction     Code = "25P02"
-	ActiveSQLTransaction    Code = "25001"
-	// Extension commands.
-	InvalidSchemaName          Code = "3F000"
-	DependentObjectsStillExist Code = "2BP01"
-
-	// Extension packages (package extension).
-	UndefinedObject              Code = "42704"
-	DuplicateObject              Code = "42710"
-	InvalidParameterValue        Code = "22023"
-	InvalidObjectDefinition      Code = "42P17"
-	ObjectNotInPrerequisiteState Code = "55000"
-	InsufficientPrivilege        Code = "42501"
-	UndefinedFile                Code = "58P01"
-	IOError                      Code = "58030"
-	CharacterNotInRepertoire     Code = "22021"
-	ProgramLimitExceeded         Code = "54000"
-)
+//go:generate go run ../tools/gencodes -o codes.go /usr/share/postgresql/15/errcodes.txt
 
 // Severity is the severity of an ErrorResponse.
 type Severity string
@@ -62,6 +33,47 @@ type Error struct {
 	Detail   string
 	Hint     string
 	Position int32 // 1-based character position in the query, 0 when none
+
+	// cause is what went wrong underneath, for errors.Is and errors.As; it
+	// never reaches the wire.
+	cause error
+}
+
+// Unwrap returns the error's cause, if it has one.
+func (e *Error) Unwrap() error { return e.cause }
+
+// WithCause records what went wrong underneath (a sentinel, an I/O error)
+// and returns e. Like WithDetail and WithHint it is for building an error
+// before it is returned, never for changing one already shared.
+func (e *Error) WithCause(err error) *Error {
+	e.cause = err
+	return e
+}
+
+// WithDetail sets the DETAIL field and returns e.
+func (e *Error) WithDetail(format string, args ...any) *Error {
+	e.Detail = fmt.Sprintf(format, args...)
+	return e
+}
+
+// WithHint sets the HINT field and returns e.
+func (e *Error) WithHint(format string, args ...any) *Error {
+	e.Hint = fmt.Sprintf(format, args...)
+	return e
+}
+
+// FromServer turns an error the server reported on one of pgverbs's own
+// connections into one for the client, keeping code, message, detail and
+// hint, and pe as the cause. The severity is ERROR whatever the server's:
+// the connection that failed was the proxy's, not the client's session.
+// The position is dropped, since it points into a statement the client
+// never wrote.
+func FromServer(pe *pgconn.PgError) *Error {
+	code := Code(pe.Code)
+	if code == "" {
+		code = InternalError
+	}
+	return &Error{Severity: SeverityError, Code: code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint, cause: pe}
 }
 
 // Error implements the error interface in the form psql prints.

@@ -3,8 +3,10 @@ package pgerr_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
@@ -166,11 +168,45 @@ func TestErrorAndConstructors(t *testing.T) {
 	for _, c := range []pgerr.Code{
 		pgerr.ProtocolViolation, pgerr.ConnectionFailure, pgerr.CannotConnectNow,
 		pgerr.AdminShutdown, pgerr.TooManyConnections, pgerr.FeatureNotSupported,
-		pgerr.InvalidPassword, pgerr.InvalidAuthSpec, pgerr.QueryCanceled,
+		pgerr.InvalidPassword, pgerr.InvalidAuthorizationSpecification, pgerr.QueryCanceled,
 		pgerr.SyntaxError, pgerr.InternalError, pgerr.InvalidTransactionState,
 	} {
 		if len(c) != 5 {
 			t.Errorf("SQLSTATE %q is not 5 characters", c)
 		}
+	}
+}
+
+// TestCause checks that an error's cause is reachable through errors.Is
+// and errors.As, and that the error itself still is an *Error.
+func TestCause(t *testing.T) {
+	sentinel := errors.New("sentinel")
+	var err error = pgerr.New(pgerr.UndefinedObject, "no such thing").WithCause(sentinel).WithDetail("d %d", 1).WithHint("h %s", "x")
+	if !errors.Is(err, sentinel) {
+		t.Fatal("errors.Is does not find the cause")
+	}
+	var pe *pgerr.Error
+	if !errors.As(err, &pe) || pe.Code != pgerr.UndefinedObject || pe.Detail != "d 1" || pe.Hint != "h x" {
+		t.Fatalf("errors.As: %+v", pe)
+	}
+	if wire := pe.AppendWire(nil); bytes.Contains(wire, []byte("sentinel")) {
+		t.Fatal("the cause reached the wire")
+	}
+}
+
+// TestFromServer checks the conversion of a server's error on one of the
+// proxy's own connections.
+func TestFromServer(t *testing.T) {
+	src := &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: "password authentication failed", Detail: "d", Hint: "h", Position: 7}
+	e := pgerr.FromServer(src)
+	if e.Severity != pgerr.SeverityError || e.Code != pgerr.InvalidPassword || e.Message != src.Message || e.Detail != "d" || e.Hint != "h" || e.Position != 0 {
+		t.Fatalf("FromServer = %+v", e)
+	}
+	var back *pgconn.PgError
+	if !errors.As(e, &back) || back != src {
+		t.Fatal("the server's error is not the cause")
+	}
+	if e := pgerr.FromServer(&pgconn.PgError{Message: "no code"}); e.Code != pgerr.InternalError {
+		t.Fatalf("code %q for an error without one, want XX000", e.Code)
 	}
 }

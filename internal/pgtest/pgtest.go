@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
 // Options configure a throwaway cluster.
@@ -444,7 +446,7 @@ func (c *Cluster) waitReady() error {
 		}
 		lastErr = err
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code != "57P03" { // 57P03: cannot_connect_now (still starting)
+		if errors.As(err, &pgErr) && pgErr.Code != string(pgerr.CannotConnectNow) { // still starting
 			// The server answered, so it is up; the superuser URL is merely
 			// refused, e.g. by HBA lines that demand hostssl.
 			c.logf("pgtest: server is up but refused the superuser URL: %v", err)
