@@ -75,7 +75,7 @@ func resolve(root, target string) (*resolved, error) {
 		return nil, invalid("backup target must not contain NUL characters")
 	}
 	outside := func() error {
-		return pgerr.New(pgerr.InsufficientPrivilege, "backup target %s is outside the backup root", quote(target)).WithCause(ErrOutsideRoot)
+		return outsideRoot(target)
 	}
 
 	rel := filepath.Clean(target)
@@ -243,6 +243,9 @@ func createTarget(r *resolved) (_ *targetDir, err error) {
 			}
 		case errors.Is(err, fs.ErrExist):
 			fi, serr := root.Stat(p)
+			if escapes(serr) {
+				return nil, outsideRoot(r.typed)
+			}
 			if serr != nil {
 				return nil, fileError("examine", r.typed, serr)
 			}
@@ -250,8 +253,8 @@ func createTarget(r *resolved) (_ *targetDir, err error) {
 				return nil, pgerr.New(pgerr.DuplicateDatabase, "backup target %s already exists and is not a directory", quote(r.typed)).WithCause(ErrTargetExists)
 			}
 		default:
-			if strings.Contains(err.Error(), "path escapes from parent") {
-				return nil, pgerr.New(pgerr.InsufficientPrivilege, "backup target %s is outside the backup root", quote(r.typed)).WithCause(ErrOutsideRoot)
+			if escapes(err) {
+				return nil, outsideRoot(r.typed)
 			}
 			return nil, fileError("create directory", r.typed, err)
 		}
@@ -323,6 +326,19 @@ func (t *targetDir) close() {
 		t.dir.Close()
 	}
 	t.root.Close()
+}
+
+// outsideRoot is the error for a target outside the backup root.
+func outsideRoot(typed string) error {
+	return pgerr.New(pgerr.InsufficientPrivilege, "backup target %s is outside the backup root", quote(typed)).WithCause(ErrOutsideRoot)
+}
+
+// escapes reports whether an os.Root operation failed because the path
+// leads out of the root. os.Root reports that with an unexported error
+// (os.errPathEscapes, Go 1.24 to 1.26), so its text is all there is to
+// match; TestCreateTargetSymlinkSwap fails if it changes.
+func escapes(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
 }
 
 // pathErrno strips the path from a *fs.PathError.

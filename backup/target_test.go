@@ -356,3 +356,30 @@ func TestExcluded(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateTargetSymlinkSwap swaps a symbolic link to outside the root in
+// for a parent directory after the target was resolved: creating the
+// target must refuse with 42501 and write nothing outside.
+func TestCreateTargetSymlinkSwap(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	outside := filepath.Join(base, "outside")
+	must(t, os.MkdirAll(root, 0o700))
+	must(t, os.MkdirAll(outside, 0o700))
+	r, err := resolve(root, "a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Symlink(outside, filepath.Join(root, "a")))
+	td, err := createTarget(r)
+	if err == nil {
+		td.close()
+	}
+	wantCode(t, err, pgerr.InsufficientPrivilege)
+	if !errors.Is(err, ErrOutsideRoot) {
+		t.Fatalf("error %v does not wrap ErrOutsideRoot", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("created %v outside the root", entries)
+	}
+}

@@ -402,7 +402,7 @@ func (ls *loopSession) frameUp() {
 		b, total, ok, err := f.header()
 		if err != nil {
 			ls.s.logger().Info("client protocol violation", zap.Error(err))
-			ls.s.killed.CompareAndSwap(nil, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length"))
+			ls.s.killed.CompareAndSwap(nil, pgerr.Protocol("invalid message length"))
 			ls.setEnd(errKilled)
 			return
 		}
@@ -565,7 +565,7 @@ func (ls *loopSession) finish() {
 		e = s.killed.Load()
 	case ls.end == errBackendLost && !s.backendFatal:
 		s.logger().Warn("backend connection lost")
-		e = s.backendLost(nil).(*pgerr.Error)
+		e = pgerr.BackendLost(nil)
 	}
 	if e == nil {
 		f.head = f.scan

@@ -119,7 +119,7 @@ func (s *session) relayLoops() {
 			s.backend.Close()
 		case errors.Is(err, errFraming):
 			s.logger().Info("client protocol violation", zap.Error(err))
-			s.kill(pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length"))
+			s.kill(pgerr.Protocol("invalid message length"))
 		default:
 			s.logger().Debug("client side ended", zap.Error(err))
 			s.clientDone.Store(true)
@@ -151,7 +151,7 @@ func (s *session) finish(mid bool, err error) {
 		return
 	}
 	s.logger().Warn("backend connection lost", zap.Error(err))
-	s.sendFatal(s.backendLost(err).(*pgerr.Error))
+	s.sendFatal(pgerr.BackendLost(err))
 }
 
 // clientToBackend forwards client messages until the client leaves. The

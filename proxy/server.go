@@ -246,7 +246,7 @@ func (s *Server) terminateAll() {
 		live = append(live, sess)
 	}
 	s.mu.Unlock()
-	fatal := pgerr.NewFatal(pgerr.AdminShutdown, "terminating connection due to administrator command")
+	fatal := pgerr.Shutdown()
 	for _, sess := range live {
 		sess.kill(fatal)
 	}

@@ -151,7 +151,7 @@ func (s *session) serve() (handed bool) {
 	s.eng = newEngine(goPort{s}, s.srv.commands, s.logger, s.user, s.database)
 	if n := s.srv.clients.Add(1); n > int64(lim.MaxClientConns) {
 		s.srv.clients.Add(-1)
-		s.sendFatal(pgerr.NewFatal(pgerr.TooManyConnections, "sorry, too many clients already"))
+		s.sendFatal(pgerr.TooManyClients())
 		s.logger().Warn("connection refused: max_client_conns reached", zap.Int("max_client_conns", lim.MaxClientConns))
 		return false
 	}
@@ -241,7 +241,7 @@ func (s *session) negotiate() (*startupPacket, error) {
 		switch p.kind {
 		case kindSSLRequest:
 			if tlsDone {
-				return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "SSLRequest received twice")
+				return nil, pgerr.Protocol("SSLRequest received twice")
 			}
 			if !s.srv.tlsEnabled() {
 				if err := s.writeRaw([]byte{pgwire.EncryptionRefused}); err != nil {
@@ -258,7 +258,7 @@ func (s *session) negotiate() (*startupPacket, error) {
 			tlsDone = true
 		case kindGSSEncRequest:
 			if gssDone {
-				return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "GSSENCRequest received twice")
+				return nil, pgerr.Protocol("GSSENCRequest received twice")
 			}
 			// No GSSAPI encryption: 'N' lets libpq's gssencmode=prefer go on.
 			if err := s.writeRaw([]byte{pgwire.EncryptionRefused}); err != nil {
@@ -280,7 +280,7 @@ func (s *session) readStartupPacket() (*startupPacket, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr)
 	if n < minStartupPacketLen || n > maxStartupPacketLen {
-		return nil, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid length of startup packet")
+		return nil, pgerr.Protocol("invalid length of startup packet")
 	}
 	raw := make([]byte, n)
 	if _, err := io.ReadFull(s.cr, raw); err != nil {
@@ -288,7 +288,7 @@ func (s *session) readStartupPacket() (*startupPacket, error) {
 	}
 	p, err := parseStartupPacket(raw)
 	if err != nil {
-		return nil, &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pgerr.ProtocolViolation, Message: err.Error()}
+		return nil, pgerr.Protocol(err.Error())
 	}
 	return p, nil
 }
@@ -299,7 +299,7 @@ func (s *session) startTLS(direct bool) error {
 	if !direct && s.cr.Buffered() > 0 {
 		// Bytes sent after SSLRequest but before the handshake would be
 		// processed as if encrypted (CVE-2021-23222 class): refuse.
-		return pgerr.NewFatal(pgerr.ProtocolViolation, "received unencrypted data after SSL request")
+		return pgerr.Protocol("received unencrypted data after SSL request")
 	}
 	var raw net.Conn = s.client
 	if direct {
@@ -353,11 +353,7 @@ func (s *session) connectBackend(p *startupPacket) error {
 	conn, err := s.srv.target.Dial(ctx)
 	if err != nil {
 		s.logger().Warn("cannot connect to backend", zap.Error(err))
-		return &pgerr.Error{
-			Severity: pgerr.SeverityFatal, Code: pgerr.ConnectionFailure,
-			Message: "could not connect to the database server",
-			Detail:  err.Error(),
-		}
+		return pgerr.BackendUnreachable(err)
 	}
 	s.mu.Lock()
 	s.backend = conn
@@ -376,22 +372,12 @@ func (s *session) connectBackend(p *startupPacket) error {
 	s.br = bufio.NewReaderSize(conn, size)
 	s.bw = bufio.NewWriterSize(conn, size)
 	if _, err := s.bw.Write(p.raw); err != nil {
-		return s.backendLost(err)
+		return pgerr.BackendLost(err)
 	}
 	if err := s.bw.Flush(); err != nil {
-		return s.backendLost(err)
+		return pgerr.BackendLost(err)
 	}
 	return nil
-}
-
-// backendLost turns an I/O error on the backend connection into the FATAL
-// error a client gets when its server vanishes.
-func (s *session) backendLost(err error) error {
-	return &pgerr.Error{
-		Severity: pgerr.SeverityFatal, Code: pgerr.ConnectionFailure,
-		Message: "server closed the connection unexpectedly",
-		Detail:  "This probably means the server terminated abnormally before or while processing the request.",
-	}
 }
 
 // Authentication request codes from the server's 'R' message.
@@ -409,12 +395,12 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 	for {
 		b, total, err := peekHeader(s.br)
 		if err != nil {
-			return false, s.backendLost(err)
+			return false, pgerr.BackendLost(err)
 		}
 		typ := pgwire.Backend(b)
 		msg := make([]byte, total)
 		if _, err := io.ReadFull(s.br, msg); err != nil {
-			return false, s.backendLost(err)
+			return false, pgerr.BackendLost(err)
 		}
 		body := msg[pgwire.HeaderLen:]
 		needReply := false
@@ -422,7 +408,7 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 		switch typ {
 		case pgwire.Authentication:
 			if len(body) < 4 {
-				return false, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid authentication request from server")
+				return false, pgerr.Protocol("invalid authentication request from server")
 			}
 			switch code := binary.BigEndian.Uint32(body); code {
 			case authOK, authSASLFinal:
@@ -440,7 +426,7 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 		case pgwire.BackendKeyData:
 			var kd pgproto3.BackendKeyData
 			if err := kd.Decode(body); err != nil {
-				return false, pgerr.NewFatal(pgerr.ProtocolViolation, "invalid BackendKeyData from server")
+				return false, pgerr.Protocol("invalid BackendKeyData from server")
 			}
 			msg = s.registerCancelKey(kd.ProcessID, kd.SecretKey)
 		case pgwire.NegotiateProtocolVersion:
@@ -450,8 +436,12 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 				s.minor = uint16(nv.NewestMinorProtocol & 0xffff)
 			}
 		case pgwire.ErrorResponse:
-			s.cw.Write(msg)
-			s.cw.Flush()
+			// The server's own words, FATAL or not; a client that cannot
+			// take them is gone.
+			_, _ = s.cw.Write(msg) // sticky: surfaces at Flush
+			if err := s.cw.Flush(); err != nil {
+				return false, err
+			}
 			if pgerr.IsFatalResponse(body) {
 				return false, nil
 			}
@@ -491,7 +481,7 @@ func (s *session) relayClientAuthMessage(check func(msg []byte) error) error {
 		return err
 	}
 	if total > maxAuthMessageLen {
-		return pgerr.NewFatal(pgerr.ProtocolViolation, "invalid message length")
+		return pgerr.Protocol("invalid message length")
 	}
 	if pgwire.Frontend(typ) == pgwire.Terminate {
 		return io.EOF
@@ -506,10 +496,10 @@ func (s *session) relayClientAuthMessage(check func(msg []byte) error) error {
 		}
 	}
 	if _, err := s.bw.Write(msg); err != nil {
-		return s.backendLost(err)
+		return pgerr.BackendLost(err)
 	}
 	if err := s.bw.Flush(); err != nil {
-		return s.backendLost(err)
+		return pgerr.BackendLost(err)
 	}
 	return nil
 }
@@ -547,14 +537,7 @@ func checkNoChannelBinding(msg []byte) error {
 	if err := ir.Decode(msg[pgwire.HeaderLen:]); err != nil || len(ir.Data) == 0 || ir.Data[0] != 'y' {
 		return nil
 	}
-	return &pgerr.Error{
-		Severity: pgerr.SeverityFatal,
-		Code:     pgerr.InvalidAuthorizationSpecification,
-		Message:  "SCRAM channel binding cannot pass through pgverbs",
-		Detail: "The client connected to pgverbs with TLS and supports channel binding, and the server offers it " +
-			"on pgverbs's own TLS connection; the two TLS sessions differ, so the binding cannot match.",
-		Hint: "Connect with channel_binding=disable, or connect pgverbs to the server without TLS (sslmode=disable in the backend URL).",
-	}
+	return pgerr.ChannelBindingImpossible()
 }
 
 // registerCancelKey records the backend's cancel key and returns the
