@@ -34,13 +34,18 @@ lint:
 	elif [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then "$$($(GO) env GOPATH)/bin/staticcheck" $(PKGS); \
 	else echo "staticcheck not installed; skipped (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"; fi
 
-# Short coverage-guided runs of every fuzz target; the seed corpora also run in `make test`.
+# Short coverage-guided runs of every fuzz target, found in the test files
+# (go test -fuzz takes one target at a time); the seed corpora also run in
+# `make test`. FUZZTIME=5m make fuzz for longer runs.
+FUZZTIME ?= 30s
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzStartupPacket -fuzztime 30s ./proxy/
-	$(GO) test -run '^$$' -fuzz FuzzFraming -fuzztime 30s ./proxy/
-	$(GO) test -run '^$$' -fuzz FuzzFramer -fuzztime 30s ./proxy/
-	$(GO) test -run '^$$' -fuzz FuzzGrammar -fuzztime 30s ./commands/
-	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 30s -fuzzminimizetime 2s ./backup/
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$t ($$(dirname $$f))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$(dirname $$f)/; \
+		done; \
+	done
 
 bench: build
 	$(GO) run ./internal/tools/bench

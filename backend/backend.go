@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgverbs/pgverbs/internal/conninfo"
 )
 
 // sslRequestCode is the protocol code of an SSLRequest packet.
@@ -43,17 +45,16 @@ type Target struct {
 
 // namesUser reports whether a conninfo names a user: URL userinfo, a user
 // parameter, or PGUSER in the environment.
-func namesUser(conninfo string) bool {
+func namesUser(s string) bool {
 	if os.Getenv("PGUSER") != "" {
 		return true
 	}
-	if u, err := url.Parse(conninfo); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+	if u, err := url.Parse(s); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
 		return (u.User != nil && u.User.Username() != "") || u.Query().Get("user") != ""
 	}
-	// key=value form: "user" as a key, with optional spaces around "=".
-	fields := strings.Fields(strings.ReplaceAll(conninfo, "=", " = "))
-	for i := 0; i+1 < len(fields); i++ {
-		if fields[i] == "user" && fields[i+1] == "=" {
+	pairs, _ := conninfo.Scan(s)
+	for _, p := range pairs {
+		if p.Key == "user" && p.Value(s) != "" {
 			return true
 		}
 	}

@@ -16,6 +16,10 @@ func TestNamesUser(t *testing.T) {
 		{"host=db user = carol", true},
 		{"host=db dbuser=x dbname=x", false},
 		{"host=/var/run/postgresql dbname=x", false},
+		// A quoted value that looks like a user keyword is not one.
+		{"host=db application_name='a user = b'", false},
+		{"host=db application_name='a user = b' user=dave", true},
+		{"host=db user=''", false},
 	}
 	for _, tc := range tests {
 		if got := namesUser(tc.conninfo); got != tc.want {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgverbs/pgverbs/internal/conninfo"
 )
 
 // mask replaces every secret; it matches pgconn's own redaction so logs
@@ -161,83 +163,38 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// isConninfoSpace is libpq's isspace set for keyword/value strings.
-func isConninfoSpace(c byte) bool {
-	switch c {
-	case ' ', '\t', '\n', '\r', '\v', '\f':
-		return true
-	}
-	return false
-}
-
-// redactKeywordValue tokenizes like libpq's conninfo_parse (and pgconn's
-// copy of it), so that the value masked is exactly the value the parser
-// would take as the password, including one that follows "password=" after
-// whitespace.
+// redactKeywordValue masks the values conninfo.Scan, which tokenizes as
+// libpq's conninfo_parse does, finds for secret keywords: exactly the value
+// the parser would take as the password, including one that follows
+// "password=" after whitespace.
 func redactKeywordValue(s string) (string, []string) {
 	var b strings.Builder
 	var secrets []string
+	pairs, bad := conninfo.Scan(s)
 	i := 0
-	for {
-		j := i
-		for j < len(s) && isConninfoSpace(s[j]) {
-			j++
-		}
-		if j == len(s) {
-			b.WriteString(s[i:])
-			return b.String(), secrets
-		}
-		eq := strings.IndexByte(s[j:], '=')
-		key := ""
-		if eq >= 0 {
-			key = strings.TrimRight(s[j:j+eq], " \t\n\r\v\f")
-		}
-		if key == "" || strings.ContainsAny(key, " \t\n\r\v\f") {
-			return redactMalformedRest(&b, s, i, j, secrets)
-		}
-
-		v := j + eq + 1
-		for v < len(s) && isConninfoSpace(s[v]) {
-			v++
-		}
-		end := v
-		if end < len(s) && s[end] == '\'' {
-			end++
-			for end < len(s) && s[end] != '\'' {
-				if s[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			if end >= len(s) {
-				// Unterminated quote: the rest of the string is the value.
-				if isSecretKey(key) {
-					b.WriteString(s[i:v])
-					b.WriteString(mask)
-					return b.String(), append(secrets, s[v:])
-				}
-				return redactMalformedRest(&b, s, i, j, secrets)
-			}
-			end++ // closing quote
-		} else {
-			for end < len(s) && !isConninfoSpace(s[end]) {
-				if s[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			end = min(end, len(s))
-		}
-
-		if isSecretKey(key) {
-			b.WriteString(s[i:v])
+	for _, p := range pairs {
+		switch {
+		case p.Unterminated && isSecretKey(p.Key):
+			// The rest of the string is the value.
+			b.WriteString(s[i:p.ValueStart])
 			b.WriteString(mask)
-			secrets = append(secrets, s[v:end])
-		} else {
-			b.WriteString(s[i:end])
+			return b.String(), append(secrets, s[p.ValueStart:])
+		case p.Unterminated:
+			return redactMalformedRest(&b, s, i, p.Start, secrets)
+		case isSecretKey(p.Key):
+			b.WriteString(s[i:p.ValueStart])
+			b.WriteString(mask)
+			secrets = append(secrets, s[p.ValueStart:p.End])
+		default:
+			b.WriteString(s[i:p.End])
 		}
-		i = end
+		i = p.End
 	}
+	if bad >= 0 {
+		return redactMalformedRest(&b, s, i, bad, secrets)
+	}
+	b.WriteString(s[i:])
+	return b.String(), secrets
 }
 
 // redactMalformedRest handles text the tokenizer cannot split into
