@@ -385,7 +385,7 @@ func TestLoadNativeBroken(t *testing.T) {
 	wantError(t, err, pgerr.InvalidParameterValue, "version to install must be specified")
 	_, err = Resolve(r, "noversion", "", nil, false)
 	wantError(t, err, pgerr.InvalidParameterValue, "version to install must be specified")
-	if plan, err := Resolve(r, "noversion", "1.0", nil, false); err != nil || len(plan.Steps) != 1 {
+	if plan, err := Resolve(r, "noversion", "1.0", nil, false); err != nil || len(stepNames(plan)) != 1 {
 		t.Errorf("Resolve(noversion, 1.0) = %+v, %v", plan, err)
 	}
 	if p, err := r.LoadVersion("nodefault", "1.0"); err != nil || p.Version != "1.0" {

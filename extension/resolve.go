@@ -19,14 +19,10 @@ type Installed struct {
 
 // Plan is what INSTALL EXTENSION must do, decided before anything runs.
 type Plan struct {
-	// Steps are the packages to install, in order: every package after all
-	// of its dependencies, the target last. Packages already installed are
-	// not in it, and none appears twice. Server steps (see Actions) are not
-	// in it: callers that use ResolveEnv with server extensions must follow
-	// Actions instead.
-	Steps []*Package
-	// Actions are all the steps, in order: Steps and the server extensions
-	// to create, each after everything it depends on, the target last.
+	// Actions are the steps, in order: packages to install and server
+	// extensions to create, each after everything it depends on, the
+	// target last. Packages already installed are not in it, and none
+	// appears twice.
 	Actions []Step
 	// Notes are messages for the client (NOTICE), such as a name that is
 	// both a package and a server extension, saying which one is used.
@@ -196,13 +192,7 @@ func ResolveEnv(r *Repo, name, version string, env Env, cascade bool) (*Plan, er
 	if err := rs.checkConflicts(); err != nil {
 		return nil, err
 	}
-	plan := &Plan{Actions: rs.plan, Notes: rs.notes}
-	for _, s := range rs.plan {
-		if s.Pkg != nil {
-			plan.Steps = append(plan.Steps, s.Pkg)
-		}
-	}
-	return plan, nil
+	return &Plan{Actions: rs.plan, Notes: rs.notes}, nil
 }
 
 type visit int

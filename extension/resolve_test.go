@@ -22,10 +22,13 @@ func pkgRepo(t *testing.T, controls map[string]string) *Repo {
 	return OpenRepo(dir)
 }
 
+// stepNames names the packages a plan installs, in order.
 func stepNames(p *Plan) []string {
 	var out []string
-	for _, s := range p.Steps {
-		out = append(out, s.Name+" "+s.Version)
+	for _, s := range p.Actions {
+		if s.Pkg != nil {
+			out = append(out, s.Pkg.Name+" "+s.Pkg.Version)
+		}
 	}
 	return out
 }

@@ -563,11 +563,6 @@ func (c *Cluster) Bin(name string) string {
 	return filepath.Join(c.BinDir, name)
 }
 
-// LogFile returns the path of the server log (pg_ctl -l).
-func (c *Cluster) LogFile() string {
-	return c.logFile
-}
-
 // Exec runs sql as the superuser over the simple query protocol, so it may
 // contain several statements (and statements such as CREATE DATABASE that
 // cannot run in a transaction block when sent alone).
