@@ -82,15 +82,15 @@ func (*alterRun) Columns() []Column { return nil }
 func (r *alterRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	done := &Outcome{Tag: "ALTER EXTENSION"}
 	if r.st != nil {
-		res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
+		res, err := c.Exec(`SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
 		if err != nil {
 			return nil, err
 		}
 		if string(res.Rows[0][0]) == "t" {
-			if err := prepareCatalog(ctx, c); err != nil {
+			if err := prepareCatalog(c); err != nil {
 				return nil, err
 			}
-			installed, schemas, err := installedExtensions(ctx, c)
+			installed, schemas, err := installedExtensions(c)
 			if err != nil {
 				return nil, err
 			}
@@ -108,16 +108,16 @@ func (r *alterRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 					c.Notice("NOTICE", fmt.Sprintf("version %q of extension %q is already installed", inst.Version, r.st.Name), "")
 					return done, nil
 				}
-				ss, err := readServerState(ctx, c)
+				ss, err := readServerState(c)
 				if err != nil {
 					return nil, err
 				}
-				return upgrade(ctx, c, repo, r.st.Name, inst.Version, to, schemas[r.st.Name], ss, done)
+				return upgrade(c, repo, r.st.Name, inst.Version, to, schemas[r.st.Name], ss, done)
 			}
 		}
 	}
 	// Not ours: the server runs the statement as the client wrote it.
-	res, err := c.Exec(ctx, r.sql)
+	res, err := c.Exec(r.sql)
 	if err != nil {
 		return nil, err
 	}

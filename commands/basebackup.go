@@ -189,7 +189,7 @@ func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		return nil, e
 	}
 	// The client's own role decides, checked on its own session.
-	res, err := c.Exec(ctx, `SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user`)
+	res, err := c.Exec(`SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user`)
 	if err != nil {
 		return nil, err
 	}

@@ -11,15 +11,24 @@ import (
 // Conn is what a command sees of the client's session while it runs: SQL
 // executed on the client's own backend connection, inside whatever
 // transaction the client is in, as the client's own role.
+//
+// Exec and ExecBatch take no context: a statement on the client's session
+// is cancelled the way any of the client's statements is. The client's
+// CancelRequest reaches the server, which cancels the running statement,
+// and Exec returns the server's 57014 as a *ServerError, which ends the
+// command; a client that goes away closes the session, and the server
+// rolls the transaction back. Only standalone commands, which work on
+// connections of their own, get a context that a cancel request ends
+// (see Prepared.Execute).
 type Conn interface {
 	// Exec runs one statement with optional text parameters (nil means
 	// NULL) and returns its result. An error from the server is a *ServerError;
 	// after one the transaction is failed and Exec must not be called again.
-	Exec(ctx context.Context, sql string, args ...*string) (*Result, error)
+	Exec(sql string, args ...*string) (*Result, error)
 	// ExecBatch runs statements pipelined (one round trip), discarding
 	// their results, and stops at the first error, returning it and the
 	// index of the failing statement.
-	ExecBatch(ctx context.Context, sqls []string) (failed int, err error)
+	ExecBatch(sqls []string) (failed int, err error)
 	// Notice sends a NoticeResponse to the client at once.
 	Notice(severity, message, detail string)
 	// User and Database are the startup parameters of the session.

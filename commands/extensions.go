@@ -104,13 +104,13 @@ type extContext struct {
 }
 
 // prepareCatalog takes the lock and creates the catalog on first use.
-func prepareCatalog(ctx context.Context, c Conn) error {
-	if _, err := c.Exec(ctx, lockSQL); err != nil {
+func prepareCatalog(c Conn) error {
+	if _, err := c.Exec(lockSQL); err != nil {
 		return err
 	}
 	// Every piece is checked, so that a catalog made by an older pgverbs
 	// gets what it lacks (the DDL is idempotent).
-	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL
+	res, err := c.Exec(`SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL
   AND pg_catalog.to_regclass('pgverbs.extension_config') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.all_extensions') IS NOT NULL
   AND pg_catalog.to_regprocedure('pgverbs.extension_config_dump(regclass,text)') IS NOT NULL
   AND pg_catalog.to_regprocedure('pgverbs.resolve_object(text,text[],text[])') IS NOT NULL`)
@@ -121,7 +121,7 @@ func prepareCatalog(ctx context.Context, c Conn) error {
 		return nil
 	}
 	for _, stmt := range append(strings.Split(catalogDDL, ";\n"), configDumpDDL, resolveObjectDDL) {
-		if _, err := c.Exec(ctx, stmt); err != nil {
+		if _, err := c.Exec(stmt); err != nil {
 			return err
 		}
 	}
@@ -129,8 +129,8 @@ func prepareCatalog(ctx context.Context, c Conn) error {
 }
 
 // installedExtensions reads the catalog.
-func installedExtensions(ctx context.Context, c Conn) (map[string]extension.Installed, map[string]string, error) {
-	res, err := c.Exec(ctx, `SELECT name, version, schema, pg_catalog.array_to_string(requires, ',') FROM pgverbs.extensions`)
+func installedExtensions(c Conn) (map[string]extension.Installed, map[string]string, error) {
+	res, err := c.Exec(`SELECT name, version, schema, pg_catalog.array_to_string(requires, ',') FROM pgverbs.extensions`)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,21 +163,21 @@ var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-
 
 // databaseSetting runs ALTER DATABASE <current> SET/RESET for one setting,
 // built by the server's format() so that quoting is the server's own.
-func databaseSetting(ctx context.Context, c Conn, name string, value *string) error {
+func databaseSetting(c Conn, name string, value *string) error {
 	if !settingName.MatchString(name) {
 		return pgerr.New(pgerr.InvalidParameterValue, "invalid setting name %q in extension configuration", name)
 	}
 	var res *Result
 	var err error
 	if value == nil {
-		res, err = c.Exec(ctx, `SELECT pg_catalog.format('ALTER DATABASE %I RESET %s', pg_catalog.current_database(), $1::text)`, &name)
+		res, err = c.Exec(`SELECT pg_catalog.format('ALTER DATABASE %I RESET %s', pg_catalog.current_database(), $1::text)`, &name)
 	} else {
-		res, err = c.Exec(ctx, `SELECT pg_catalog.format('ALTER DATABASE %I SET %s = %L', pg_catalog.current_database(), $1::text, $2::text)`, &name, value)
+		res, err = c.Exec(`SELECT pg_catalog.format('ALTER DATABASE %I SET %s = %L', pg_catalog.current_database(), $1::text, $2::text)`, &name, value)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = c.Exec(ctx, string(res.Rows[0][0]))
+	_, err = c.Exec(string(res.Rows[0][0]))
 	return err
 }
 
@@ -229,9 +229,9 @@ type serverState struct {
 	superuser bool
 }
 
-func readServerState(ctx context.Context, c Conn) (*serverState, error) {
+func readServerState(c Conn) (*serverState, error) {
 	ss := &serverState{installed: map[string]string{}, available: map[string]string{}, schemas: map[string]string{}}
-	res, err := c.Exec(ctx, `SELECT e.extname, e.extversion, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`)
+	res, err := c.Exec(`SELECT e.extname, e.extversion, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`)
 	if err != nil {
 		return nil, err
 	}
@@ -239,13 +239,13 @@ func readServerState(ctx context.Context, c Conn) (*serverState, error) {
 		ss.installed[string(r[0])] = string(r[1])
 		ss.schemas[string(r[0])] = string(r[2])
 	}
-	if res, err = c.Exec(ctx, `SELECT name, coalesce(default_version, '') FROM pg_catalog.pg_available_extensions`); err != nil {
+	if res, err = c.Exec(`SELECT name, coalesce(default_version, '') FROM pg_catalog.pg_available_extensions`); err != nil {
 		return nil, err
 	}
 	for _, r := range res.Rows {
 		ss.available[string(r[0])] = string(r[1])
 	}
-	if res, err = c.Exec(ctx, `SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`); err != nil {
+	if res, err = c.Exec(`SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`); err != nil {
 		return nil, err
 	}
 	if len(res.Rows) > 0 {
@@ -271,19 +271,19 @@ type preparedFile struct {
 func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	st, repo := r.st, r.cmd.repo
 	done := &Outcome{Tag: "INSTALL EXTENSION"}
-	if err := prepareCatalog(ctx, c); err != nil {
+	if err := prepareCatalog(c); err != nil {
 		return nil, err
 	}
-	installed, schemas, err := installedExtensions(ctx, c)
+	installed, schemas, err := installedExtensions(c)
 	if err != nil {
 		return nil, err
 	}
-	ss, err := readServerState(ctx, c)
+	ss, err := readServerState(c)
 	if err != nil {
 		return nil, err
 	}
 	if inst, ok := installed[st.Name]; ok && st.Version != "" && extension.CompareVersions(st.Version, inst.Version) != 0 {
-		return upgrade(ctx, c, repo, st.Name, inst.Version, st.Version, schemas[st.Name], ss, done)
+		return upgrade(c, repo, st.Name, inst.Version, st.Version, schemas[st.Name], ss, done)
 	}
 	env := extension.Env{Installed: installed, ServerInstalled: ss.installed, ServerAvailable: ss.available, PreferPackages: r.cmd.preferPackages}
 	plan, err := extension.ResolveEnv(repo, st.Name, st.Version, env, st.Cascade)
@@ -297,7 +297,7 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	for _, n := range plan.Notes {
 		c.Notice("NOTICE", n, "")
 	}
-	saved, err := saveSettings(ctx, c)
+	saved, err := saveSettings(c)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +307,7 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	for _, a := range plan.Actions {
 		ps := preparedStep{Step: a}
 		if a.Pkg != nil {
-			if err := r.prepareStep(ctx, c, &ps, ss, schemas, planned, saved.quoteAll); err != nil {
+			if err := r.prepareStep(c, &ps, ss, schemas, planned, saved.quoteAll); err != nil {
 				return nil, err
 			}
 			planned[a.Pkg.Name] = ps.schema
@@ -319,12 +319,12 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 			c.Notice("NOTICE", fmt.Sprintf("installing required extension %q", ps.Name()), "")
 		}
 		if ps.Server != "" {
-			if err := createServerExtension(ctx, c, ps.Server, st.Schema, ps.Version, ps.Cascade); err != nil {
+			if err := createServerExtension(c, ps.Server, st.Schema, ps.Version, ps.Cascade); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if err := installPackage(ctx, c, ps, saved); err != nil {
+		if err := installPackage(c, ps, saved); err != nil {
 			return nil, err
 		}
 	}
@@ -333,7 +333,7 @@ func (r *installRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 
 // prepareStep decides a package step's schema, checks it can be installed
 // over the wire by this role, and reads and prepares its scripts.
-func (r *installRun) prepareStep(ctx context.Context, c Conn, ps *preparedStep, ss *serverState, schemas, planned map[string]string, quoteAll bool) error {
+func (r *installRun) prepareStep(c Conn, ps *preparedStep, ss *serverState, schemas, planned map[string]string, quoteAll bool) error {
 	pkg, repo, st := ps.Pkg, r.cmd.repo, r.st
 	needs, err := repo.NeedsLibrary(pkg, ps.Version)
 	if err != nil {
@@ -355,7 +355,7 @@ func (r *installRun) prepareStep(ctx context.Context, c Conn, ps *preparedStep, 
 		return err
 	}
 	if pkg.Schema == "" {
-		if schema, err = targetSchema(ctx, c, schema); err != nil {
+		if schema, err = targetSchema(c, schema); err != nil {
 			return err
 		}
 	}
@@ -402,27 +402,27 @@ func scriptOptions(at *extension.Package, schema, owner string, required map[str
 }
 
 // installPackage runs one prepared package step and records it.
-func installPackage(ctx context.Context, c Conn, ps preparedStep, saved *savedSettings) error {
+func installPackage(c Conn, ps preparedStep, saved *savedSettings) error {
 	pkg := ps.Pkg
 	if pkg.Schema != "" {
 		// Created only when missing, as CREATE EXTENSION does: CREATE
 		// SCHEMA IF NOT EXISTS refuses reserved names such as pg_catalog
 		// even when the schema exists.
-		res, err := c.Exec(ctx, `SELECT pg_catalog.format('CREATE SCHEMA %I', $1::text) WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`, &ps.schema)
+		res, err := c.Exec(`SELECT pg_catalog.format('CREATE SCHEMA %I', $1::text) WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`, &ps.schema)
 		if err != nil {
 			return err
 		}
 		if len(res.Rows) == 1 {
-			if _, err := c.Exec(ctx, string(res.Rows[0][0])); err != nil {
+			if _, err := c.Exec(string(res.Rows[0][0])); err != nil {
 				return err
 			}
 		}
 	}
-	created, err := runTracked(ctx, c, pkg.Name, ps, saved)
+	created, err := runTracked(c, pkg.Name, ps, saved)
 	if err != nil {
 		return err
 	}
-	_, err = c.Exec(ctx, `INSERT INTO pgverbs.extensions (name, version, schema, requires, script_sha256) VALUES ($1, $2, $3, $4::text[], $5)`,
+	_, err = c.Exec(`INSERT INTO pgverbs.extensions (name, version, schema, requires, script_sha256) VALUES ($1, $2, $3, $4::text[], $5)`,
 		&pkg.Name, &ps.Version, &ps.schema, strp(arrayLiteral(pkg.Requires)), &ps.sum)
 	if err != nil {
 		return err
@@ -431,7 +431,7 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved *savedSe
 		return err
 	}
 	for _, set := range pkg.Settings {
-		if err := databaseSetting(ctx, c, set.Name, &set.Value); err != nil {
+		if err := databaseSetting(c, set.Name, &set.Value); err != nil {
 			return err
 		}
 	}
@@ -440,27 +440,27 @@ func installPackage(ctx context.Context, c Conn, ps preparedStep, saved *savedSe
 
 // createServerExtension runs CREATE EXTENSION for an extension the server
 // provides itself, the statement built by the server's format().
-func createServerExtension(ctx context.Context, c Conn, name, schema, version string, cascade bool) error {
+func createServerExtension(c Conn, name, schema, version string, cascade bool) error {
 	cas := "f"
 	if cascade {
 		cas = "t"
 	}
-	res, err := c.Exec(ctx, `SELECT pg_catalog.format('CREATE EXTENSION %I', $1::text)
+	res, err := c.Exec(`SELECT pg_catalog.format('CREATE EXTENSION %I', $1::text)
 	|| CASE WHEN $2::text <> '' THEN pg_catalog.format(' SCHEMA %I', $2::text) ELSE '' END
 	|| CASE WHEN $3::text <> '' THEN pg_catalog.format(' VERSION %L', $3::text) ELSE '' END
 	|| CASE WHEN $4::bool THEN ' CASCADE' ELSE '' END`, &name, &schema, &version, &cas)
 	if err != nil {
 		return err
 	}
-	_, err = c.Exec(ctx, string(res.Rows[0][0]))
+	_, err = c.Exec(string(res.Rows[0][0]))
 	return err
 }
 
 // upgrade moves an installed package from one version to another along
 // its update path, in the current transaction, rechecking dependencies and
 // conflicts against the new version first.
-func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, schema string, ss *serverState, done *Outcome) (*Outcome, error) {
-	if err := refreshObjects(ctx, c); err != nil {
+func upgrade(c Conn, repo *extension.Repo, name, from, to, schema string, ss *serverState, done *Outcome) (*Outcome, error) {
+	if err := refreshObjects(c); err != nil {
 		return nil, err
 	}
 	pkg, err := repo.LoadVersion(name, to)
@@ -471,7 +471,7 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 	if err != nil {
 		return nil, err
 	}
-	installed, schemas, err := installedExtensions(ctx, c)
+	installed, schemas, err := installedExtensions(c)
 	if err != nil {
 		return nil, err
 	}
@@ -515,7 +515,7 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 			}
 		}
 	}
-	saved, err := saveSettings(ctx, c)
+	saved, err := saveSettings(c)
 	if err != nil {
 		return nil, err
 	}
@@ -535,18 +535,18 @@ func upgrade(ctx context.Context, c Conn, repo *extension.Repo, name, from, to, 
 		}
 		ps.files = append(ps.files, preparedFile{f.Name, stmts})
 	}
-	created, err := runTracked(ctx, c, name, ps, saved)
+	created, err := runTracked(c, name, ps, saved)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.Exec(ctx, `UPDATE pgverbs.extensions SET version = $2, requires = $3::text[] WHERE name = $1`,
+	if _, err := c.Exec(`UPDATE pgverbs.extensions SET version = $2, requires = $3::text[] WHERE name = $1`,
 		&name, &pkg.Version, strp(arrayLiteral(pkg.Requires))); err != nil {
 		return nil, err
 	}
 	if err := created(); err != nil {
 		return nil, err
 	}
-	if err := forgetMissingObjects(ctx, c, name); err != nil {
+	if err := forgetMissingObjects(c, name); err != nil {
 		return nil, err
 	}
 	c.Notice("NOTICE", fmt.Sprintf("extension %q updated from version %s to %s", name, from, pkg.Version), "")
@@ -584,17 +584,17 @@ func (*uninstallRun) Columns() []Column { return nil }
 func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	st, repo := r.st, r.cmd.repo
 	done := &Outcome{Tag: "UNINSTALL EXTENSION"}
-	if err := prepareCatalog(ctx, c); err != nil {
+	if err := prepareCatalog(c); err != nil {
 		return nil, err
 	}
-	if err := refreshObjects(ctx, c); err != nil {
+	if err := refreshObjects(c); err != nil {
 		return nil, err
 	}
-	installed, schemas, err := installedExtensions(ctx, c)
+	installed, schemas, err := installedExtensions(c)
 	if err != nil {
 		return nil, err
 	}
-	ss, err := readServerState(ctx, c)
+	ss, err := readServerState(c)
 	if err != nil {
 		return nil, err
 	}
@@ -640,7 +640,7 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		e.Hint = "Use UNINSTALL EXTENSION ... CASCADE to uninstall the dependent extensions too."
 		return nil, e
 	}
-	saved, err := saveSettings(ctx, c)
+	saved, err := saveSettings(c)
 	if err != nil {
 		return nil, err
 	}
@@ -688,44 +688,44 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		if !targets[name] {
 			c.Notice("NOTICE", fmt.Sprintf("uninstall cascades to extension %q", name), "")
 		}
-		changed, err := saved.enter(ctx, c, scriptPath(schemas[name], nil, saved.quoteAll), "")
+		changed, err := saved.enter(c, scriptPath(schemas[name], nil, saved.quoteAll), "")
 		if err != nil {
 			return nil, err
 		}
 		if s.file != "" {
-			if err := runScript(ctx, c, s.file, s.stmts, nil); err != nil {
+			if err := runScript(c, s.file, s.stmts, nil); err != nil {
 				return nil, err
 			}
-		} else if err := dropTrackedObjects(ctx, c, name, st.Cascade); err != nil {
+		} else if err := dropTrackedObjects(c, name, st.Cascade); err != nil {
 			return nil, err
 		}
-		if err := saved.leave(ctx, c, changed, nil); err != nil {
+		if err := saved.leave(c, changed, nil); err != nil {
 			return nil, err
 		}
-		if _, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_config WHERE extension = $1`, &name); err != nil {
+		if _, err := c.Exec(`DELETE FROM pgverbs.extension_config WHERE extension = $1`, &name); err != nil {
 			return nil, err
 		}
-		if err := checkNoObjectsLeft(ctx, c, name); err != nil {
+		if err := checkNoObjectsLeft(c, name); err != nil {
 			return nil, err
 		}
-		if _, err := c.Exec(ctx, `DELETE FROM pgverbs.extensions WHERE name = $1`, &name); err != nil {
+		if _, err := c.Exec(`DELETE FROM pgverbs.extensions WHERE name = $1`, &name); err != nil {
 			return nil, err
 		}
 		if s.pkg != nil {
 			for _, set := range s.pkg.Settings {
-				if err := databaseSetting(ctx, c, set.Name, nil); err != nil {
+				if err := databaseSetting(c, set.Name, nil); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
 	for _, name := range server {
-		res, err := c.Exec(ctx, `SELECT pg_catalog.format('DROP EXTENSION %I', $1::text) || CASE WHEN $2::bool THEN ' CASCADE' ELSE '' END`,
+		res, err := c.Exec(`SELECT pg_catalog.format('DROP EXTENSION %I', $1::text) || CASE WHEN $2::bool THEN ' CASCADE' ELSE '' END`,
 			&name, strp(strconv.FormatBool(st.Cascade)))
 		if err != nil {
 			return nil, err
 		}
-		if _, err := c.Exec(ctx, string(res.Rows[0][0])); err != nil {
+		if _, err := c.Exec(string(res.Rows[0][0])); err != nil {
 			return nil, err
 		}
 	}
@@ -772,9 +772,9 @@ func removalOrder(names map[string]bool, installed map[string]extension.Installe
 
 // targetSchema checks the SCHEMA option, or picks the first schema of the
 // search path as CREATE EXTENSION does.
-func targetSchema(ctx context.Context, c Conn, schema string) (string, error) {
+func targetSchema(c Conn, schema string) (string, error) {
 	if schema == "" {
-		res, err := c.Exec(ctx, `SELECT pg_catalog.current_schema()`)
+		res, err := c.Exec(`SELECT pg_catalog.current_schema()`)
 		if err != nil {
 			return "", err
 		}
@@ -783,7 +783,7 @@ func targetSchema(ctx context.Context, c Conn, schema string) (string, error) {
 		}
 		return string(res.Rows[0][0]), nil
 	}
-	res, err := c.Exec(ctx, `SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1`, &schema)
+	res, err := c.Exec(`SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1`, &schema)
 	if err != nil {
 		return "", err
 	}

@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -53,8 +52,8 @@ WHERE o.objid >= 16384
 type objectKey struct{ classid, objid uint32 }
 
 // snapshotObjects returns the current set of candidate member objects.
-func snapshotObjects(ctx context.Context, c Conn) (map[objectKey]bool, error) {
-	res, err := c.Exec(ctx, objectsSQL)
+func snapshotObjects(c Conn) (map[objectKey]bool, error) {
+	res, err := c.Exec(objectsSQL)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func snapshotObjects(ctx context.Context, c Conn) (map[objectKey]bool, error) {
 // after but not in mc.before, and those added with ALTER EXTENSION ADD,
 // minus those dropped with ALTER EXTENSION DROP (which an update script
 // may do to members recorded earlier: they are forgotten).
-func recordMembers(ctx context.Context, c Conn, mc *memberChanges, after map[objectKey]bool) error {
+func recordMembers(c Conn, mc *memberChanges, after map[objectKey]bool) error {
 	var add []objectKey
 	for k := range after {
 		if !mc.before[k] && !mc.dropped[k] && !mc.added[k] {
@@ -86,7 +85,7 @@ func recordMembers(ctx context.Context, c Conn, mc *memberChanges, after map[obj
 	}
 	if len(add) > 0 {
 		cl, ob := keyArrays(add)
-		_, err := c.Exec(ctx, `INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
+		_, err := c.Exec(`INSERT INTO pgverbs.extension_objects (extension, classid, objid, type, identity, object_names, object_args)
 SELECT $1, (SELECT relname::text FROM pg_catalog.pg_class WHERE oid = u.classid), u.objid, i.type, i.identity, a.object_names, a.object_args
 FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
      LATERAL pg_catalog.pg_identify_object(u.classid, u.objid, 0) AS i,
@@ -103,7 +102,7 @@ FROM unnest($2::oid[], $3::oid[]) AS u(classid, objid),
 		drop = append(drop, k)
 	}
 	cl, ob := keyArrays(drop)
-	_, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_objects o USING unnest($2::oid[], $3::oid[]) AS u(classid, objid)
+	_, err := c.Exec(`DELETE FROM pgverbs.extension_objects o USING unnest($2::oid[], $3::oid[]) AS u(classid, objid)
 WHERE o.extension = $1 AND o.classid::pg_catalog.regclass = u.classid AND o.objid = u.objid`, &mc.ext, &cl, &ob)
 	return err
 }
@@ -125,8 +124,8 @@ func keyArrays(keys []objectKey) (classids, objids string) {
 // keep their row, so that nothing is silently forgotten. The rows are
 // deleted and inserted again in one statement, which keeps the primary key
 // valid whatever order the OIDs moved in.
-func refreshObjects(ctx context.Context, c Conn) error {
-	_, err := c.Exec(ctx, `WITH stale AS (
+func refreshObjects(c Conn) error {
+	_, err := c.Exec(`WITH stale AS (
     DELETE FROM pgverbs.extension_objects o
     WHERE (pg_catalog.pg_identify_object(o.classid::regclass, o.objid, 0)).identity IS DISTINCT FROM o.identity
       AND pgverbs.resolve_object(o.type, o.object_names, o.object_args) IS DISTINCT FROM o.objid
@@ -139,8 +138,8 @@ SELECT extension, classid, pgverbs.resolve_object(type, object_names, object_arg
 
 // forgetMissingObjects deletes rows of objects that no longer exist (an
 // update script dropped them).
-func forgetMissingObjects(ctx context.Context, c Conn, ext string) error {
-	_, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_objects o WHERE o.extension = $1
+func forgetMissingObjects(c Conn, ext string) error {
+	_, err := c.Exec(`DELETE FROM pgverbs.extension_objects o WHERE o.extension = $1
 AND (pg_catalog.pg_identify_object(o.classid::regclass, o.objid, 0)).identity IS NULL`, &ext)
 	return err
 }
@@ -175,10 +174,10 @@ WHERE (a.oc, a.oo) <> (r.classid, r.objid)`
 // that depend on it (newest first among the rest). Without cascade a
 // dependent object outside the extension makes PostgreSQL refuse with
 // 2BP01 and its own DETAIL.
-func dropTrackedObjects(ctx context.Context, c Conn, ext string, cascade bool) error {
+func dropTrackedObjects(c Conn, ext string, cascade bool) error {
 	// The current identity, not the recorded one: the object may have been
 	// renamed since.
-	res, err := c.Exec(ctx, `SELECT o.classid::pg_catalog.regclass::oid, o.objid, o.type, i.identity
+	res, err := c.Exec(`SELECT o.classid::pg_catalog.regclass::oid, o.objid, o.type, i.identity
 FROM pgverbs.extension_objects o, LATERAL pg_catalog.pg_identify_object(o.classid::regclass, o.objid, 0) i
 WHERE o.extension = $1 AND i.identity IS NOT NULL
 ORDER BY o.objid DESC`, &ext)
@@ -189,7 +188,7 @@ ORDER BY o.objid DESC`, &ext)
 	for _, r := range res.Rows {
 		objs = append(objs, trackedObject{parseKey(r[0], r[1]), string(r[2]), string(r[3])})
 	}
-	if res, err = c.Exec(ctx, memberEdgesSQL, &ext); err != nil {
+	if res, err = c.Exec(memberEdgesSQL, &ext); err != nil {
 		return err
 	}
 	// before[k] are the members that must be dropped before k.
@@ -212,7 +211,7 @@ ORDER BY o.objid DESC`, &ext)
 		}
 		stmts = append(stmts, stmt)
 	}
-	_, err = c.ExecBatch(ctx, stmts)
+	_, err = c.ExecBatch(stmts)
 	return err
 }
 
@@ -282,8 +281,8 @@ func dropKeyword(typ string) (string, bool) {
 
 // checkNoObjectsLeft confirms after an uninstall that none of ext's recorded
 // objects exists any more, then forgets them.
-func checkNoObjectsLeft(ctx context.Context, c Conn, ext string) error {
-	res, err := c.Exec(ctx, `SELECT type || ' ' || identity FROM pgverbs.extension_objects
+func checkNoObjectsLeft(c Conn, ext string) error {
+	res, err := c.Exec(`SELECT type || ' ' || identity FROM pgverbs.extension_objects
 WHERE extension = $1 AND (pg_catalog.pg_identify_object(classid::regclass, objid, 0)).identity IS NOT NULL`, &ext)
 	if err != nil {
 		return err
@@ -299,6 +298,6 @@ WHERE extension = $1 AND (pg_catalog.pg_identify_object(classid::regclass, objid
 		e.Hint = fmt.Sprintf("The package's uninstall script does not drop everything its install script created; drop them in the script, or remove %s/uninstall.sql to let pgverbs drop the recorded objects.", ext)
 		return e
 	}
-	_, err = c.Exec(ctx, `DELETE FROM pgverbs.extension_objects WHERE extension = $1`, &ext)
+	_, err = c.Exec(`DELETE FROM pgverbs.extension_objects WHERE extension = $1`, &ext)
 	return err
 }

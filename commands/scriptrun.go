@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -26,8 +25,8 @@ type savedSettings struct {
 }
 
 // saveSettings reads the settings the script environment changes.
-func saveSettings(ctx context.Context, c Conn) (*savedSettings, error) {
-	res, err := c.Exec(ctx, `SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('check_function_bodies'),
+func saveSettings(c Conn) (*savedSettings, error) {
+	res, err := c.Exec(`SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('check_function_bodies'),
   pg_catalog.current_setting('client_min_messages'), pg_catalog.current_setting('quote_all_identifiers')`)
 	if err != nil {
 		return nil, err
@@ -59,7 +58,7 @@ type setting struct{ name, value string }
 // none). PostgreSQL changes (and later restores) a setting only when it
 // must: client_min_messages only when below WARNING, check_function_bodies
 // only when on. The returned settings are the ones changed.
-func (s *savedSettings) enter(ctx context.Context, c Conn, searchPath, ext string) ([]string, error) {
+func (s *savedSettings) enter(c Conn, searchPath, ext string) ([]string, error) {
 	set := []setting{{"search_path", searchPath}}
 	if s.checkBodies == "on" {
 		set = append(set, setting{"check_function_bodies", "off"})
@@ -71,14 +70,14 @@ func (s *savedSettings) enter(ctx context.Context, c Conn, searchPath, ext strin
 	for i, st := range set {
 		changed[i] = st.name
 	}
-	return changed, setConfig(ctx, c, append(set, setting{"pgverbs.installing", ext}))
+	return changed, setConfig(c, append(set, setting{"pgverbs.installing", ext}))
 }
 
 // leave restores the settings enter changed, except those a script SET
 // plainly (not SET LOCAL): PostgreSQL restores a saved setting at the end
 // of the script unless the script overrode it with SET, which then lasts
 // for the session as any SET does.
-func (s *savedSettings) leave(ctx context.Context, c Conn, changed []string, kept map[string]bool) error {
+func (s *savedSettings) leave(c Conn, changed []string, kept map[string]bool) error {
 	old := map[string]string{"search_path": s.searchPath, "check_function_bodies": s.checkBodies, "client_min_messages": s.minMessages}
 	set := []setting{{"pgverbs.installing", ""}}
 	for _, name := range changed {
@@ -86,19 +85,19 @@ func (s *savedSettings) leave(ctx context.Context, c Conn, changed []string, kep
 			set = append(set, setting{name, old[name]})
 		}
 	}
-	return setConfig(ctx, c, set)
+	return setConfig(c, set)
 }
 
 // setConfig runs set_config(name, value, true) for each setting, in one
 // statement.
-func setConfig(ctx context.Context, c Conn, set []setting) error {
+func setConfig(c Conn, set []setting) error {
 	calls := make([]string, len(set))
 	args := make([]*string, len(set))
 	for i, st := range set {
 		calls[i] = fmt.Sprintf("pg_catalog.set_config(%s, $%d, true)", quoteLiteral(st.name), i+1)
 		args[i] = strp(st.value)
 	}
-	_, err := c.Exec(ctx, "SELECT "+strings.Join(calls, ", "), args...)
+	_, err := c.Exec("SELECT "+strings.Join(calls, ", "), args...)
 	return err
 }
 
@@ -132,7 +131,7 @@ func keptSettings(kept map[string]bool, stmts []extension.Statement) {
 // runScript runs a package script's statements, pipelined, except ALTER
 // EXTENSION ADD|DROP, which mc carries out (nil refuses them). A failing
 // statement's error names the script and line in its CONTEXT.
-func runScript(ctx context.Context, c Conn, file string, stmts []extension.Statement, mc *memberChanges) error {
+func runScript(c Conn, file string, stmts []extension.Statement, mc *memberChanges) error {
 	inFile := func(err error, st extension.Statement) error {
 		var se *ServerError
 		if errors.As(err, &se) {
@@ -154,7 +153,7 @@ func runScript(ctx context.Context, c Conn, file string, stmts []extension.State
 		for i, st := range batch {
 			sqls[i] = st.SQL
 		}
-		failed, err := c.ExecBatch(ctx, sqls)
+		failed, err := c.ExecBatch(sqls)
 		if err != nil && failed >= 0 && failed < len(batch) {
 			return inFile(err, batch[failed])
 		}
@@ -172,7 +171,7 @@ func runScript(ctx context.Context, c Conn, file string, stmts []extension.State
 		if mc == nil {
 			return inFile(pgerr.New(pgerr.FeatureNotSupported, "ALTER EXTENSION ADD|DROP is not allowed in an uninstall script"), st)
 		}
-		if err := mc.apply(ctx, c, st.Membership); err != nil {
+		if err := mc.apply(c, st.Membership); err != nil {
 			return inFile(err, st)
 		}
 	}
@@ -190,7 +189,7 @@ type memberChanges struct {
 // apply resolves the object as ALTER EXTENSION would (the server's
 // pg_get_object_address, so an object that does not exist gets the
 // server's own error) and checks membership as PostgreSQL does.
-func (mc *memberChanges) apply(ctx context.Context, c Conn, m *extension.Membership) error {
+func (mc *memberChanges) apply(c Conn, m *extension.Membership) error {
 	var res *Result
 	var err error
 	if m.ByName {
@@ -198,10 +197,10 @@ func (mc *memberChanges) apply(ctx context.Context, c Conn, m *extension.Members
 		for i, n := range m.Names {
 			parts[i] = extension.QuoteIdentifier(n, true)
 		}
-		res, err = c.Exec(ctx, `SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass::oid, p.oid, pg_catalog.pg_describe_object('pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, 0)
+		res, err = c.Exec(`SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass::oid, p.oid, pg_catalog.pg_describe_object('pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, 0)
 FROM (SELECT $1::pg_catalog.regproc::oid AS oid) p`, strp(strings.Join(parts, ".")))
 	} else {
-		res, err = c.Exec(ctx, `SELECT a.classid, a.objid, pg_catalog.pg_describe_object(a.classid, a.objid, a.objsubid)
+		res, err = c.Exec(`SELECT a.classid, a.objid, pg_catalog.pg_describe_object(a.classid, a.objid, a.objsubid)
 FROM pg_catalog.pg_get_object_address($1, $2::text[], $3::text[]) a`, &m.Type, strp(arrayLiteral(m.Names)), strp(arrayLiteral(m.Args)))
 	}
 	if err != nil {
@@ -212,7 +211,7 @@ FROM pg_catalog.pg_get_object_address($1, $2::text[], $3::text[]) a`, &m.Type, s
 		return err
 	}
 	key, desc := parseKey(r[0], r[1]), string(r[2])
-	owner, err := memberOf(ctx, c, key)
+	owner, err := memberOf(c, key)
 	if err != nil {
 		return err
 	}
@@ -238,9 +237,9 @@ FROM pg_catalog.pg_get_object_address($1, $2::text[], $3::text[]) a`, &m.Type, s
 
 // memberOf names the extension, pgverbs's or the server's, that the object
 // belongs to; "" for none.
-func memberOf(ctx context.Context, c Conn, key objectKey) (string, error) {
+func memberOf(c Conn, key objectKey) (string, error) {
 	cl, ob := strconv.FormatUint(uint64(key.classid), 10), strconv.FormatUint(uint64(key.objid), 10)
-	res, err := c.Exec(ctx, `SELECT extension FROM pgverbs.extension_objects WHERE classid::pg_catalog.regclass = $1::oid AND objid = $2::oid
+	res, err := c.Exec(`SELECT extension FROM pgverbs.extension_objects WHERE classid::pg_catalog.regclass = $1::oid AND objid = $2::oid
 UNION ALL
 SELECT e.extname::text FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
 WHERE d.classid = $1::oid AND d.objid = $2::oid AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e'`, &cl, &ob)
@@ -256,35 +255,35 @@ WHERE d.classid = $1::oid AND d.objid = $2::oid AND d.refclassid = 'pg_catalog.p
 // added with ALTER EXTENSION ADD, minus those they dropped with ALTER
 // EXTENSION DROP) and checks the configuration tables the scripts marked;
 // call it once the extension's catalog row exists.
-func runTracked(ctx context.Context, c Conn, ext string, ps preparedStep, saved *savedSettings) (record func() error, err error) {
-	before, err := snapshotObjects(ctx, c)
+func runTracked(c Conn, ext string, ps preparedStep, saved *savedSettings) (record func() error, err error) {
+	before, err := snapshotObjects(c)
 	if err != nil {
 		return nil, err
 	}
-	changed, err := saved.enter(ctx, c, scriptPath(ps.schema, ps.required, saved.quoteAll), ext)
+	changed, err := saved.enter(c, scriptPath(ps.schema, ps.required, saved.quoteAll), ext)
 	if err != nil {
 		return nil, err
 	}
 	mc := &memberChanges{ext: ext, before: before, added: map[objectKey]bool{}, dropped: map[objectKey]bool{}}
 	kept := map[string]bool{}
 	for _, f := range ps.files {
-		if err := runScript(ctx, c, f.name, f.stmts, mc); err != nil {
+		if err := runScript(c, f.name, f.stmts, mc); err != nil {
 			return nil, err
 		}
 		keptSettings(kept, f.stmts)
 	}
-	if err := saved.leave(ctx, c, changed, kept); err != nil {
+	if err := saved.leave(c, changed, kept); err != nil {
 		return nil, err
 	}
-	after, err := snapshotObjects(ctx, c)
+	after, err := snapshotObjects(c)
 	if err != nil {
 		return nil, err
 	}
 	return func() error {
-		if err := recordMembers(ctx, c, mc, after); err != nil {
+		if err := recordMembers(c, mc, after); err != nil {
 			return err
 		}
-		return checkConfigTables(ctx, c, ext)
+		return checkConfigTables(c, ext)
 	}, nil
 }
 
@@ -292,11 +291,11 @@ func runTracked(ctx context.Context, c Conn, ext string, ps preparedStep, saved 
 // ext, with PostgreSQL's error, and forgets those that no longer exist (an
 // update script dropped them; PostgreSQL removes a dropped table from
 // extconfig too).
-func checkConfigTables(ctx context.Context, c Conn, ext string) error {
-	if _, err := c.Exec(ctx, `DELETE FROM pgverbs.extension_config WHERE extension = $1 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = tab)`, &ext); err != nil {
+func checkConfigTables(c Conn, ext string) error {
+	if _, err := c.Exec(`DELETE FROM pgverbs.extension_config WHERE extension = $1 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = tab)`, &ext); err != nil {
 		return err
 	}
-	res, err := c.Exec(ctx, `SELECT COALESCE((SELECT relname::text FROM pg_catalog.pg_class WHERE oid = k.tab), k.tab::oid::text)
+	res, err := c.Exec(`SELECT COALESCE((SELECT relname::text FROM pg_catalog.pg_class WHERE oid = k.tab), k.tab::oid::text)
 FROM pgverbs.extension_config k WHERE k.extension = $1
   AND NOT EXISTS (SELECT 1 FROM pgverbs.extension_objects o WHERE o.extension = $1 AND o.classid::pg_catalog.regclass = 'pg_catalog.pg_class'::pg_catalog.regclass AND o.objid = k.tab)
 ORDER BY 1 LIMIT 1`, &ext)

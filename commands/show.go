@@ -210,11 +210,11 @@ func (r *showRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	var err error
 	switch r.st.Kind {
 	case ShowAvailableExtensions:
-		rows, err = r.extensions(ctx, c)
+		rows, err = r.extensions(c)
 	case ShowAvailableExtensionVersions:
-		rows, err = r.versions(ctx, c)
+		rows, err = r.versions(c)
 	default:
-		rows, err = r.updatePaths(ctx, c)
+		rows, err = r.updatePaths(c)
 	}
 	if err != nil {
 		return nil, err
@@ -223,14 +223,14 @@ func (r *showRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 }
 
 // extensions lists the packages and the server's extensions.
-func (r *showRun) extensions(ctx context.Context, c Conn) ([][]*string, error) {
+func (r *showRun) extensions(c Conn) ([][]*string, error) {
 	pkgs, err := showPackages(c, r.repo)
 	if err != nil {
 		return nil, err
 	}
 	installed := map[string]string{}
 	if len(pkgs) > 0 {
-		if installed, err = showInstalled(ctx, c); err != nil {
+		if installed, err = showInstalled(c); err != nil {
 			return nil, err
 		}
 	}
@@ -243,7 +243,7 @@ func (r *showRun) extensions(ctx context.Context, c Conn) ([][]*string, error) {
 		rows = append(rows, []*string{strp(p.Name), showOrNull(p.DefaultVersion), inst,
 			strp(showSourcePgverbs), showOrNull(p.Comment), showRequirements(p.Depends), showRequirements(p.Conflicts)})
 	}
-	res, err := c.Exec(ctx, `SELECT e.name, e.default_version, e.installed_version, e.comment, pg_catalog.array_to_string(v.requires, ', ')
+	res, err := c.Exec(`SELECT e.name, e.default_version, e.installed_version, e.comment, pg_catalog.array_to_string(v.requires, ', ')
 FROM pg_catalog.pg_available_extensions e
 LEFT JOIN pg_catalog.pg_available_extension_versions v ON v.name = e.name AND v.version = e.default_version`)
 	if err != nil {
@@ -261,7 +261,7 @@ LEFT JOIN pg_catalog.pg_available_extension_versions v ON v.name = e.name AND v.
 }
 
 // versions lists the versions of one extension or of all.
-func (r *showRun) versions(ctx context.Context, c Conn) ([][]*string, error) {
+func (r *showRun) versions(c Conn) ([][]*string, error) {
 	name := r.st.Name
 	var pkgs []*extension.Package
 	var notFound error
@@ -284,7 +284,7 @@ func (r *showRun) versions(ctx context.Context, c Conn) ([][]*string, error) {
 	installed := map[string]string{}
 	if len(pkgs) > 0 {
 		var err error
-		if installed, err = showInstalled(ctx, c); err != nil {
+		if installed, err = showInstalled(c); err != nil {
 			return nil, err
 		}
 	}
@@ -317,7 +317,7 @@ func (r *showRun) versions(ctx context.Context, c Conn) ([][]*string, error) {
 		sql += ` WHERE name = $1`
 		args = append(args, &name)
 	}
-	res, err := c.Exec(ctx, sql, args...)
+	res, err := c.Exec(sql, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +337,7 @@ func (r *showRun) versions(ctx context.Context, c Conn) ([][]*string, error) {
 
 // updatePaths lists the update paths of a package, or else of the
 // server's extension.
-func (r *showRun) updatePaths(ctx context.Context, c Conn) ([][]*string, error) {
+func (r *showRun) updatePaths(c Conn) ([][]*string, error) {
 	name := r.st.Name
 	p, err := r.load(name)
 	if err == nil {
@@ -361,14 +361,14 @@ func (r *showRun) updatePaths(ctx context.Context, c Conn) ([][]*string, error) 
 	// pg_extension_update_paths() fails for an extension the server lacks,
 	// and before PostgreSQL 16 with a message that shows the server's file
 	// system; ask first.
-	res, qerr := c.Exec(ctx, `SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1`, &name)
+	res, qerr := c.Exec(`SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1`, &name)
 	if qerr != nil {
 		return nil, qerr
 	}
 	if len(res.Rows) == 0 {
 		return nil, err
 	}
-	res, qerr = c.Exec(ctx, `SELECT source, target, path FROM pg_catalog.pg_extension_update_paths($1)`, &name)
+	res, qerr = c.Exec(`SELECT source, target, path FROM pg_catalog.pg_extension_update_paths($1)`, &name)
 	if qerr != nil {
 		return nil, qerr
 	}
@@ -448,8 +448,8 @@ func showWarnLeftOut(c Conn, what string, err error) {
 // showInstalled returns the version of each extension recorded in
 // pgverbs.extensions, which does not exist before the first INSTALL
 // EXTENSION in the database.
-func showInstalled(ctx context.Context, c Conn) (map[string]string, error) {
-	res, err := c.Exec(ctx, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
+func showInstalled(c Conn) (map[string]string, error) {
+	res, err := c.Exec(`SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +457,7 @@ func showInstalled(ctx context.Context, c Conn) (map[string]string, error) {
 	if len(res.Rows) == 0 || len(res.Rows[0]) == 0 || string(res.Rows[0][0]) != "t" {
 		return out, nil
 	}
-	if res, err = c.Exec(ctx, `SELECT name, version FROM pgverbs.extensions`); err != nil {
+	if res, err = c.Exec(`SELECT name, version FROM pgverbs.extensions`); err != nil {
 		return nil, err
 	}
 	for _, v := range res.Rows {

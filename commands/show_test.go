@@ -258,7 +258,7 @@ func (f *showConn) result(rows [][]string) *commands.Result {
 	return res
 }
 
-func (f *showConn) Exec(_ context.Context, sql string, args ...*string) (*commands.Result, error) {
+func (f *showConn) Exec(sql string, args ...*string) (*commands.Result, error) {
 	f.queries = append(f.queries, sql)
 	if f.fail != nil && strings.Contains(sql, f.failOn) {
 		return nil, f.fail
@@ -307,7 +307,7 @@ func (f *showConn) Exec(_ context.Context, sql string, args ...*string) (*comman
 	return nil, errors.New("unexpected query")
 }
 
-func (f *showConn) ExecBatch(context.Context, []string) (int, error) {
+func (f *showConn) ExecBatch([]string) (int, error) {
 	f.t.Error("ExecBatch called")
 	return 0, errors.New("unexpected batch")
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -54,7 +53,7 @@ func appendRun(buf []byte, sql string, params [][]byte, describe bool) []byte {
 }
 
 // Exec implements commands.Conn.
-func (c *execConn) Exec(ctx context.Context, sql string, args ...*string) (*commands.Result, error) {
+func (c *execConn) Exec(sql string, args ...*string) (*commands.Result, error) {
 	if c.failed {
 		return nil, errors.New("engine: Exec after a server error")
 	}
@@ -78,7 +77,7 @@ func (c *execConn) Exec(ctx context.Context, sql string, args ...*string) (*comm
 // ExecBatch implements commands.Conn: all statements go out with one
 // Flush and their replies are read afterwards. After an error the server
 // skips the rest (it discards until Sync), so replies stop there.
-func (c *execConn) ExecBatch(ctx context.Context, sqls []string) (int, error) {
+func (c *execConn) ExecBatch(sqls []string) (int, error) {
 	if c.failed {
 		return -1, errors.New("engine: ExecBatch after a server error")
 	}
@@ -197,7 +196,7 @@ func (e *engine) fail(c *execConn, err error) error {
 		pe = pgerr.New(pgerr.InternalError, "pgverbs internal error: %v", err)
 	}
 	if !c.failed {
-		if _, aerr := c.Exec(context.Background(), abortSQL); aerr == nil {
+		if _, aerr := c.Exec(abortSQL); aerr == nil {
 			return errors.New("engine: abort statement did not fail")
 		} else if !errors.As(aerr, &se) {
 			return aerr

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"context"
-
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgverbs/pgverbs/commands"
@@ -19,7 +17,6 @@ func (e *engine) simpleQuery(sql string, stmts []commands.Statement) error {
 		return err
 	}
 	c := &execConn{e: e}
-	ctx := context.Background()
 	preps, err := commands.ParseAll(sql, stmts)
 	if err == nil && len(stmts) > 1 {
 		for _, p := range preps {
@@ -41,7 +38,7 @@ func (e *engine) simpleQuery(sql string, stmts []commands.Statement) error {
 		if st.Command == nil {
 			err = e.relayStatement(c, st.SQL)
 		} else {
-			err = e.runCommand(ctx, c, preps[i])
+			err = e.runCommand(c, preps[i])
 		}
 		if err != nil {
 			return err
@@ -55,7 +52,7 @@ func (e *engine) simpleQuery(sql string, stmts []commands.Statement) error {
 
 // runCommand runs one parsed command of a simple query, writing its
 // replies.
-func (e *engine) runCommand(ctx context.Context, c *execConn, prep commands.Prepared) error {
+func (e *engine) runCommand(c *execConn, prep commands.Prepared) error {
 	out, err := e.execute(c, prep)
 	if err != nil {
 		return e.fail(c, err)

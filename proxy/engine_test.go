@@ -36,7 +36,7 @@ func (p pingPrepared) Execute(ctx context.Context, c commands.Conn) (*commands.O
 	if p.fail {
 		return nil, pgerr.New(pgerr.FeatureNotSupported, "ping failed as asked")
 	}
-	res, err := c.Exec(ctx, "SELECT 'pong'")
+	res, err := c.Exec("SELECT 'pong'")
 	if err != nil {
 		return nil, err
 	}
