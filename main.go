@@ -3,8 +3,10 @@
 //
 // Usage:
 //
-//	pgverbs [--config FILE] [--listen 127.0.0.1:6432] [--backend URL]
-//	        [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--log-format console|json]
+//	pgverbs [--config FILE] [--listen ADDR] [--backend CONNINFO] [flags]
+//
+// pgverbs --help lists every flag with its setting and environment
+// variable; README.md's configuration section explains them.
 //
 // This file only wires the parts together: configuration, logger, server
 // and signals.

@@ -4,7 +4,7 @@
 // Two kinds exist. Relayed sessions need a bare transport (TCP or unix
 // socket, with TLS negotiated per sslmode) on which the proxy replays the
 // client's own startup packet: Target.Dial gives that. The proxy's own work
-// (cancel requests now, extension installs and backups in later commands)
-// needs either the same transport or a full pgconn connection: Target.Cancel
-// and Target.Connect.
+// needs either the same transport (cancel requests: Target.Cancel) or a
+// full pgconn connection (base backups: Target.Connect). Extension
+// commands need neither: they run on the client's own session.
 package backend

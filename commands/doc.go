@@ -10,5 +10,12 @@
 //     comments and dollar-quoted bodies are honoured, and compares each
 //     statement's leading keyword tokens with the registered commands.
 //
-// Each command lives in its own file and registers itself with a Registry.
+// main.go registers the commands with a Registry. Their files: the
+// INSTALL and UNINSTALL EXTENSION commands and the catalog work they share
+// in extensions.go, objects.go (tracking an extension's members) and
+// scriptrun.go (running a package's scripts); ALTER EXTENSION ... UPDATE in
+// alter.go; the SHOW EXTENSION listings in show.go; BASE BACKUP in
+// basebackup.go with its grammar in basebackup_grammar.go; the shared
+// grammar in grammar.go; Conn, Prepared and the other interfaces in
+// command.go.
 package commands

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Differential tests (DESIGN-NOTES section 6): the same wire-level message
+// Differential tests: the same wire-level message
 // sequence is sent twice, through pgverbs with pgverbs commands in it, and
 // straight to PostgreSQL with each command replaced by a plain SQL
 // statement of the same shape. The client must see the same sequence of
