@@ -38,8 +38,9 @@
 //     relay_mode chooses who does it. "loop" (the default on Linux): a
 //     plaintext session (TCP or Unix socket, no TLS on either side) moves
 //     to one of GOMAXPROCS event loops (loop_linux.go), each a goroutine
-//     locked to its thread waiting in epoll_wait, edge-triggered, on the
-//     raw fds of all its sessions; each direction is a flow (flow.go) whose
+//     with an epoll set, edge-triggered, of the raw fds of all its
+//     sessions (the set's own fd waits in the runtime's poller, so a loop
+//     parks like any goroutine); each direction is a flow (flow.go) whose
 //     buffer comes from a pool when bytes arrive and goes back once they
 //     are written, so an idle session holds no buffer and no goroutine.
 //     While the destination cannot take more, the source is not read.

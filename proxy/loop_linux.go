@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -62,8 +63,8 @@ func (ls *loopSet) stop() {
 	}
 }
 
-// loop is one event loop: a goroutine locked to its OS thread waiting in
-// epoll_wait on the sockets of its sessions, edge-triggered. Everything a
+// loop is one event loop: a goroutine waiting on an epoll set of the
+// sockets of its sessions, edge-triggered. Everything a
 // loop session holds is touched only by its loop, except while the session
 // is detached for the engine (see detach).
 type loop struct {
@@ -80,6 +81,11 @@ type loop struct {
 func newLoop() (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
+		return nil, err
+	}
+	// Nonblocking, so that os.NewFile puts it in the runtime's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
 		return nil, err
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
@@ -109,19 +115,32 @@ func (lp *loop) post(f func()) {
 }
 
 func (lp *loop) run() {
-	// One thread per loop keeps a session's work on one core and lets the
-	// runtime's other threads sleep.
-	runtime.LockOSThread()
+	// The loop waits for its epoll fd in the runtime's own poller (an epoll
+	// fd is readable while it has events), then collects the events without
+	// blocking. A blocking epoll_wait would hold an OS thread in a syscall
+	// that the scheduler must hand its P off from and back to, a futex
+	// wake-up each time the loop sleeps and wakes: the cost the loops are
+	// here to save.
+	f := os.NewFile(uintptr(lp.epfd), "epoll")
 	defer func() {
-		unix.Close(lp.epfd)
+		f.Close()
 		unix.Close(lp.wakefd)
 	}()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		panic("pgverbs: epoll fd: " + err.Error())
+	}
 	for !lp.stopped {
-		n, err := unix.EpollWait(lp.epfd, lp.events, -1)
+		var n int
+		var werr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), lp.events, 0)
+			return n != 0 || (werr != nil && werr != unix.EINTR)
+		})
+		if err == nil {
+			err = werr
+		}
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			panic("pgverbs: epoll_wait: " + err.Error())
 		}
 		for i := range n {
