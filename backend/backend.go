@@ -99,15 +99,9 @@ func Parse(conninfo string) (*Target, error) {
 // Address returns the network and address dialled, for logs.
 func (t *Target) Address() (network, address string) { return t.network, t.address }
 
-// User returns the user name from the conninfo (or libpq's default).
-func (t *Target) User() string { return t.cfg.User }
-
 // HasUser reports whether the conninfo (or PGUSER) names a user, rather
 // than pgconn defaulting to the OS user.
 func (t *Target) HasUser() bool { return t.explicitUser }
-
-// Database returns the database from the conninfo.
-func (t *Target) Database() string { return t.cfg.Database }
 
 // Dial connects to the server and negotiates TLS as the conninfo's sslmode
 // says. The returned connection is ready for a startup packet.

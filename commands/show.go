@@ -55,12 +55,6 @@ type ShowStmt struct {
 	Name string
 }
 
-// ParseShow parses one of the SHOW statements of pgverbs, telling which by
-// Kind. Lexical rules, name folding and errors are as for ParseInstall.
-func ParseShow(sql string) (*ShowStmt, error) {
-	return parse(sql, func(p *parser) (*ShowStmt, error) { return p.show(0) })
-}
-
 // show parses a SHOW statement; want, when not 0, is the only kind
 // accepted.
 func (p *parser) show(want ShowKind) (*ShowStmt, error) {

@@ -24,7 +24,7 @@ const (
 // Package is one package of the extensions directory, in either layout: its
 // control file, optional settings file, and where its scripts are.
 //
-// ParseControl and ParseNativeControl fill only what a control file says;
+// parseControl and parseNativeControl fill only what a control file says;
 // Repo.Load and Repo.LoadVersion fill the rest.
 type Package struct {
 	// Name equals the package's directory name (pgverbs layout) or its
@@ -255,7 +255,7 @@ var controlKeys = map[string]bool{
 	"conflicts": true, "custom_variable_classes": true,
 }
 
-// ParseControl parses a package's control file. file names it in messages
+// parseControl parses a package's control file. file names it in messages
 // ("foo/control:3: unknown key \"bar\"").
 //
 // The syntax is postgresql.conf's (see the package documentation). Keys are
@@ -268,14 +268,9 @@ var controlKeys = map[string]bool{
 //
 // Errors are *pgerr.Error: SQLSTATE 42601 for syntax errors and unknown
 // keys, as PostgreSQL reports them in its own control files, 22023 for bad
-// or missing values, 22021 for bytes that are not UTF-8. ParseControl
+// or missing values, 22021 for bytes that are not UTF-8. parseControl
 // cannot check that name matches the directory; Repo.Load does.
-func ParseControl(file string, data []byte) (*Package, error) {
-	p, _, err := parseControl(file, data)
-	return p, err
-}
-
-// parseControl also returns the line of each key, for Repo.Load's messages.
+// It also returns the line of each key, for Repo.Load's messages.
 func parseControl(file string, data []byte) (*Package, map[string]int, error) {
 	entries, err := lexConf(file, data)
 	if err != nil {

@@ -35,7 +35,7 @@
 // Control and settings files use postgresql.conf's syntax: "#" comments,
 // "key = value" with the "=" optional, values bare or single-quoted (a
 // doubled quote character, or \', stands for one). Bare values run to the end of the line or comment,
-// so a depends list needs no quotes. See ParseControl and ParseSettings.
+// so a depends list needs no quotes. See parseControl (control.go) and ParseSettings.
 //
 // depends and conflicts list packages, each optionally with constraints
 // that all must hold: "bar (>= 1.1, < 2.0)", with operators =, !=, <, <=,
@@ -47,7 +47,7 @@
 // The same directory may hold extensions as PostgreSQL's SHAREDIR/extension
 // does (Package.Layout is LayoutNative):
 //
-//	foo.control            primary control file, required (ParseNativeControl)
+//	foo.control            primary control file, required (parseNativeControl, native.go)
 //	foo--1.0.sql           install script of version 1.0
 //	foo--1.0--1.1.sql      update script from 1.0 to 1.1
 //	foo--1.1.control       secondary control file of version 1.1, optional

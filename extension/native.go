@@ -18,11 +18,11 @@ var nativeKeys = map[string]bool{
 // where the secondary files are and which version they are for.
 var primaryOnlyKeys = map[string]bool{"directory": true, "default_version": true}
 
-// ParseNativeControl parses the primary control file of a package in
+// parseNativeControl parses the primary control file of a package in
 // PostgreSQL's own layout, <name>.control, whose name is not in the file
 // but in its file name. file names it in messages ("foo.control:3: ...").
 //
-// The syntax is the same as ParseControl's (postgresql.conf's). The keys are
+// The syntax is the same as parseControl's (postgresql.conf's). The keys are
 // PostgreSQL 16's: default_version, comment, requires, schema, relocatable,
 // superuser, trusted, encoding, directory, module_pathname and no_relocate;
 // any other key, or a key given twice, is an error naming file and line.
@@ -39,11 +39,7 @@ var primaryOnlyKeys = map[string]bool{"directory": true, "default_version": true
 // Errors are *pgerr.Error: 42601 for syntax errors and unknown or duplicate
 // keys, 22023 for bad values or an invalid name, 22021 for bytes that are
 // not UTF-8.
-func ParseNativeControl(name, file string, data []byte) (*Package, error) {
-	p, _, err := parseNativeControl(name, file, data)
-	return p, err
-}
-
+// It also returns the line of each key.
 func parseNativeControl(name, file string, data []byte) (*Package, map[string]int, error) {
 	if err := validNativeName(name); err != nil {
 		return nil, nil, err

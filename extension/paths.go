@@ -16,7 +16,7 @@ type ScriptFile struct {
 	// Name is the file relative to the extensions directory, with "/"
 	// separators: "foo/install.sql" (pgverbs layout), "foo--1.0.sql" or,
 	// with a directory key, "foo_dir/foo--1.0--1.1.sql" (native layout). It
-	// is what messages and PrepareScript's file argument should show, and
+	// is what messages and PrepareScriptOpts's file argument should show, and
 	// what Repo.ReadScript reads.
 	Name string
 	// From is the version the script starts from, "" for an install script.

@@ -171,7 +171,7 @@ func (r *Repo) Load(name string) (*Package, error) {
 // with Version "" (installing it needs a VERSION).
 //
 // For the native layout the control file <name>.control is parsed with
-// ParseNativeControl; the scripts are looked for in its directory key,
+// parseNativeControl; the scripts are looked for in its directory key,
 // resolved inside the extensions directory (42501 wrapping ErrOutsideRepo
 // otherwise), or in the extensions directory itself; Versions is read from
 // the script names; HasUninstall tells whether uninstall_<name>.sql exists
@@ -503,7 +503,7 @@ func (r *Repo) Names() ([]string, error) {
 // p.Version itself (foo--1.0.sql; a version installed through update
 // scripts has none: use InstallPath and ReadScript, which handle both
 // layouts) and uninstall_<name>.sql. A missing script is a *pgerr.Error
-// with SQLSTATE 58P01. The text goes to PrepareScript before anything runs.
+// with SQLSTATE 58P01. The text goes to PrepareScriptOpts before anything runs.
 func (r *Repo) Script(p *Package, which string) (string, error) {
 	if p == nil || (which != "install" && which != "uninstall") {
 		return "", pgerr.New(pgerr.InternalError, "extension: Script(%q): want \"install\" or \"uninstall\"", which)

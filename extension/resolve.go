@@ -79,13 +79,6 @@ type Env struct {
 	PreferPackages bool
 }
 
-// Resolve plans INSTALL EXTENSION name [VERSION version] [CASCADE] against
-// the repository and the extensions pgverbs installed (keyed by name):
-// ResolveEnv with no server extensions. See ResolveEnv.
-func Resolve(r *Repo, name, version string, installed map[string]Installed, cascade bool) (*Plan, error) {
-	return ResolveEnv(r, name, version, Env{Installed: installed}, cascade)
-}
-
 // ResolveEnv plans INSTALL EXTENSION name [VERSION version] [CASCADE]
 // against the repository and env. version "" means the package's default
 // version; for a native package another version is loaded with

@@ -95,11 +95,10 @@ type ScriptOptions struct {
 	QuoteAll bool
 }
 
-// PrepareScript turns a package script into statements ready to run on the
+// PrepareScriptOpts turns a package script into statements ready to run on the
 // client's session, checking everything that can be checked before the
 // first one runs. file names the script in messages ("foo/install.sql");
-// schema is the schema the extension goes into. It substitutes only
-// @extschema@; PrepareScriptOpts does everything PostgreSQL does.
+// o holds the values it substitutes.
 //
 // The script is parsed with PostgreSQL's parser (pg_query) and cut at its
 // statement boundaries, so dollar-quoted bodies and comments holding
@@ -121,12 +120,9 @@ type ScriptOptions struct {
 //
 // A syntax error is SQLSTATE 42601, `file:line: message`, and bytes that
 // are not UTF-8, or NUL, 22021. Errors are *pgerr.Error.
-func PrepareScript(file, script, schema string) ([]Statement, error) {
-	return prepareScript(file, script, ScriptOptions{Schema: schema}, false)
-}
-
-// PrepareScriptOpts is PrepareScript with every substitution PostgreSQL
-// makes in extension scripts, in PostgreSQL's order, each pass over the
+//
+// It makes every substitution PostgreSQL makes in extension scripts, in
+// PostgreSQL's order, each pass over the
 // result of the one before (as its replace_text calls are):
 //
 //   - lines starting with \echo are removed;
@@ -226,8 +222,8 @@ func prepareScript(file, script string, o ScriptOptions, all bool) ([]Statement,
 	return stmts, nil
 }
 
-// substituteScript makes PrepareScript's or PrepareScriptOpts's
-// substitutions and checks the values the script uses.
+// substituteScript makes PrepareScriptOpts's substitutions (only
+// @extschema@ unless all) and checks the values the script uses.
 func substituteScript(file, text string, o ScriptOptions, all bool) (*substitution, error) {
 	qschema := QuoteIdentifier(o.Schema, o.QuoteAll)
 	if !all {
