@@ -136,6 +136,16 @@ func FuzzStartupPacket(f *testing.F) {
 			if uint32(p.major)<<16|uint32(p.minor) != code {
 				t.Fatalf("version %d.%d for code %d", p.major, p.minor, code)
 			}
+			if p.verbatim {
+				// Left for the server to refuse: nothing read from it.
+				if len(p.params) != 0 {
+					t.Fatalf("verbatim packet %q with parameters %v", raw, p.params)
+				}
+				return
+			}
+			if p.major != 3 {
+				t.Fatalf("protocol %d.%d read as 3.x", p.major, p.minor)
+			}
 			kv := make([]string, 0, 2*len(p.params))
 			seen := map[string]string{}
 			for _, prm := range p.params {

@@ -49,6 +49,9 @@ type Server struct {
 	// loops relay sessions after authentication; nil relays them with
 	// goroutines.
 	loops *loopSet
+	// serverMajor is the server's major version, from the server_version
+	// a session was last told; 0 until then.
+	serverMajor atomic.Int32
 
 	limits atomic.Pointer[Limits]
 	cert   atomic.Pointer[tls.Certificate]
@@ -259,4 +262,24 @@ func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
+}
+
+// noteParameter records what the proxy needs of a ParameterStatus body
+// relayed during startup: the server's major version.
+func (s *Server) noteParameter(body []byte) {
+	name, rest, ok := cutNul(body)
+	if !ok || name != "server_version" {
+		return
+	}
+	value, _, _ := cutNul(rest)
+	major := 0
+	for _, c := range value {
+		if c < '0' || c > '9' {
+			break
+		}
+		major = major*10 + int(c-'0')
+	}
+	if major > 0 && major < 1000 {
+		s.serverMajor.Store(int32(major))
+	}
 }

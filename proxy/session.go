@@ -142,6 +142,10 @@ func (s *session) serve() (handed bool) {
 		s.srv.handleCancel(s.logger(), p)
 		return false
 	}
+	if p.verbatim {
+		s.relayRefusal(p)
+		return false
+	}
 	s.user, s.database = p.param("user"), p.param("database")
 	if s.database == "" {
 		s.database = s.user
@@ -194,6 +198,25 @@ func (s *session) serve() (handed bool) {
 	return false
 }
 
+// relayRefusal passes a startup packet the proxy cannot read to the server
+// and the server's answer, a FATAL in whatever format the packet's
+// protocol calls for, back to the client as it comes, up to the server's
+// close.
+func (s *session) relayRefusal(p *startupPacket) {
+	s.logger().Info("startup packet the proxy cannot read; the server answers it",
+		zap.String("protocol", fmt.Sprintf("%d.%d", p.major, p.minor)))
+	if err := s.connectBackend(p); err != nil {
+		s.endStartup(err)
+		return
+	}
+	// A refusal is one short message; the cap keeps a server that goes on
+	// from using the proxy as a pipe before authentication.
+	if _, err := io.Copy(s.cw, io.LimitReader(s.br, 64<<10)); err != nil && !isClosed(err) {
+		s.debug("relaying the server's refusal failed", zap.Error(err))
+	}
+	_ = s.cw.Flush()
+}
+
 // endStartup reports a startup failure: to the client as an error where it
 // is one the client should see, and to the log.
 func (s *session) endStartup(err error) {
@@ -216,7 +239,7 @@ func (s *session) endStartup(err error) {
 // negotiate reads startup-phase packets, answering SSLRequest and
 // GSSENCRequest, until a startup message or cancel request arrives.
 func (s *session) negotiate() (*startupPacket, error) {
-	tlsDone, gssDone := false, false
+	tlsDone, sslDone, gssDone := false, false, false
 	for {
 		// PostgreSQL 17 direct TLS starts with a TLS ClientHello instead of
 		// a length word.
@@ -231,7 +254,7 @@ func (s *session) negotiate() (*startupPacket, error) {
 			if err := s.startTLS(true); err != nil {
 				return nil, err
 			}
-			tlsDone = true
+			tlsDone, sslDone = true, true
 			continue
 		}
 		p, err := s.readStartupPacket()
@@ -240,31 +263,43 @@ func (s *session) negotiate() (*startupPacket, error) {
 		}
 		switch p.kind {
 		case kindSSLRequest:
-			if tlsDone {
-				return nil, pgerr.Protocol("SSLRequest received twice")
+			if sslDone {
+				// A second request is a startup packet of protocol
+				// 1234.5679 to PostgreSQL.
+				return nil, s.unsupportedProtocol(sslRequestCode)
 			}
-			if !s.srv.tlsEnabled() {
-				if err := s.writeRaw([]byte{pgwire.EncryptionRefused}); err != nil {
+			sslDone = true
+			answer := pgwire.EncryptionRefused
+			if s.srv.tlsEnabled() {
+				answer = pgwire.EncryptionAccepted
+			}
+			if err := s.writeRaw([]byte{answer}); err != nil {
+				return nil, err
+			}
+			if s.cr.Buffered() > 0 {
+				// Bytes sent after the request but before the answer would
+				// be processed as if encrypted (CVE-2021-23222 class);
+				// PostgreSQL refuses them whatever it answered.
+				return nil, unencryptedAfter("SSL request")
+			}
+			if answer == pgwire.EncryptionAccepted {
+				if err := s.startTLS(false); err != nil {
 					return nil, err
 				}
-				continue
+				tlsDone = true
 			}
-			if err := s.writeRaw([]byte{pgwire.EncryptionAccepted}); err != nil {
-				return nil, err
-			}
-			if err := s.startTLS(false); err != nil {
-				return nil, err
-			}
-			tlsDone = true
 		case kindGSSEncRequest:
 			if gssDone {
-				return nil, pgerr.Protocol("GSSENCRequest received twice")
+				return nil, s.unsupportedProtocol(gssEncRequestCode)
 			}
+			gssDone = true
 			// No GSSAPI encryption: 'N' lets libpq's gssencmode=prefer go on.
 			if err := s.writeRaw([]byte{pgwire.EncryptionRefused}); err != nil {
 				return nil, err
 			}
-			gssDone = true
+			if s.cr.Buffered() > 0 {
+				return nil, unencryptedAfter("GSSAPI encryption request")
+			}
 		default:
 			return p, nil
 		}
@@ -280,27 +315,31 @@ func (s *session) readStartupPacket() (*startupPacket, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr)
 	if n < minStartupPacketLen || n > maxStartupPacketLen {
-		return nil, pgerr.Protocol("invalid length of startup packet")
+		// PostgreSQL logs this (COMMERROR) and closes without a word: a
+		// client that ends before it starts (a Terminate where the
+		// startup packet should be) expects no error either.
+		return nil, errStartupSilent("invalid length of startup packet")
 	}
 	raw := make([]byte, n)
 	if _, err := io.ReadFull(s.cr, raw); err != nil {
-		return nil, err
+		return nil, errStartupSilent("incomplete startup packet")
 	}
 	p, err := parseStartupPacket(raw)
 	if err != nil {
-		return nil, pgerr.Protocol(err.Error())
+		return nil, errStartupSilent(err.Error())
 	}
 	return p, nil
 }
 
+// errStartupSilent is a startup packet PostgreSQL refuses by closing the
+// connection without an answer, logging why.
+type errStartupSilent string
+
+func (e errStartupSilent) Error() string { return string(e) }
+
 // startTLS performs the server side of the TLS handshake on the client
 // connection.
 func (s *session) startTLS(direct bool) error {
-	if !direct && s.cr.Buffered() > 0 {
-		// Bytes sent after SSLRequest but before the handshake would be
-		// processed as if encrypted (CVE-2021-23222 class): refuse.
-		return pgerr.Protocol("received unencrypted data after SSL request")
-	}
 	var raw net.Conn = s.client
 	if direct {
 		// The ClientHello is already in the reader's buffer.
@@ -319,6 +358,26 @@ func (s *session) startTLS(direct bool) error {
 	s.cr = bufio.NewReaderSize(tconn, bufSize)
 	s.cw = bufio.NewWriterSize(tconn, bufSize)
 	return nil
+}
+
+// unencryptedAfter is PostgreSQL's FATAL for bytes that came with an
+// encryption request, before its answer.
+func unencryptedAfter(request string) error {
+	return pgerr.Protocol("received unencrypted data after " + request).
+		WithDetail("This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.")
+}
+
+// unsupportedProtocol is PostgreSQL's FATAL for a startup packet of a
+// protocol version it does not speak, such as a second SSLRequest
+// (1234.5679). The range is the server's: 3.0 to 3.2 from PostgreSQL 18
+// on, which sessions learn from server_version.
+func (s *session) unsupportedProtocol(code uint32) error {
+	latest := 0
+	if s.srv.serverMajor.Load() >= 18 {
+		latest = 2
+	}
+	return pgerr.NewFatal(pgerr.FeatureNotSupported, "unsupported frontend protocol %d.%d: server supports 3.0 to 3.%d",
+		code>>16, code&0xffff, latest)
 }
 
 // bufferedConn reads through a bufio.Reader that already holds bytes.
@@ -429,6 +488,8 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 				return false, pgerr.Protocol("invalid BackendKeyData from server")
 			}
 			msg = s.registerCancelKey(kd.ProcessID, kd.SecretKey)
+		case pgwire.ParameterStatus:
+			s.srv.noteParameter(body)
 		case pgwire.NegotiateProtocolVersion:
 			var nv pgproto3.NegotiateProtocolVersion
 			if err := nv.Decode(body); err == nil {

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -406,6 +407,19 @@ func (c *client) expectEOF() {
 	}
 	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		c.t.Fatalf("client: got %v, want EOF", err)
+	}
+}
+
+// expectSilentClose checks that the proxy closes the connection without
+// sending a byte.
+func (c *client) expectSilentClose() {
+	c.t.Helper()
+	got, err := io.ReadAll(c.conn)
+	if len(got) != 0 {
+		c.t.Fatalf("client: got %q, want the connection closed without a word", got)
+	}
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		c.t.Fatalf("client: got %v, want the connection closed", err)
 	}
 }
 
@@ -962,8 +976,12 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("TLS handshake: %v", err)
 		}
 		tlsClient := newClient(t, tc)
+		// PostgreSQL reads a second request as a startup packet of
+		// protocol 1234.5679.
 		tlsClient.write(requestPacket(sslRequestCode))
-		tlsClient.expectError("FATAL", "08P01")
+		if e := tlsClient.expectError("FATAL", "0A000"); e.Message != "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0" {
+			t.Fatalf("message %q", e.Message)
+		}
 		tlsClient.expectEOF()
 		if n := fb.dials.Load(); n != 0 {
 			t.Fatalf("backend dialled %d times", n)
@@ -978,7 +996,6 @@ func TestStartupPacketRejected(t *testing.T) {
 	// judges, and sending the rest would leave unread bytes at its close,
 	// which makes the kernel reset the connection under the client.
 	withLen := func(n uint32, rest ...byte) []byte { return append(binary.BigEndian.AppendUint32(nil, n), rest...) }
-	whole := func(body ...byte) []byte { return withLen(uint32(4+len(body)), body...) }
 	for _, tc := range []struct {
 		name   string
 		packet []byte
@@ -987,16 +1004,103 @@ func TestStartupPacketRejected(t *testing.T) {
 		{"length 4294967295", withLen(0xffffffff, 0, 3, 0, 0)},
 		{"length 7", withLen(7, 0, 3, 0)},
 		{"length 0", withLen(0, 0, 3, 0, 0)},
+		{"Terminate first", []byte{'X', 0, 0, 0, 4}},
+		{"cancel request of 12 bytes", withLen(12, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// PostgreSQL closes without a word.
+			fb := newFakeBackend(t)
+			p := startProxy(t, fb.addr)
+			c := dialProxy(t, p.addr)
+			c.write(tc.packet)
+			c.expectSilentClose()
+			if n := fb.dials.Load(); n != 0 {
+				t.Fatalf("backend dialled %d times", n)
+			}
+		})
+	}
+}
+
+// TestStartupPacketForServer checks that startup packets the proxy cannot
+// read reach the server as they are, and its answer the client, byte for
+// byte: the old protocol's error format for 2.0 is the server's to send.
+func TestStartupPacketForServer(t *testing.T) {
+	whole := func(body ...byte) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, uint32(4+len(body))), body...)
+	}
+	for _, tc := range []struct {
+		name   string
+		packet []byte
+	}{
 		{"no terminator", whole(0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 'b', 'c', 0)},
 		{"value without terminator", whole(0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 'b', 'c')},
 		{"garbage after terminator", whole(0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 0, 0, 'x')},
+		{"protocol 2.0", whole(0, 2, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 0, 0)},
+		{"protocol 4.0", whole(0, 4, 0, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := newFakeBackend(t)
 			p := startProxy(t, fb.addr)
 			c := dialProxy(t, p.addr)
 			c.write(tc.packet)
-			c.expectError("FATAL", "08P01")
+			bc := fb.accept(t)
+			if !bytes.Equal(bc.startup, tc.packet) {
+				t.Fatalf("server got %q, want %q", bc.startup, tc.packet)
+			}
+			answer := []byte("EFATAL:  the server's own words\n\x00")
+			bc.writeRaw(answer)
+			bc.conn.Close()
+			got, err := io.ReadAll(c.conn)
+			if err != nil || !bytes.Equal(got, answer) {
+				t.Fatalf("client got %q (%v), want %q", got, err, answer)
+			}
+		})
+	}
+}
+
+// TestUnencryptedDataAfterRequest checks PostgreSQL's refusal of bytes sent
+// with an SSLRequest or GSSENCRequest, before its answer, and of a second
+// request of either kind.
+func TestUnencryptedDataAfterRequest(t *testing.T) {
+	startup := startupMsg(0, "user", "u")
+	for _, tc := range []struct {
+		name      string
+		send      [][]byte // each written after the answer to the one before
+		answers   string
+		code, msg string
+	}{
+		{"SSLRequest with a startup packet", [][]byte{append(requestPacket(sslRequestCode), startup...)}, "N",
+			"08P01", "received unencrypted data after SSL request"},
+		{"GSSENCRequest with a startup packet", [][]byte{append(requestPacket(gssEncRequestCode), startup...)}, "N",
+			"08P01", "received unencrypted data after GSSAPI encryption request"},
+		{"SSLRequest twice", [][]byte{requestPacket(sslRequestCode), requestPacket(sslRequestCode)}, "N",
+			"0A000", "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0"},
+		{"GSSENCRequest twice", [][]byte{requestPacket(gssEncRequestCode), requestPacket(gssEncRequestCode)}, "N",
+			"0A000", "unsupported frontend protocol 1234.5680: server supports 3.0 to 3.0"},
+		{"SSL, GSS, SSL", [][]byte{requestPacket(sslRequestCode), requestPacket(gssEncRequestCode), requestPacket(sslRequestCode)}, "NN",
+			"0A000", "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := newFakeBackend(t)
+			p := startProxy(t, fb.addr)
+			c := dialProxy(t, p.addr)
+			var answers []byte
+			for i, b := range tc.send {
+				c.write(b)
+				if i < len(tc.answers) {
+					answers = append(answers, c.readByte())
+				}
+			}
+			if string(answers) != tc.answers {
+				t.Fatalf("answers %q, want %q", answers, tc.answers)
+			}
+			e := c.expectError("FATAL", tc.code)
+			if e.Message != tc.msg {
+				t.Fatalf("message %q, want %q", e.Message, tc.msg)
+			}
+			if tc.code == "08P01" && !strings.Contains(e.Detail, "man-in-the-middle") {
+				t.Fatalf("detail %q", e.Detail)
+			}
 			c.expectEOF()
 			if n := fb.dials.Load(); n != 0 {
 				t.Fatalf("backend dialled %d times", n)

@@ -39,6 +39,12 @@ type startupPacket struct {
 	// For kindStartup.
 	major, minor uint16
 	params       []param
+	// verbatim is set for a StartupMessage the proxy cannot read: a
+	// protocol other than 3, or a parameter list that does not end as
+	// PostgreSQL wants. The server refuses it in its own words (the old
+	// protocol's error format for 1.0 and 2.0, its supported range for
+	// others), which pgverbs relays as they come.
+	verbatim bool
 
 	// For kindCancel.
 	pid    uint32
@@ -83,22 +89,27 @@ func parseStartupPacket(raw []byte) (*startupPacket, error) {
 	}
 	p.kind = kindStartup
 	p.major, p.minor = uint16(code>>16), uint16(code)
-	// Parameters are name\0value\0 pairs ended by an empty name. A protocol
-	// major other than 3 is left for the server to refuse in its own words.
+	if p.major != 3 {
+		p.verbatim = true
+		return p, nil
+	}
+	// Parameters are name\0value\0 pairs ended by an empty name.
 	for len(body) > 0 && body[0] != 0 {
 		name, rest, ok := cutNul(body)
 		if !ok {
-			return nil, fmt.Errorf("%w: unterminated parameter name", errBadStartup)
+			break
 		}
 		value, rest, ok := cutNul(rest)
 		if !ok {
-			return nil, fmt.Errorf("%w: missing value for parameter %q", errBadStartup, name)
+			break
 		}
 		p.params = append(p.params, param{name, value})
 		body = rest
 	}
-	if len(body) != 1 {
-		return nil, fmt.Errorf("%w: missing terminator", errBadStartup)
+	if len(body) != 1 || body[0] != 0 {
+		// PostgreSQL: "invalid startup packet layout: expected terminator
+		// as last byte".
+		p.verbatim, p.params = true, nil
 	}
 	return p, nil
 }
