@@ -86,7 +86,8 @@ func (f *flow) pass(total int) {
 // room makes space at the end of buf to read into. It is called only once
 // everything framed was written (head == scan), so what buf holds is a
 // message waiting to be whole: it moves to the front, and a buffer too
-// small for it is replaced by one of its size.
+// small for it is replaced by one twice its size, or of the message's
+// size if that is less.
 func (f *flow) room() {
 	if f.buf == nil {
 		f.getBuf()
@@ -102,7 +103,14 @@ func (f *flow) room() {
 		f.head = 0
 	}
 	if f.tail == len(f.buf) {
-		nb := make([]byte, max(f.need, 2*len(f.buf)))
+		// Grown by doubling, not to need at once: a length word alone
+		// must not make the proxy allocate up to 1 GiB before the bytes
+		// that would fill it arrive.
+		size := 2 * len(f.buf)
+		if f.need > len(f.buf) && f.need < size {
+			size = f.need
+		}
+		nb := make([]byte, size)
 		copy(nb, f.buf[:f.tail])
 		f.putBuf()
 		f.buf = nb

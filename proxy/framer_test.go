@@ -161,3 +161,31 @@ func TestFramerSplitHeader(t *testing.T) {
 		t.Fatalf("length word 0: %v", err)
 	}
 }
+
+// TestFlowGrowsWithTheBytes sends the header of a message framed whole
+// that claims 1 GiB: the buffer must grow with the bytes that arrive, not
+// to the claimed size at once.
+func TestFlowGrowsWithTheBytes(t *testing.T) {
+	var fl flow
+	fl.buf = make([]byte, 64)
+	hdr := []byte{'Q', 0x40, 0, 0, 0} // 1 GiB, counting the length word
+	for sent := 0; sent < 1<<12; {
+		fl.room()
+		if len(fl.buf) > 2*max(sent, 64) {
+			t.Fatalf("buffer of %d bytes after %d bytes received", len(fl.buf), sent)
+		}
+		chunk := fl.buf[fl.tail:]
+		if sent == 0 {
+			copy(chunk, hdr)
+		}
+		fl.tail += len(chunk)
+		sent += len(chunk)
+		_, total, ok, err := fl.header()
+		if err != nil || !ok || total != 1<<30+1 {
+			t.Fatalf("header: total %d, ok %v, err %v", total, ok, err)
+		}
+		if fl.whole(total) != nil {
+			t.Fatal("a 1 GiB message cannot be whole yet")
+		}
+	}
+}
