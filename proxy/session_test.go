@@ -113,7 +113,7 @@ func (fb *fakeBackend) handle(t *testing.T, c net.Conn) {
 		return
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n < 8 || n > 10000 {
+	if n < 8 || n > 10004 {
 		t.Errorf("fake backend: startup packet length %d", n)
 		c.Close()
 		return
@@ -1000,7 +1000,7 @@ func TestStartupPacketRejected(t *testing.T) {
 		name   string
 		packet []byte
 	}{
-		{"length 10001", withLen(10001, 0, 3, 0, 0)},
+		{"length 10005", withLen(10005, 0, 3, 0, 0)},
 		{"length 4294967295", withLen(0xffffffff, 0, 3, 0, 0)},
 		{"length 7", withLen(7, 0, 3, 0)},
 		{"length 0", withLen(0, 0, 3, 0, 0)},

@@ -13,9 +13,11 @@ const (
 	sslRequestCode    = 80877103
 	gssEncRequestCode = 80877104
 
-	// maxStartupPacketLen is PostgreSQL's MAX_STARTUP_PACKET_LENGTH: the cap
-	// applies before authentication, so a client cannot make us buffer more.
-	maxStartupPacketLen = 10000
+	// maxStartupPacketLen is PostgreSQL's MAX_STARTUP_PACKET_LENGTH, 10000,
+	// plus the length word, which the server's limit does not count. The
+	// cap applies before authentication, so a client cannot make us buffer
+	// more.
+	maxStartupPacketLen = 10000 + 4
 	// minStartupPacketLen covers the length word and the code.
 	minStartupPacketLen = 8
 )
