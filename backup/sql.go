@@ -22,59 +22,12 @@ import (
 // chunkSize is how much one pg_read_binary_file call reads.
 const chunkSize = 1 << 20
 
-// Exclusions of PostgreSQL's base backup (basebackup.c), which the SQL
-// method applies itself.
 var (
-	// excludeDirContents are directories copied empty, at any depth.
-	excludeDirContents = map[string]bool{
-		"pg_stat_tmp": true, "pg_replslot": true, "pg_dynshmem": true, "pg_notify": true,
-		"pg_serial": true, "pg_snapshots": true, "pg_subtrans": true,
-	}
-	// excludeFiles are file names left out, at any depth.
-	excludeFiles = map[string]bool{
-		"postgresql.auto.conf.tmp": true, "current_logfiles.tmp": true,
-		"backup_label": true, "tablespace_map": true, "backup_manifest": true,
-		"postmaster.pid": true, "postmaster.opts": true,
-	}
-	// relFileName matches relation files: OID, fork, segment.
-	relFileName = regexp.MustCompile(`^([0-9]+)(_(fsm|vm|init))?(\.[0-9]+)?$`)
-	// tempRelFileName matches files of temporary relations.
-	tempRelFileName = regexp.MustCompile(`^t[0-9]+_[0-9]+(_(fsm|vm|init))?(\.[0-9]+)?$`)
 	// versionDirName matches TABLESPACE_VERSION_DIRECTORY.
 	versionDirName = regexp.MustCompile(`^PG_[0-9]+_[0-9]+$`)
 	// startTimeline finds the timeline in a backup label.
 	startTimeline = regexp.MustCompile(`(?m)^START TIMELINE: ([0-9]+)$`)
 )
-
-// excluded reports whether a backup leaves out the directory entry name
-// (file or directory) of directory dir whatever it is: temporary files and
-// the excludeFiles list, and, in database directories, temporary relations
-// and the non-init forks of unlogged relations (which have an _init fork
-// among siblings).
-func excluded(name string, dbDir bool, siblings map[string]bool) bool {
-	if strings.HasPrefix(name, "pgsql_tmp") || excludeFiles[name] || strings.HasPrefix(name, "pg_internal.init") {
-		return true
-	}
-	if !dbDir {
-		return false
-	}
-	if m := relFileName.FindStringSubmatch(name); m != nil && m[3] != "init" && siblings[m[1]+"_init"] {
-		return true
-	}
-	return tempRelFileName.MatchString(name)
-}
-
-// isDBDir reports whether dir (slash-separated, relative to the data
-// directory or a tablespace) holds relations: base/OID, or VERSIONDIR/OID
-// in a tablespace.
-func isDBDir(dir, versionDir string) bool {
-	parent, last := path.Split(dir)
-	if last == "" || strings.Trim(last, "0123456789") != "" {
-		return false
-	}
-	parent = strings.TrimSuffix(parent, "/")
-	return parent == "base" || path.Base(parent) == versionDir
-}
 
 // fileSink is where the SQL method writes: a directory or a tar file.
 type fileSink interface {
@@ -505,10 +458,7 @@ func (sb *sqlBackup) walk(src string, dst fileSink, dstDir, manDir string, top b
 		if top && rel == "global" && e.name == "pg_control" {
 			continue // copied last
 		}
-		if !e.isDir && strings.HasPrefix(e.name, ".s.PGSQL.") && !strings.HasSuffix(e.name, ".lock") {
-			// A Unix socket (unix_socket_directories in the data
-			// directory): the server skips such special files, and
-			// pg_read_binary_file cannot read them.
+		if !e.isDir && isSocket(e.name) {
 			continue
 		}
 		if top && rel == "pg_tblspc" && sb.spcs[e.name] != "" {
