@@ -87,14 +87,11 @@ func (r *alterRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 			return nil, err
 		}
 		if string(res.Rows[0][0]) == "t" {
-			if err := prepareCatalog(c); err != nil {
-				return nil, err
-			}
-			installed, schemas, err := installedExtensions(c)
+			state, err := loadState(c, false)
 			if err != nil {
 				return nil, err
 			}
-			if inst, ok := installed[r.st.Name]; ok {
+			if inst, ok := state.installed[r.st.Name]; ok {
 				repo := r.cmd.repo
 				to := r.st.Version
 				if to == "" {
@@ -108,11 +105,7 @@ func (r *alterRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 					c.Notice("NOTICE", fmt.Sprintf("version %q of extension %q is already installed", inst.Version, r.st.Name), "")
 					return done, nil
 				}
-				ss, err := readServerState(c)
-				if err != nil {
-					return nil, err
-				}
-				return upgrade(c, repo, r.st.Name, inst.Version, to, schemas[r.st.Name], ss, done)
+				return upgrade(c, repo, state, r.st.Name, inst.Version, to, done)
 			}
 		}
 	}

@@ -10,11 +10,12 @@
 //     comments and dollar-quoted bodies are honoured, and compares each
 //     statement's leading keyword tokens with the registered commands.
 //
-// main.go registers the commands with a Registry. Their files: the
-// INSTALL and UNINSTALL EXTENSION commands and the catalog work they share
-// in extensions.go, objects.go (tracking an extension's members) and
-// scriptrun.go (running a package's scripts); ALTER EXTENSION ... UPDATE in
-// alter.go; the SHOW EXTENSION listings in show.go; BASE BACKUP in
+// main.go registers the commands with a Registry. Their files: INSTALL
+// EXTENSION in install.go, UNINSTALL EXTENSION in uninstall.go, the update
+// of an installed package (INSTALL ... VERSION, ALTER EXTENSION ... UPDATE)
+// in upgrade.go, the catalog work they share in catalog.go, objects.go
+// (tracking an extension's members) and scriptrun.go (running a package's
+// scripts); ALTER EXTENSION in alter.go; the SHOW EXTENSION listings in show.go; BASE BACKUP in
 // basebackup.go with its grammar in basebackup_grammar.go; the shared
 // grammar in grammar.go; Conn, Prepared and the other interfaces in
 // command.go.
