@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -92,70 +92,22 @@ func Default() Config {
 // client.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf(key+": "+format, args...))
+	for _, s := range settings {
+		if s.check == nil {
+			continue
+		}
+		if err := s.check(c); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", s.key, err))
+		}
 	}
-
-	if err := validateListen(c.Listen); err != nil {
-		add("listen", "%v", err)
-	}
-	if err := validateBackend(c.Backend); err != nil {
-		add("backend", "%v", err)
-	}
-
-	switch {
-	case c.TLSCert != "" && c.TLSKey == "":
-		add("tls_key", "must be set when tls_cert is set")
-	case c.TLSCert == "" && c.TLSKey != "":
-		add("tls_cert", "must be set when tls_key is set")
-	case c.TLSCert != "":
+	// A half-configured pair is reported by tls_cert's or tls_key's own
+	// check; only a complete one can be loaded.
+	if c.TLSCert != "" && c.TLSKey != "" {
 		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
 			// The loader's errors name paths and PEM/x509 problems, never
 			// key material, so passing them on is safe and useful.
-			add("tls_cert, tls_key", "cannot load key pair from %q and %q: %v", c.TLSCert, c.TLSKey, err)
+			errs = append(errs, fmt.Errorf("tls_cert, tls_key: cannot load key pair from %q and %q: %v", c.TLSCert, c.TLSKey, err))
 		}
-	}
-
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "console", "json":
-	default:
-		add("log_format", "%q is not one of console, json", c.LogFormat)
-	}
-	if c.MaxClientConns < 1 {
-		add("max_client_conns", "%d is less than 1", c.MaxClientConns)
-	}
-	if c.ShutdownTimeout < 0 {
-		add("shutdown_timeout", "%v is negative", c.ShutdownTimeout)
-	}
-	if c.AuthTimeout <= 0 {
-		add("auth_timeout", "%v is not positive", c.AuthTimeout)
-	}
-	// Load resolves relative paths; only a hand-built Config gets here with
-	// one, and its meaning would silently depend on the working directory.
-	switch c.RelayMode {
-	case "goroutines":
-	case "loop":
-		if DefaultRelayMode != "loop" {
-			add("relay_mode", "loop is not supported on this system; use goroutines")
-		}
-	default:
-		add("relay_mode", "%q is not one of loop, goroutines", c.RelayMode)
-	}
-	if c.ExtensionCollision != "server" && c.ExtensionCollision != "package" {
-		add("extension_collision", "%q is not server or package", c.ExtensionCollision)
-	}
-	if c.BackupConninfo != "" {
-		if err := validateBackend(c.BackupConninfo); err != nil {
-			add("backup_conninfo", "%v", err)
-		}
-	}
-	if c.BackupRoot != "" && !filepath.IsAbs(c.BackupRoot) {
-		add("backup_root", "%q is not an absolute path", c.BackupRoot)
 	}
 	return errors.Join(errs...)
 }
@@ -242,12 +194,21 @@ func (c *Config) ZapLevel() zapcore.Level {
 	return zapcore.InfoLevel
 }
 
-// String renders the configuration for logs with the backend redacted. It
-// exists so that printing a Config with %v or zap.Any cannot leak the
-// backend password.
+// String renders the configuration for logs, every setting as key=value
+// with connection strings redacted. It exists so that printing a Config
+// with %v or zap.Any cannot leak the backend password.
 func (c Config) String() string {
-	return fmt.Sprintf("listen=%q backend=%q tls_cert=%q tls_key=%q log_level=%q log_format=%q "+
-		"max_client_conns=%d shutdown_timeout=%v auth_timeout=%v extensions_dir=%q backup_root=%q backup_conninfo=%q relay_mode=%q config_file=%q",
-		c.Listen, c.RedactedBackend(), c.TLSCert, c.TLSKey, c.LogLevel, c.LogFormat,
-		c.MaxClientConns, c.ShutdownTimeout, c.AuthTimeout, c.ExtensionsDir, c.BackupRoot, c.RedactedBackupConninfo(), c.RelayMode, c.ConfigFile)
+	var b strings.Builder
+	for _, s := range settings {
+		v := fieldValue{s.field(&c)}.String()
+		if s.secret {
+			v, _ = redactConnString(v)
+		}
+		if _, ok := s.field(&c).(*string); ok {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(&b, "%s=%s ", s.key, v)
+	}
+	fmt.Fprintf(&b, "config_file=%q", c.ConfigFile)
+	return b.String()
 }

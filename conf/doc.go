@@ -11,6 +11,9 @@
 // Validate reports every problem at once rather than the first, so an
 // operator fixes a broken deployment in one round trip.
 //
+// Every layer, the usage text, Validate and Config.String read one table,
+// settings in settings.go: a new setting is a row there and a Config field.
+//
 // The backend connection string may carry a password. Nothing this package
 // returns (errors, RedactedBackend, Config.String) contains it; callers that
 // log the backend must use RedactedBackend, never Config.Backend.

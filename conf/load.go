@@ -8,73 +8,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
-// setting ties one Config field to its names in each layer, so that the
-// environment and flag layers cannot drift apart. The YAML layer has its
-// own struct (fileConfig) because yaml.v3's KnownFields needs one.
-type setting struct {
-	key   string // YAML key; also the name Validate reports
-	env   string
-	flag  string
-	arg   string // placeholder shown in usage
-	usage string
-	field func(*Config) any // *string, *int or *time.Duration
-}
-
-var settings = []setting{
-	{"listen", "PGVERBS_LISTEN", "listen", "ADDR",
-		"host:port to accept client connections on",
-		func(c *Config) any { return &c.Listen }},
-	{"backend", "PGVERBS_BACKEND", "backend", "CONNINFO",
-		"PostgreSQL server to proxy to, as a libpq URL or key=value conninfo",
-		func(c *Config) any { return &c.Backend }},
-	{"tls_cert", "PGVERBS_TLS_CERT", "tls-cert", "FILE",
-		"PEM certificate offered to clients (requires --tls-key)",
-		func(c *Config) any { return &c.TLSCert }},
-	{"tls_key", "PGVERBS_TLS_KEY", "tls-key", "FILE",
-		"PEM private key for --tls-cert",
-		func(c *Config) any { return &c.TLSKey }},
-	{"log_level", "PGVERBS_LOG_LEVEL", "log-level", "LEVEL",
-		"debug, info, warn or error",
-		func(c *Config) any { return &c.LogLevel }},
-	{"log_format", "PGVERBS_LOG_FORMAT", "log-format", "FORMAT",
-		"console or json",
-		func(c *Config) any { return &c.LogFormat }},
-	{"max_client_conns", "PGVERBS_MAX_CLIENT_CONNS", "max-client-conns", "N",
-		"maximum concurrent client connections",
-		func(c *Config) any { return &c.MaxClientConns }},
-	{"shutdown_timeout", "PGVERBS_SHUTDOWN_TIMEOUT", "shutdown-timeout", "DURATION",
-		"how long shutdown waits for sessions to finish; 0 closes them at once",
-		func(c *Config) any { return &c.ShutdownTimeout }},
-	{"auth_timeout", "PGVERBS_AUTH_TIMEOUT", "auth-timeout", "DURATION",
-		"time a client has to complete startup and authentication",
-		func(c *Config) any { return &c.AuthTimeout }},
-	{"extensions_dir", "PGVERBS_EXTENSIONS_DIR", "extensions", "DIR",
-		"directory holding extension packages",
-		func(c *Config) any { return &c.ExtensionsDir }},
-	{"backup_root", "PGVERBS_BACKUP_ROOT", "backup-root", "DIR",
-		"directory backups are written under; empty disables backups",
-		func(c *Config) any { return &c.BackupRoot }},
-	{"backup_conninfo", "PGVERBS_BACKUP_CONNINFO", "backup-conninfo", "CONNINFO",
-		"conninfo for BASE BACKUP's own connections (default: the backend's)",
-		func(c *Config) any { return &c.BackupConninfo }},
-	{"extension_collision", "PGVERBS_EXTENSION_COLLISION", "extension-collision", "server|package",
-		"which wins when a package has the name of a server extension",
-		func(c *Config) any { return &c.ExtensionCollision }},
-	{"relay_mode", "PGVERBS_RELAY_MODE", "relay-mode", "loop|goroutines",
-		"how sessions are relayed after authentication (TLS sessions always use goroutines)",
-		func(c *Config) any { return &c.RelayMode }},
-}
-
 const (
 	configFlag = "config"
-	configEnv  = "PGVERBS_CONFIG"
+	configEnv  = envPrefix + "CONFIG"
 )
 
 // Load builds the configuration from args (without the program name), the
@@ -185,7 +127,7 @@ func printUsage(w io.Writer) {
 		default:
 			fmt.Fprintf(&b, "default %s, ", fieldValue{v})
 		}
-		fmt.Fprintf(&b, "env %s, yaml %s)\n", s.env, s.key)
+		fmt.Fprintf(&b, "env %s, yaml %s)\n", s.env(), s.key)
 	}
 	_, _ = w.Write(b.Bytes())
 }
@@ -251,39 +193,17 @@ func copyField(dst, src any) {
 func applyEnv(cfg *Config, getenv func(string) string) error {
 	var errs []error
 	for _, s := range settings {
-		v := getenv(s.env)
+		v := getenv(s.env())
 		if v == "" {
 			continue
 		}
 		if err := parseInto(s.field(cfg), v); err != nil {
 			// Only numeric and duration settings can fail to parse, so
 			// quoting the value cannot expose the backend password.
-			errs = append(errs, fmt.Errorf("%s: invalid value %q: %v", s.env, v, err))
+			errs = append(errs, fmt.Errorf("%s: invalid value %q: %v", s.env(), v, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// fileConfig is the YAML layer. Load seeds it from the defaults because
-// yaml.v3 leaves a field alone when its key is absent or null (listen:),
-// so both keep the default; an explicit "" clears a string.
-type fileConfig struct {
-	Listen          string       `yaml:"listen"`
-	Backend         string       `yaml:"backend"`
-	TLSCert         string       `yaml:"tls_cert"`
-	TLSKey          string       `yaml:"tls_key"`
-	LogLevel        string       `yaml:"log_level"`
-	LogFormat       string       `yaml:"log_format"`
-	MaxClientConns  int          `yaml:"max_client_conns"`
-	ShutdownTimeout yamlDuration `yaml:"shutdown_timeout"`
-	AuthTimeout     yamlDuration `yaml:"auth_timeout"`
-	ExtensionsDir   string       `yaml:"extensions_dir"`
-	BackupRoot      string       `yaml:"backup_root"`
-	BackupConninfo  string       `yaml:"backup_conninfo"`
-	// ExtensionCollision is "server" or "package".
-	ExtensionCollision string `yaml:"extension_collision"`
-	// RelayMode is "loop" or "goroutines".
-	RelayMode string `yaml:"relay_mode"`
 }
 
 // yamlDuration accepts only Go duration strings. yaml.v3 would otherwise
@@ -307,76 +227,85 @@ func (d *yamlDuration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var unknownFieldMsg = regexp.MustCompile(`^line (\d+): field (.*) not found in type \S+$`)
-
+// loadFile overlays the settings the YAML file at path gives onto cfg. A
+// key that is absent or null (listen:) keeps the value cfg holds; an
+// explicit "" clears a string. Every problem in the file is reported, each
+// with its line; a syntax error stops at once.
 func loadFile(path string, cfg *Config) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	fc := fileConfig{
-		Listen:             cfg.Listen,
-		Backend:            cfg.Backend,
-		TLSCert:            cfg.TLSCert,
-		TLSKey:             cfg.TLSKey,
-		LogLevel:           cfg.LogLevel,
-		LogFormat:          cfg.LogFormat,
-		MaxClientConns:     cfg.MaxClientConns,
-		ShutdownTimeout:    yamlDuration(cfg.ShutdownTimeout),
-		AuthTimeout:        yamlDuration(cfg.AuthTimeout),
-		ExtensionsDir:      cfg.ExtensionsDir,
-		BackupRoot:         cfg.BackupRoot,
-		BackupConninfo:     cfg.BackupConninfo,
-		ExtensionCollision: cfg.ExtensionCollision,
-		RelayMode:          cfg.RelayMode,
-	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	// A misspelt key would otherwise be ignored and its setting silently
-	// left at the default.
-	dec.KnownFields(true)
-	err = dec.Decode(&fc)
+	var doc yaml.Node
+	err = dec.Decode(&doc)
 	switch {
 	case errors.Is(err, io.EOF):
 		// An empty file (or only comments) sets nothing.
 		return nil
 	case err != nil:
-		return fileError(path, err)
+		return fmt.Errorf("config file %q: %w", path, err)
+	}
+	var errs []error
+	for _, msg := range decodeSettings(doc.Content[0], cfg) {
+		errs = append(errs, fmt.Errorf("config file %q: %s", path, msg))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("config file %q: holds more than one YAML document", path)
 	}
-
-	cfg.Listen = fc.Listen
-	cfg.Backend = fc.Backend
-	cfg.TLSCert = fc.TLSCert
-	cfg.TLSKey = fc.TLSKey
-	cfg.LogLevel = fc.LogLevel
-	cfg.LogFormat = fc.LogFormat
-	cfg.MaxClientConns = fc.MaxClientConns
-	cfg.ShutdownTimeout = time.Duration(fc.ShutdownTimeout)
-	cfg.AuthTimeout = time.Duration(fc.AuthTimeout)
-	cfg.ExtensionsDir = fc.ExtensionsDir
-	cfg.BackupRoot = fc.BackupRoot
-	cfg.BackupConninfo = fc.BackupConninfo
-	cfg.ExtensionCollision = fc.ExtensionCollision
-	cfg.RelayMode = fc.RelayMode
 	return nil
 }
 
-// fileError reports each YAML type problem on its own line, rewording
-// yaml.v3's unknown-field message, which names an internal Go type, into
-// the key and line an operator needs.
-func fileError(path string, err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return fmt.Errorf("config file %q: %w", path, err)
+// decodeSettings sets cfg from the top-level mapping n, looking each key up
+// in the settings table: the file accepts exactly the keys the table lists,
+// and a misspelt key is an error rather than a setting silently left at its
+// default. It returns one message per problem, in file order.
+func decodeSettings(n *yaml.Node, cfg *Config) []string {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		// A document that is only "~" sets nothing, like an empty file.
+		return nil
 	}
-	errs := make([]error, 0, len(te.Errors))
-	for _, msg := range te.Errors {
-		if m := unknownFieldMsg.FindStringSubmatch(msg); m != nil {
-			msg = fmt.Sprintf("line %s: unknown key %q", m[1], m[2])
+	if n.Kind != yaml.MappingNode {
+		return []string{fmt.Sprintf("line %d: the file must be a mapping of keys to values, not %s", n.Line, n.ShortTag())}
+	}
+	var problems []string
+	firstLine := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		s, known := settingFor(k.Value)
+		if k.Kind != yaml.ScalarNode || !known {
+			// Also YAML's merge key "<<": no setting's value is a mapping,
+			// so nothing in a valid file could be merged.
+			problems = append(problems, fmt.Sprintf("line %d: unknown key %q", k.Line, k.Value))
+			continue
 		}
-		errs = append(errs, fmt.Errorf("config file %q: %s", path, msg))
+		if line, dup := firstLine[k.Value]; dup {
+			problems = append(problems, fmt.Sprintf("line %d: mapping key %q already defined at line %d", k.Line, k.Value, line))
+			continue
+		}
+		firstLine[k.Value] = k.Line
+		problems = append(problems, decodeValue(v, s.field(cfg))...)
 	}
-	return errors.Join(errs...)
+	return problems
+}
+
+// decodeValue sets the field p points to from v with yaml.v3's own
+// conversions, so that a value reads as it would into a struct field: a
+// null leaves the field alone, 1000 is an int, and a sequence is no string.
+func decodeValue(v *yaml.Node, p any) []string {
+	if d, ok := p.(*time.Duration); ok {
+		p = (*yamlDuration)(d)
+	}
+	err := v.Decode(p)
+	var te *yaml.TypeError
+	switch {
+	case errors.As(err, &te):
+		return te.Errors
+	case err != nil:
+		return []string{fmt.Sprintf("line %d: %v", v.Line, err)}
+	}
+	return nil
 }
