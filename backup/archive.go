@@ -10,20 +10,6 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// compressionSuffix is the file name suffix pg_basebackup uses per
-// algorithm.
-func compressionSuffix(alg string) string {
-	switch alg {
-	case "gzip":
-		return ".gz"
-	case "lz4":
-		return ".lz4"
-	case "zstd":
-		return ".zst"
-	}
-	return ""
-}
-
 // writePiece is the most writePieces hands to one write(2).
 const writePiece = 32 << 10
 
@@ -62,20 +48,20 @@ type outFile struct {
 
 // createOut creates name (0600, must not exist) in dir, compressed with alg
 // at level (0: default).
-func createOut(dir *os.Root, name, alg string, level int) (*outFile, error) {
-	name += compressionSuffix(alg)
+func createOut(dir *os.Root, name string, alg Compression, level int) (*outFile, error) {
+	name += alg.suffix()
 	f, err := dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fileError("create", name, err)
 	}
 	o := &outFile{name: name, f: f, w: pieceFile{f}}
 	switch alg {
-	case "gzip":
+	case Gzip:
 		if level == 0 {
 			level = gzip.DefaultCompression
 		}
 		o.c, err = gzip.NewWriterLevel(f, level)
-	case "lz4":
+	case LZ4:
 		w := lz4.NewWriter(f)
 		lv := lz4.Fast
 		if level > 0 {
@@ -83,7 +69,7 @@ func createOut(dir *os.Root, name, alg string, level int) (*outFile, error) {
 		}
 		err = w.Apply(lz4.CompressionLevelOption(lv))
 		o.c = w
-	case "zstd":
+	case Zstd:
 		o.c, err = newZstdWriter(f, level)
 	}
 	if err != nil {
@@ -282,7 +268,7 @@ type tarSink struct {
 	tw  *tar.Writer
 }
 
-func newTarSink(dir *os.Root, name, alg string, level int) (*tarSink, error) {
+func newTarSink(dir *os.Root, name string, alg Compression, level int) (*tarSink, error) {
 	out, err := createOut(dir, name, alg, level)
 	if err != nil {
 		return nil, err

@@ -257,7 +257,7 @@ func baseOptions(s *source, root, target string) Options {
 	return Options{
 		Root:            root,
 		Target:          target,
-		Checkpoint:      "fast",
+		Checkpoint:      FastCheckpoint,
 		Manifest:        true,
 		VerifyChecksums: true,
 		Label:           "pgverbs test",
@@ -544,7 +544,7 @@ func TestTarZstdStream(t *testing.T) {
 	s := getSource(t)
 	root := t.TempDir()
 	o := baseOptions(s, root, "tar")
-	o.Format, o.Compression, o.Level = Tar, "zstd", 3
+	o.Format, o.Compression, o.Level = Tar, Zstd, 3
 	res := runBackup(t, o)
 	var names []string
 	entries, _ := os.ReadDir(res.Path)
@@ -693,7 +693,7 @@ func TestSQLTarGzip(t *testing.T) {
 	s := getSource(t)
 	root := t.TempDir()
 	o := baseOptions(s, root, "sqltar")
-	o.Method, o.Format, o.Compression = SQL, Tar, "gzip"
+	o.Method, o.Format, o.Compression = SQL, Tar, Gzip
 	o.ManifestChecksums = "SHA256"
 	res := runBackup(t, o)
 	checkTar(t, s, res, ".tar.gz", true)
@@ -703,7 +703,7 @@ func TestReplicationTarFetch(t *testing.T) {
 	s := getSource(t)
 	root := t.TempDir()
 	o := baseOptions(s, root, "fetch")
-	o.Format, o.WAL, o.Compression = Tar, "fetch", "lz4"
+	o.Format, o.WAL, o.Compression = Tar, WALFetch, LZ4
 	o.ManifestChecksums = "SHA512"
 	res := runBackup(t, o)
 	checkTar(t, s, res, ".tar.lz4", false)
@@ -758,7 +758,7 @@ func TestCancel(t *testing.T) {
 			if c.format == Tar {
 				// The archive goes through its writer goroutine and
 				// libzstd, which the cancel must stop and free.
-				o.Compression = "zstd"
+				o.Compression = Zstd
 			}
 			o.MaxRate = 32 * 1024
 			copying := make(chan struct{})
@@ -907,7 +907,7 @@ func TestChecksumFailure(t *testing.T) {
 	must(t, f.Close())
 
 	root := t.TempDir()
-	o := Options{Root: root, Target: "bad", Checkpoint: "fast", Manifest: true, VerifyChecksums: true, WAL: "none", Connect: connector(c)}
+	o := Options{Root: root, Target: "bad", Checkpoint: FastCheckpoint, Manifest: true, VerifyChecksums: true, WAL: WALNone, Connect: connector(c)}
 	_, err = Run(ctx, o)
 	var pe *pgerr.Error
 	if !errors.As(err, &pe) || pe.Code != pgerr.DataCorrupted || !strings.Contains(pe.Detail, "removed") || !strings.Contains(pe.Hint, "VERIFY_CHECKSUMS off") {

@@ -700,13 +700,13 @@ func legacyOptions(s *pg14Server, root string, format Format) Options {
 		Root:       root,
 		Target:     "backup1",
 		Format:     format,
-		WAL:        "none",
-		Checkpoint: "fast",
+		WAL:        WALNone,
+		Checkpoint: FastCheckpoint,
 		Manifest:   true,
 		Connect:    s.connect,
 	}
 	if format == Tar {
-		o.Compression = "gzip"
+		o.Compression = Gzip
 	}
 	return o
 }
@@ -981,12 +981,12 @@ func TestLegacyPG14Command(t *testing.T) {
 	}{
 		{Options{}, []pg14Opt{{"label", "pgverbs"}, {"progress", ""}, {"nowait", ""}, {"noverify_checksums", ""}}},
 		{
-			Options{Label: "it's", WAL: "fetch", MaxRate: 1 << 20, Format: Tar, VerifyChecksums: true, Manifest: true, ManifestChecksums: "sha256"},
+			Options{Label: "it's", WAL: WALFetch, MaxRate: 1 << 20, Format: Tar, VerifyChecksums: true, Manifest: true, ManifestChecksums: "sha256"},
 			[]pg14Opt{{"label", "it's"}, {"progress", ""}, {"wal", ""}, {"nowait", ""}, {"max_rate", "1024"},
 				{"tablespace_map", ""}, {"manifest", "yes"}, {"manifest_checksums", "SHA256"}},
 		},
 		{
-			Options{WAL: "none", Checkpoint: "spread", MaxRate: 32 * 1024, ManifestChecksums: "NONE"},
+			Options{WAL: WALNone, Checkpoint: SpreadCheckpoint, MaxRate: 32 * 1024, ManifestChecksums: "NONE"},
 			[]pg14Opt{{"label", "pgverbs"}, {"progress", ""}, {"max_rate", "32"}, {"noverify_checksums", ""}},
 		},
 	} {

@@ -60,6 +60,134 @@ func (m Method) String() string {
 	return fmt.Sprintf("Method(%d)", int(m))
 }
 
+// Compression is the client-side compression of a tar backup's files.
+type Compression int
+
+const (
+	// NoCompression writes plain .tar files.
+	NoCompression Compression = iota
+	// Gzip writes .tar.gz, levels 1-9.
+	Gzip
+	// LZ4 writes .tar.lz4, levels 1-12.
+	LZ4
+	// Zstd writes .tar.zst with libzstd, levels 1-22.
+	Zstd
+)
+
+// compressions are the names of the algorithms, as BASE BACKUP's
+// COMPRESSION and pg_basebackup spell them.
+var compressions = []string{NoCompression: "none", Gzip: "gzip", LZ4: "lz4", Zstd: "zstd"}
+
+// ParseCompression returns the algorithm named s ("none", "gzip", "lz4"
+// or "zstd", in any case). An unknown name is SQLSTATE 22023.
+func ParseCompression(s string) (Compression, error) {
+	return parseName[Compression](compressions, s, "unrecognized compression algorithm %s")
+}
+
+// String returns "none", "gzip", "lz4" or "zstd".
+func (c Compression) String() string { return nameOf(compressions, int(c), "Compression") }
+
+// maxLevel is the highest compression level c accepts, 0 for none.
+func (c Compression) maxLevel() int {
+	return [...]int{NoCompression: 0, Gzip: 9, LZ4: 12, Zstd: 22}[c]
+}
+
+// suffix is what pg_basebackup appends to a file name compressed with c.
+func (c Compression) suffix() string {
+	return [...]string{NoCompression: "", Gzip: ".gz", LZ4: ".lz4", Zstd: ".zst"}[c]
+}
+
+// checkCompression validates an algorithm and level of o.
+func checkCompression(o Options) error {
+	c := o.Compression
+	if c < NoCompression || c > Zstd {
+		return invalid("invalid compression algorithm %d", int(c))
+	}
+	if c != NoCompression && o.Format != Tar {
+		return withHint(invalid("compression is only supported with the tar format"), "Add FORMAT tar, or leave out COMPRESSION.")
+	}
+	if o.Level != 0 && (o.Level < 1 || o.Level > c.maxLevel()) {
+		if c.maxLevel() == 0 {
+			return invalid("compression algorithm %s does not accept a compression level", quote(c.String()))
+		}
+		return invalid("compression level %d is outside the range 1..%d of %s", o.Level, c.maxLevel(), c)
+	}
+	return nil
+}
+
+// WAL is how a backup gets the write-ahead log it needs to be consistent.
+type WAL int
+
+const (
+	// WALStream streams the WAL on a second connection while the backup
+	// runs, into pg_wal/ or pg_wal.tar (pg_basebackup -X stream).
+	WALStream WAL = iota
+	// WALFetch has the server add the WAL to base.tar at the end
+	// (pg_basebackup -X fetch).
+	WALFetch
+	// WALNone leaves the WAL out: the backup needs a WAL archive to be
+	// restored.
+	WALNone
+)
+
+// wals are the names of the WAL methods, as BASE BACKUP's WAL option
+// spells them.
+var wals = []string{WALStream: "stream", WALFetch: "fetch", WALNone: "none"}
+
+// ParseWAL returns the WAL method named s ("stream", "fetch" or "none",
+// in any case). An unknown name is SQLSTATE 22023.
+func ParseWAL(s string) (WAL, error) {
+	return parseName[WAL](wals, s, "invalid WAL method %s (stream, fetch or none)")
+}
+
+// String returns "stream", "fetch" or "none".
+func (w WAL) String() string { return nameOf(wals, int(w), "WAL") }
+
+// Checkpoint is how the server makes the checkpoint a backup starts from.
+type Checkpoint int
+
+const (
+	// SpreadCheckpoint spreads the checkpoint's writes over
+	// checkpoint_completion_target, as PostgreSQL's default does: the
+	// backup waits, the server's load does not jump.
+	SpreadCheckpoint Checkpoint = iota
+	// FastCheckpoint writes everything at once, so that the backup starts
+	// without waiting.
+	FastCheckpoint
+)
+
+// checkpoints are the names of the checkpoint modes, as BASE BACKUP's
+// CHECKPOINT option spells them.
+var checkpoints = []string{SpreadCheckpoint: "spread", FastCheckpoint: "fast"}
+
+// ParseCheckpoint returns the checkpoint mode named s ("spread" or
+// "fast", in any case). An unknown name is SQLSTATE 22023.
+func ParseCheckpoint(s string) (Checkpoint, error) {
+	return parseName[Checkpoint](checkpoints, s, "invalid checkpoint argument %s (fast or spread)")
+}
+
+// String returns "spread" or "fast".
+func (c Checkpoint) String() string { return nameOf(checkpoints, int(c), "Checkpoint") }
+
+// parseName returns the value whose name in names is s, compared
+// case-insensitively, or the 22023 error unknown (a format for s, quoted).
+func parseName[T ~int](names []string, s, unknown string) (T, error) {
+	for i, n := range names {
+		if strings.EqualFold(n, s) {
+			return T(i), nil
+		}
+	}
+	return 0, invalid(unknown, quote(s))
+}
+
+// nameOf returns names[i], or typ(i) for a value that has no name.
+func nameOf(names []string, i int, typ string) string {
+	if i < 0 || i >= len(names) {
+		return fmt.Sprintf("%s(%d)", typ, i)
+	}
+	return names[i]
+}
+
 // Options configure Run. The zero value of each field is its default,
 // except Connect and Root, which are required.
 type Options struct {
@@ -71,16 +199,17 @@ type Options struct {
 	Target string
 	// Format is Plain (default) or Tar.
 	Format Format
-	// Compression is "none" (default), "gzip", "lz4" or "zstd": client-side
+	// Compression is NoCompression (default), Gzip, LZ4 or Zstd: client-side
 	// compression of each tar file (tar format only).
-	Compression string
+	Compression Compression
 	// Level is the compression level, 0 for the algorithm's default
 	// (gzip 1-9, lz4 1-12, zstd 1-22).
 	Level int
-	// WAL is "stream" (default), "fetch" or "none".
-	WAL string
-	// Checkpoint is "spread" (default, as in PostgreSQL) or "fast".
-	Checkpoint string
+	// WAL is WALStream (default), WALFetch or WALNone.
+	WAL WAL
+	// Checkpoint is SpreadCheckpoint (default, as in PostgreSQL) or
+	// FastCheckpoint.
+	Checkpoint Checkpoint
 	// Manifest asks for a backup_manifest.
 	Manifest bool
 	// ManifestChecksums is the manifest's checksum algorithm: "CRC32C"
@@ -175,10 +304,9 @@ type Result struct {
 // settings are the validated, defaulted options.
 type settings struct {
 	Options
-	compression string            // "none", "gzip", "lz4", "zstd"
-	checksums   string            // manifest algorithm, upper case
-	maxRateKB   int               // MAX_RATE in kB/s for BASE_BACKUP, 0 none
-	spcMap      map[string]string // TablespaceMap with cleaned keys
+	checksums string            // manifest algorithm, upper case
+	maxRateKB int               // MAX_RATE in kB/s for BASE_BACKUP, 0 none
+	spcMap    map[string]string // TablespaceMap with cleaned keys
 }
 
 func invalid(format string, args ...any) error {
@@ -201,44 +329,14 @@ func validate(o Options) (*settings, error) {
 	default:
 		return nil, invalid("invalid backup method %d", int(o.Method))
 	}
-	s.compression = strings.ToLower(o.Compression)
-	if s.compression == "" {
-		s.compression = "none"
+	if err := checkCompression(o); err != nil {
+		return nil, err
 	}
-	maxLevel := 0
-	switch s.compression {
-	case "none":
-	case "gzip":
-		maxLevel = 9
-	case "lz4":
-		maxLevel = 12
-	case "zstd":
-		maxLevel = 22
-	default:
-		return nil, invalid("unrecognized compression algorithm %s", quote(o.Compression))
+	if o.WAL < WALStream || o.WAL > WALNone {
+		return nil, invalid("invalid WAL method %d", int(o.WAL))
 	}
-	if s.compression != "none" && o.Format != Tar {
-		return nil, withHint(invalid("compression is only supported with the tar format"), "Add FORMAT tar, or leave out COMPRESSION.")
-	}
-	if o.Level != 0 && (o.Level < 1 || o.Level > maxLevel) {
-		if maxLevel == 0 {
-			return nil, invalid("compression algorithm %s does not accept a compression level", quote(s.compression))
-		}
-		return nil, invalid("compression level %d is outside the range 1..%d of %s", o.Level, maxLevel, s.compression)
-	}
-	switch s.WAL = strings.ToLower(o.WAL); s.WAL {
-	case "":
-		s.WAL = "stream"
-	case "stream", "fetch", "none":
-	default:
-		return nil, invalid("invalid WAL method %s (stream, fetch or none)", quote(o.WAL))
-	}
-	switch s.Checkpoint = strings.ToLower(o.Checkpoint); s.Checkpoint {
-	case "":
-		s.Checkpoint = "spread"
-	case "fast", "spread":
-	default:
-		return nil, invalid("invalid checkpoint argument %s (fast or spread)", quote(o.Checkpoint))
+	if o.Checkpoint < SpreadCheckpoint || o.Checkpoint > FastCheckpoint {
+		return nil, invalid("invalid checkpoint mode %d", int(o.Checkpoint))
 	}
 	s.checksums = strings.ToUpper(o.ManifestChecksums)
 	switch s.checksums {

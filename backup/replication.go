@@ -75,7 +75,7 @@ func (b *run) replication(parent context.Context) (err error) {
 		return pgerr.New(pgerr.FeatureNotSupported, "BASE BACKUP needs PostgreSQL 13 or later with METHOD replication (server is %d)", major)
 	}
 
-	if b.s.WAL == "stream" {
+	if b.s.WAL == WALStream {
 		if wconn, err = b.s.connect(ctx, true); err != nil {
 			return connectError(ctx, err)
 		}
@@ -92,7 +92,7 @@ func (b *run) replication(parent context.Context) (err error) {
 			out, err = newWALDir(b.t.dir)
 		} else {
 			var ts *tarSink
-			ts, err = newTarSink(b.t.dir, "pg_wal.tar", b.s.compression, b.s.Level)
+			ts, err = newTarSink(b.t.dir, "pg_wal.tar", b.s.Compression, b.s.Level)
 			out = walTar{ts}
 		}
 		if err != nil {
@@ -197,13 +197,13 @@ func (b *run) baseBackupCommand(major int) string {
 	add := func(name, val, old string) { opts = append(opts, opt{name, val, old}) }
 	add("LABEL", replLiteral(s.Label), "LABEL "+replLiteral(s.Label))
 	add("PROGRESS", "", "PROGRESS")
-	if s.Checkpoint == "fast" {
+	if s.Checkpoint == FastCheckpoint {
 		add("CHECKPOINT", "'fast'", "FAST")
 	}
-	if s.WAL == "fetch" {
+	if s.WAL == WALFetch {
 		add("WAL", "", "WAL")
 	}
-	if s.WAL != "none" {
+	if s.WAL != WALNone {
 		// The WAL comes with the backup: no waiting for the archiver.
 		add("WAIT", "false", "NOWAIT")
 	}
@@ -359,7 +359,7 @@ func (b *run) copyStream(mc *msgConn) (err error) {
 					return protocolError("second manifest in BASE_BACKUP's stream")
 				}
 				b.prog.setPhase("manifest")
-				if manifest, err = createOut(b.t.dir, "backup_manifest", "none", 0); err != nil {
+				if manifest, err = createOut(b.t.dir, "backup_manifest", NoCompression, 0); err != nil {
 					return err
 				}
 			default:
@@ -411,7 +411,7 @@ func (b *run) copyLegacy(mc *msgConn, spcRows [][][]byte) (err error) {
 		} else {
 			b.prog.setPhase("manifest")
 			var m *outFile
-			m, err = createOut(b.t.dir, "backup_manifest", "none", 0)
+			m, err = createOut(b.t.dir, "backup_manifest", NoCompression, 0)
 			if err == nil {
 				w = manifestArchive{m}
 			}
@@ -466,7 +466,7 @@ func (b *run) openArchive(name, location string) (archive, error) {
 		return nil, protocolError("unexpected archive name %q from BASE_BACKUP", name)
 	}
 	if b.s.Format == Tar {
-		out, err := createOut(b.t.dir, name, b.s.compression, b.s.Level)
+		out, err := createOut(b.t.dir, name, b.s.Compression, b.s.Level)
 		if err != nil {
 			return nil, err
 		}

@@ -231,7 +231,7 @@ func (sb *sqlBackup) do() error {
 
 	// A temporary slot keeps checkpoints from removing the WAL the backup
 	// needs before it is copied; it is reserved before the backup starts.
-	if sb.s.WAL != "none" {
+	if sb.s.WAL != WALNone {
 		slot := "pgverbs_" + randomSuffix()
 		if _, err := c.query("SELECT 1 FROM pg_create_physical_replication_slot($1, true, true)", slot); err != nil {
 			if asPgErr(err) == nil || c.ctx.Err() != nil {
@@ -251,7 +251,7 @@ func (sb *sqlBackup) do() error {
 	}
 	defer sb.readers.close()
 
-	fast := strconv.FormatBool(sb.s.Checkpoint == "fast")
+	fast := strconv.FormatBool(sb.s.Checkpoint == FastCheckpoint)
 	startSQL := "SELECT pg_backup_start($1, $2::boolean)::text"
 	if major < 15 {
 		startSQL = "SELECT pg_start_backup($1, $2::boolean, false)::text"
@@ -304,7 +304,7 @@ func (sb *sqlBackup) do() error {
 	}
 
 	if sb.s.Format == Tar {
-		ts, err := newTarSink(sb.t.dir, "base.tar", sb.s.compression, sb.s.Level)
+		ts, err := newTarSink(sb.t.dir, "base.tar", sb.s.Compression, sb.s.Level)
 		if err != nil {
 			return err
 		}
@@ -326,7 +326,7 @@ func (sb *sqlBackup) do() error {
 		return err
 	}
 
-	waitArchive := strconv.FormatBool(sb.s.WAL == "none")
+	waitArchive := strconv.FormatBool(sb.s.WAL == WALNone)
 	stopSQL := "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1::boolean)"
 	if major < 15 {
 		stopSQL = "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, $1::boolean)"
@@ -362,7 +362,7 @@ func (sb *sqlBackup) do() error {
 		}
 	}
 
-	if sb.s.WAL != "none" {
+	if sb.s.WAL != WALNone {
 		sb.prog.setPhase("wal")
 		if err := sb.wal(segSize); err != nil {
 			return err
@@ -377,7 +377,7 @@ func (sb *sqlBackup) do() error {
 	if sb.man != nil {
 		sb.prog.setPhase("manifest")
 		data := sb.man.finish(sb.res.Timeline, sb.res.StartLSN, sb.res.EndLSN)
-		out, err := createOut(sb.t.dir, "backup_manifest", "none", 0)
+		out, err := createOut(sb.t.dir, "backup_manifest", NoCompression, 0)
 		if err != nil {
 			return err
 		}
@@ -492,7 +492,7 @@ func (sb *sqlBackup) walk(src string, dst fileSink, dstDir, manDir string, top b
 func (sb *sqlBackup) tablespace(oid string) error {
 	var dst fileSink
 	if sb.s.Format == Tar {
-		ts, err := newTarSink(sb.t.dir, oid+".tar", sb.s.compression, sb.s.Level)
+		ts, err := newTarSink(sb.t.dir, oid+".tar", sb.s.Compression, sb.s.Level)
 		if err != nil {
 			return err
 		}
@@ -696,7 +696,7 @@ func (sb *sqlBackup) wal(segSize uint64) error {
 	var dst fileSink
 	dstPrefix := "pg_wal"
 	if sb.s.Format == Tar {
-		ts, err := newTarSink(sb.t.dir, "pg_wal.tar", sb.s.compression, sb.s.Level)
+		ts, err := newTarSink(sb.t.dir, "pg_wal.tar", sb.s.Compression, sb.s.Level)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,12 +228,13 @@ func TestRunTargetLifecycle(t *testing.T) {
 func TestValidate(t *testing.T) {
 	connect := func(context.Context, bool) (*pgconn.PgConn, error) { return nil, errors.New("unused") }
 	bad := []Options{
-		{Compression: "gzip"}, // plain
-		{Format: Tar, Compression: "brotli"},
-		{Format: Tar, Compression: "gzip", Level: 10},
-		{Format: Tar, Compression: "none", Level: 1},
-		{WAL: "archive"},
-		{Checkpoint: "slow"},
+		{Compression: Gzip}, // plain
+		{Format: Tar, Compression: 9},
+		{Format: Tar, Compression: -1},
+		{Format: Tar, Compression: Gzip, Level: 10},
+		{Format: Tar, Compression: NoCompression, Level: 1},
+		{WAL: 3},
+		{Checkpoint: 2},
 		{ManifestChecksums: "md5"},
 		{MaxRate: 1000},
 		{MaxRate: 2 << 30},
@@ -246,12 +248,59 @@ func TestValidate(t *testing.T) {
 			t.Errorf("validate(%+v) accepted", o)
 		}
 	}
-	s, err := validate(Options{Connect: connect, Format: Tar, Compression: "ZSTD", Level: 19, MaxRate: 100000})
+	s, err := validate(Options{Connect: connect, Format: Tar, Compression: Zstd, Level: 19, MaxRate: 100000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.compression != "zstd" || s.WAL != "stream" || s.Checkpoint != "spread" || s.checksums != "CRC32C" || s.maxRateKB != 98 || s.Label != "pgverbs" {
+	if s.Compression != Zstd || s.WAL != WALStream || s.Checkpoint != SpreadCheckpoint || s.checksums != "CRC32C" || s.maxRateKB != 98 || s.Label != "pgverbs" {
 		t.Errorf("defaults: %+v", s)
+	}
+}
+
+// TestParseOptions checks the names of the typed options both ways, in
+// any case, and that an unknown name is 22023 quoting what was given.
+func TestParseOptions(t *testing.T) {
+	compression := func(s string) (fmt.Stringer, error) { return ParseCompression(s) }
+	wal := func(s string) (fmt.Stringer, error) { return ParseWAL(s) }
+	checkpoint := func(s string) (fmt.Stringer, error) { return ParseCheckpoint(s) }
+	for _, c := range []struct {
+		parse   func(string) (fmt.Stringer, error)
+		in      string
+		want    fmt.Stringer // nil: an error
+		wantMsg string
+	}{
+		{compression, "none", NoCompression, ""},
+		{compression, "GZIP", Gzip, ""},
+		{compression, "lz4", LZ4, ""},
+		{compression, "Zstd", Zstd, ""},
+		{compression, "brotli", nil, `unrecognized compression algorithm "brotli"`},
+		{compression, "", nil, `unrecognized compression algorithm ""`},
+		{wal, "stream", WALStream, ""},
+		{wal, "FETCH", WALFetch, ""},
+		{wal, "none", WALNone, ""},
+		{wal, "archive", nil, `invalid WAL method "archive" (stream, fetch or none)`},
+		{checkpoint, "spread", SpreadCheckpoint, ""},
+		{checkpoint, "Fast", FastCheckpoint, ""},
+		{checkpoint, "slow", nil, `invalid checkpoint argument "slow" (fast or spread)`},
+	} {
+		t.Run(c.in, func(t *testing.T) {
+			got, err := c.parse(c.in)
+			if c.want == nil {
+				if pe := wantCode(t, err, pgerr.InvalidParameterValue); pe.Message != c.wantMsg {
+					t.Errorf("message %q, want %q", pe.Message, c.wantMsg)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("got %v, %v; want %v", got, err, c.want)
+			}
+			if s := got.String(); s != strings.ToLower(c.in) {
+				t.Errorf("String() = %q, want %q", s, strings.ToLower(c.in))
+			}
+		})
+	}
+	if got := Compression(7).String(); got != "Compression(7)" {
+		t.Errorf("Compression(7).String() = %q", got)
 	}
 }
 
@@ -260,8 +309,8 @@ func TestBaseBackupCommand(t *testing.T) {
 		Connect:           func(context.Context, bool) (*pgconn.PgConn, error) { return nil, nil },
 		Format:            Tar,
 		Label:             "it's",
-		Checkpoint:        "fast",
-		WAL:               "fetch",
+		Checkpoint:        FastCheckpoint,
+		WAL:               WALFetch,
 		Manifest:          true,
 		ManifestChecksums: "sha256",
 		VerifyChecksums:   true,
@@ -279,7 +328,7 @@ func TestBaseBackupCommand(t *testing.T) {
 	if got := b.baseBackupCommand(14); got != want14 {
 		t.Errorf("14:\n got %s\nwant %s", got, want14)
 	}
-	s.VerifyChecksums, s.WAL, s.Manifest, s.maxRateKB, s.Checkpoint, s.Format = false, "none", false, 0, "spread", Plain
+	s.VerifyChecksums, s.WAL, s.Manifest, s.maxRateKB, s.Checkpoint, s.Format = false, WALNone, false, 0, SpreadCheckpoint, Plain
 	if got, want := b.baseBackupCommand(15), `BASE_BACKUP (LABEL 'it''s', PROGRESS, VERIFY_CHECKSUMS false)`; got != want {
 		t.Errorf("15 minimal:\n got %s\nwant %s", got, want)
 	}

@@ -54,22 +54,23 @@ func (b *BaseBackup) Parse(sql string) (Prepared, error) {
 // pg_basebackup's defaults.
 func backupOptionsFrom(st *BaseBackupStmt) (backup.Options, error) {
 	o := backup.Options{
-		Target: st.Path, Format: backup.Plain, Compression: "none", Level: st.Level,
-		WAL: "stream", Checkpoint: "fast", Manifest: true, ManifestChecksums: "CRC32C",
+		Target: st.Path, Format: backup.Plain, Compression: backup.NoCompression, Level: st.Level,
+		WAL: backup.WALStream, Checkpoint: backup.FastCheckpoint, Manifest: true, ManifestChecksums: "CRC32C",
 		Label: "pgverbs base backup", VerifyChecksums: true, Method: backup.Replication,
 	}
 	for k, v := range st.Options {
+		var err error
 		switch k {
 		case "format":
 			if v == "tar" {
 				o.Format = backup.Tar
 			}
 		case "compression":
-			o.Compression = v
+			o.Compression, err = backup.ParseCompression(v)
 		case "wal":
-			o.WAL = v
+			o.WAL, err = backup.ParseWAL(v)
 		case "checkpoint":
-			o.Checkpoint = v
+			o.Checkpoint, err = backup.ParseCheckpoint(v)
 		case "manifest":
 			o.Manifest = isOn(v)
 		case "manifest_checksums":
@@ -89,6 +90,9 @@ func backupOptionsFrom(st *BaseBackupStmt) (backup.Options, error) {
 				o.Method = backup.SQL
 			}
 		}
+		if err != nil {
+			return o, err
+		}
 	}
 	for _, m := range st.TablespaceMap {
 		old, dir, err := splitMapping(m)
@@ -103,7 +107,7 @@ func backupOptionsFrom(st *BaseBackupStmt) (backup.Options, error) {
 		}
 		o.TablespaceMap[old] = dir
 	}
-	if o.Compression != "none" && o.Format != backup.Tar {
+	if o.Compression != backup.NoCompression && o.Format != backup.Tar {
 		e := pgerr.New(pgerr.InvalidParameterValue, "COMPRESSION %s needs FORMAT tar", o.Compression)
 		e.Hint = "A plain backup is a data directory; compress tar backups."
 		return o, e
@@ -223,8 +227,8 @@ func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	format := "plain"
 	if out.Format == backup.Tar {
 		format = "tar"
-		if o.Compression != "none" {
-			format += "+" + o.Compression
+		if o.Compression != backup.NoCompression {
+			format += "+" + o.Compression.String()
 		}
 	}
 	manifest, method := "no", "replication"
