@@ -88,6 +88,22 @@ max_client_conns: 10
 shutdown_timeout: 10s
 extensions_dir: /file/ext
 `)
+	everyKey := writeFile(t, "every.yaml", `
+listen: ":7000"
+backend: host=db
+tls_cert: ""
+tls_key: ""
+log_level: warn
+log_format: json
+max_client_conns: 8
+shutdown_timeout: 4s
+auth_timeout: 5s
+extensions_dir: /ext
+backup_root: /b
+backup_conninfo: host=replica
+extension_collision: package
+relay_mode: goroutines
+`)
 	tests := []struct {
 		name  string
 		args  []string
@@ -182,6 +198,20 @@ extensions_dir: /file/ext
 				want := Config{Listen: ":7000", Backend: "host=db port=5433", LogLevel: "error", LogFormat: "json",
 					MaxClientConns: 5, ShutdownTimeout: time.Second, AuthTimeout: 2 * time.Second,
 					ExtensionsDir: "/ext", BackupRoot: "/backups", ExtensionCollision: "package", RelayMode: "goroutines"}
+				if *c != want {
+					return fmt.Sprintf("got %+v", *c)
+				}
+				return ""
+			},
+		},
+		{
+			name: "every yaml key",
+			args: []string{"--config", everyKey},
+			check: func(c *Config) string {
+				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "warn", LogFormat: "json",
+					MaxClientConns: 8, ShutdownTimeout: 4 * time.Second, AuthTimeout: 5 * time.Second,
+					ExtensionsDir: "/ext", BackupRoot: "/b", BackupConninfo: "host=replica",
+					ExtensionCollision: "package", RelayMode: "goroutines", ConfigFile: everyKey}
 				if *c != want {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -359,7 +389,13 @@ func TestYAMLErrors(t *testing.T) {
 		{"int garbage", "max_client_conns: lots\n", []string{"line 1", "lots"}},
 		{"syntax", "listen: [\n", []string{"config file"}},
 		{"two documents", "listen: :1\n---\nlisten: :2\n", []string{"more than one YAML document"}},
-		{"not a mapping", "- listen\n", []string{"config file"}},
+		{"not a mapping", "- listen\n", []string{"line 1", "must be a mapping", "!!seq"}},
+		{"scalar document", "listen\n", []string{"line 1", "must be a mapping"}},
+		{"duplicate key", "listen: :1\nlog_level: info\nlisten: :2\n", []string{`line 3: mapping key "listen" already defined at line 1`}},
+		{"merge key", "<<: {listen: \":5\"}\n", []string{`line 1: unknown key "<<"`}},
+		{"string given a list", "listen: [a]\n", []string{"line 1", "!!seq"}},
+		{"every problem at once", "max_client_conns: lots\nauth_timeout: 5\nnope: 1\n",
+			[]string{"line 1", "lots", "line 2", `"5"`, `line 3: unknown key "nope"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -381,6 +417,16 @@ func TestYAMLErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.Listen != Default().Listen || c.ConfigFile != p {
+			t.Errorf("got %+v", *c)
+		}
+	})
+	t.Run("null document", func(t *testing.T) {
+		p := writeFile(t, "c.yaml", "~\n")
+		c, err := Load([]string{"--config", p}, env{}.get, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Listen != Default().Listen {
 			t.Errorf("got %+v", *c)
 		}
 	})
@@ -804,6 +850,20 @@ func TestRedactedBackendKeepsNonSecrets(t *testing.T) {
 				t.Errorf("RedactedBackend() = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestString(t *testing.T) {
+	c := Default()
+	c.Backend = "postgres://alice:" + password + "@db/app"
+	c.BackupConninfo = "host=replica password=" + password
+	c.ConfigFile = "/etc/pgverbs.yaml"
+	want := `listen="127.0.0.1:6432" backend="postgres://alice:xxxxx@db/app" tls_cert="" tls_key="" ` +
+		`log_level="info" log_format="console" max_client_conns=1000 shutdown_timeout=30s auth_timeout=1m0s ` +
+		`extensions_dir="./extensions" backup_root="" backup_conninfo="host=replica password=xxxxx" ` +
+		`extension_collision="server" relay_mode="` + DefaultRelayMode + `" config_file="/etc/pgverbs.yaml"`
+	if got := c.String(); got != want {
+		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
 }
 
