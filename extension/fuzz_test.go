@@ -49,7 +49,7 @@ func FuzzParseControl(f *testing.F) {
 			}
 			return
 		}
-		if ValidName(p.Name) != nil || !validVersion(p.Version) {
+		if !nameOK(p.Name) || !validVersion(p.Version) {
 			t.Fatalf("accepted name %q, version %q", p.Name, p.Version)
 		}
 		if !utf8.ValidString(p.Comment) || strings.IndexByte(p.Comment, 0) >= 0 {

@@ -56,7 +56,7 @@ func FuzzParseNativeControl(f *testing.F) {
 			t.Fatalf("requires %q but depends %v", p.Requires, p.Depends)
 		}
 		for i, n := range p.Requires {
-			if ValidName(n) != nil || p.Depends[i].Name != n || len(p.Depends[i].Constraints) != 0 {
+			if !nameOK(n) || p.Depends[i].Name != n || len(p.Depends[i].Constraints) != 0 {
 				t.Fatalf("accepted requires %q as %v", n, p.Depends[i])
 			}
 		}
