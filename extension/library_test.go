@@ -1,12 +1,11 @@
 package extension
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/internal/pgtest"
 )
 
 func TestNeedsLibrary(t *testing.T) {
@@ -126,17 +125,12 @@ func TestNativeFixtureScripts(t *testing.T) {
 	}
 }
 
-// TestRealPgTAP runs on the whole of Debian's pgTAP package when it is
-// unpacked (see testdata/native/README.md): its 11356-line install script
-// prepares, and needs no library.
+// TestRealPgTAP runs on the whole of Debian's pgTAP package, unpacked from
+// the .deb CI fetches (PGVERBS_PGTAP_DEB; see internal/pgtest.PgTAPDir):
+// its 11356-line install script prepares, and needs no library. Without
+// the package it is skipped, and fails under PGTEST_REQUIRE=1.
 func TestRealPgTAP(t *testing.T) {
-	dir := os.Getenv("PGVERBS_PGTAP_DIR")
-	if dir == "" {
-		dir = "/tmp/pgtapdl/x/usr/share/postgresql/15/extension"
-	}
-	if _, err := os.Stat(filepath.Join(dir, "pgtap.control")); err != nil {
-		t.Skipf("pgTAP not unpacked at %s", dir)
-	}
+	dir := pgtest.PgTAPDir(t)
 	r := OpenRepo(dir)
 	p := load(t, r, "pgtap")
 	if !reflect.DeepEqual(p.Versions, []string{"1.2.0"}) || !p.Relocatable || p.Superuser {
