@@ -55,21 +55,39 @@ func TestIsFatalResponse(t *testing.T) {
 	}
 }
 
+// TestIsFatalResponseMalformed covers bodies pgproto3 would refuse. The
+// server never sends them, but the relay reads whatever arrives, so the
+// answer must be defined: a field that lacks its terminator runs to the end
+// of the body (the message length bounds it), so a FATAL cut short of its
+// NUL still counts, the safe side for a proxy that then expects the server
+// to close; a field with no value is an empty severity, not fatal; and the
+// first NUL where a field type is due ends the body.
 func TestIsFatalResponseMalformed(t *testing.T) {
-	for _, b := range [][]byte{
-		{'S'},
-		{'V'},
-		[]byte("SFATAL"),
-		[]byte("VFATAL"),
-		[]byte("VFAT"),
-		[]byte("S\x00"),
-		[]byte("V\x00V"),
-		[]byte("SERROR\x00V"),
-		[]byte("\x00\x00\x00"),
-		bytes.Repeat([]byte{'S'}, 100),
-		bytes.Repeat([]byte{0xff}, 7),
+	for _, tc := range []struct {
+		body []byte
+		want bool
+	}{
+		{[]byte{'S'}, false},
+		{[]byte{'V'}, false},
+		{[]byte("SFATAL"), true},
+		{[]byte("VFATAL"), true},
+		{[]byte("VPANIC"), true},
+		{[]byte("VFAT"), false},
+		{[]byte("SFATAL\x00VERR"), false},
+		{[]byte("S\x00"), false},
+		{[]byte("V\x00VFATAL\x00\x00"), false}, // the first V decides, even empty
+		{[]byte("SERROR\x00V"), false},
+		{[]byte("SFATAL\x00V"), false},
+		{[]byte("SFATAL\x00C57P01"), true},
+		{[]byte("\x00VFATAL\x00\x00"), false},
+		{[]byte("\x00\x00\x00"), false},
+		{bytes.Repeat([]byte{'S'}, 100), false},
+		{append([]byte("S"), bytes.Repeat([]byte{0xff}, 7)...), false},
+		{bytes.Repeat([]byte{0xff}, 7), false},
 	} {
-		_ = pgerr.IsFatalResponse(b) // must not panic
+		if got := pgerr.IsFatalResponse(tc.body); got != tc.want {
+			t.Errorf("IsFatalResponse(%q) = %v, want %v", tc.body, got, tc.want)
+		}
 	}
 }
 
