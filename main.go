@@ -153,11 +153,8 @@ func reload(log *zap.Logger, args []string, old *conf.Config, level zap.AtomicLe
 	level.SetLevel(cfg.ZapLevel())
 	srv.SetLimits(limits(cfg))
 	srv.SetCertificate(cert)
-	if cfg.Listen != old.Listen || cfg.Backend != old.Backend {
-		log.Warn("SIGHUP: listen and backend changes need a restart")
-	}
-	if cfg.BackupRoot != old.BackupRoot || cfg.BackupConninfo != old.BackupConninfo {
-		log.Warn("SIGHUP: backup_root and backup_conninfo changes need a restart")
+	if keys := conf.RestartNeeded(old, cfg); len(keys) > 0 {
+		log.Warn("SIGHUP: changed settings that take effect only on restart", zap.Strings("settings", keys))
 	}
 	log.Info("SIGHUP: configuration reloaded", zap.String("log_level", cfg.LogLevel), zap.Int("max_client_conns", cfg.MaxClientConns))
 	return cfg

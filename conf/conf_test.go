@@ -867,6 +867,23 @@ func TestString(t *testing.T) {
 	}
 }
 
+func TestRestartNeeded(t *testing.T) {
+	old := Default()
+	if got := RestartNeeded(&old, &old); got != nil {
+		t.Errorf("RestartNeeded(same, same) = %q, want none", got)
+	}
+	// Every setting changed; main applies the others on SIGHUP (log level,
+	// limits, certificate) or reads them when it needs them (shutdown).
+	cur := Config{Listen: ":1", Backend: "host=b", TLSCert: "c", TLSKey: "k", LogLevel: "debug", LogFormat: "json",
+		MaxClientConns: 1, ShutdownTimeout: 1, AuthTimeout: 1, ExtensionsDir: "/e", BackupRoot: "/b",
+		BackupConninfo: "host=r", ExtensionCollision: "package", RelayMode: "other"}
+	want := []string{"listen", "backend", "log_format", "extensions_dir", "backup_root", "backup_conninfo",
+		"extension_collision", "relay_mode"}
+	if got := RestartNeeded(&old, &cur); !slices.Equal(got, want) {
+		t.Errorf("RestartNeeded = %q, want %q", got, want)
+	}
+}
+
 func TestZapLevel(t *testing.T) {
 	tests := []struct {
 		level string

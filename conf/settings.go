@@ -26,6 +26,9 @@ type setting struct {
 	// secret marks a connection string that may hold a password: String
 	// shows it redacted.
 	secret bool
+	// restart marks a setting read only at startup, so that a reload
+	// changing it can say the change waits for a restart (RestartNeeded).
+	restart bool
 }
 
 // envPrefix starts every environment variable pgverbs reads.
@@ -36,15 +39,17 @@ func (s setting) env() string { return envPrefix + strings.ToUpper(s.key) }
 
 var settings = []setting{{
 	key: "listen", flag: "listen", arg: "ADDR",
-	usage: "host:port to accept client connections on",
-	field: func(c *Config) any { return &c.Listen },
-	check: func(c *Config) error { return validateListen(c.Listen) },
+	usage:   "host:port to accept client connections on",
+	field:   func(c *Config) any { return &c.Listen },
+	check:   func(c *Config) error { return validateListen(c.Listen) },
+	restart: true,
 }, {
 	key: "backend", flag: "backend", arg: "CONNINFO",
-	usage:  "PostgreSQL server to proxy to, as a libpq URL or key=value conninfo",
-	field:  func(c *Config) any { return &c.Backend },
-	check:  func(c *Config) error { return validateBackend(c.Backend) },
-	secret: true,
+	usage:   "PostgreSQL server to proxy to, as a libpq URL or key=value conninfo",
+	field:   func(c *Config) any { return &c.Backend },
+	check:   func(c *Config) error { return validateBackend(c.Backend) },
+	secret:  true,
+	restart: true,
 }, {
 	key: "tls_cert", flag: "tls-cert", arg: "FILE",
 	usage: "PEM certificate offered to clients (requires --tls-key)",
@@ -66,9 +71,10 @@ var settings = []setting{{
 	check: func(c *Config) error { return oneOf(c.LogLevel, "debug", "info", "warn", "error") },
 }, {
 	key: "log_format", flag: "log-format", arg: "FORMAT",
-	usage: "console or json",
-	field: func(c *Config) any { return &c.LogFormat },
-	check: func(c *Config) error { return oneOf(c.LogFormat, "console", "json") },
+	usage:   "console or json",
+	field:   func(c *Config) any { return &c.LogFormat },
+	check:   func(c *Config) error { return oneOf(c.LogFormat, "console", "json") },
+	restart: true,
 }, {
 	key: "max_client_conns", flag: "max-client-conns", arg: "N",
 	usage: "maximum concurrent client connections",
@@ -92,8 +98,9 @@ var settings = []setting{{
 	},
 }, {
 	key: "extensions_dir", flag: "extensions", arg: "DIR",
-	usage: "directory holding extension packages",
-	field: func(c *Config) any { return &c.ExtensionsDir },
+	usage:   "directory holding extension packages",
+	field:   func(c *Config) any { return &c.ExtensionsDir },
+	restart: true,
 }, {
 	key: "backup_root", flag: "backup-root", arg: "DIR",
 	usage: "directory backups are written under; empty disables backups",
@@ -104,6 +111,7 @@ var settings = []setting{{
 		// directory.
 		return errorIf(c.BackupRoot != "" && !filepath.IsAbs(c.BackupRoot), "%q is not an absolute path", c.BackupRoot)
 	},
+	restart: true,
 }, {
 	key: "backup_conninfo", flag: "backup-conninfo", arg: "CONNINFO",
 	usage: "conninfo for BASE BACKUP's own connections (default: the backend's)",
@@ -114,12 +122,14 @@ var settings = []setting{{
 		}
 		return validateBackend(c.BackupConninfo)
 	},
-	secret: true,
+	secret:  true,
+	restart: true,
 }, {
 	key: "extension_collision", flag: "extension-collision", arg: "server|package",
-	usage: "which wins when a package has the name of a server extension",
-	field: func(c *Config) any { return &c.ExtensionCollision },
-	check: func(c *Config) error { return oneOf(c.ExtensionCollision, "server", "package") },
+	usage:   "which wins when a package has the name of a server extension",
+	field:   func(c *Config) any { return &c.ExtensionCollision },
+	check:   func(c *Config) error { return oneOf(c.ExtensionCollision, "server", "package") },
+	restart: true,
 }, {
 	key: "relay_mode", flag: "relay-mode", arg: "loop|goroutines",
 	usage: "how sessions are relayed after authentication (TLS sessions always use goroutines)",
@@ -130,6 +140,7 @@ var settings = []setting{{
 		}
 		return oneOf(c.RelayMode, "loop", "goroutines")
 	},
+	restart: true,
 }}
 
 // settingFor returns the row whose YAML key is key.
@@ -155,4 +166,17 @@ func errorIf(bad bool, format string, args ...any) error {
 		return nil
 	}
 	return fmt.Errorf(format, args...)
+}
+
+// RestartNeeded returns the YAML keys of the settings that differ between
+// old and cur but are read only at startup: the changes a reload cannot
+// apply.
+func RestartNeeded(old, cur *Config) []string {
+	var keys []string
+	for _, s := range settings {
+		if s.restart && (fieldValue{s.field(old)}).String() != (fieldValue{s.field(cur)}).String() {
+			keys = append(keys, s.key)
+		}
+	}
+	return keys
 }
