@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/pgverbs/pgverbs/extension"
-	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
 // Uninstall is the UNINSTALL EXTENSION command.
@@ -56,55 +53,24 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		return nil, err
 	}
 	installed, schemas, ss := state.installed, state.schemas, state.server
-	targets := map[string]bool{}
-	var server []string // server-native targets: DROP EXTENSION
-	for _, name := range st.Names {
-		if _, ok := installed[name]; ok {
-			targets[name] = true
-			continue
+	rm, err := extension.PlanUninstall(st.Names, installed, ss.installed, st.IfExists, st.Cascade)
+	if rm != nil {
+		for _, n := range rm.Notes {
+			c.Notice("NOTICE", n, "")
 		}
-		if _, ok := ss.installed[name]; ok {
-			targets[name] = true
-			server = append(server, name)
-			continue
-		}
-		if !st.IfExists {
-			return nil, pgerr.New(pgerr.UndefinedObject, "extension %q does not exist", name)
-		}
-		c.Notice("NOTICE", fmt.Sprintf("extension %q does not exist, skipping", name), "")
 	}
-	if len(targets) == 0 {
+	if err != nil {
+		return nil, err
+	}
+	if rm.Empty() {
 		return done, nil
-	}
-	// Everything pgverbs installed that depends on a target, directly or
-	// not (a package may require a server extension too).
-	remove := map[string]bool{}
-	var blocked []string
-	for name := range targets {
-		if _, ok := installed[name]; ok {
-			remove[name] = true
-		}
-		for _, dep := range extension.DependentsOf(name, installed) {
-			if !targets[dep] {
-				blocked = append(blocked, fmt.Sprintf("extension %q depends on extension %q", dep, name))
-			}
-			remove[dep] = true
-		}
-	}
-	if len(blocked) > 0 && !st.Cascade {
-		sort.Strings(blocked)
-		e := pgerr.New(pgerr.DependentObjectsStillExist, "cannot uninstall extension %q because other objects depend on it", st.Names[0])
-		e.Detail = strings.Join(blocked, "\n")
-		e.Hint = "Use UNINSTALL EXTENSION ... CASCADE to uninstall the dependent extensions too."
-		return nil, e
 	}
 	saved, err := saveSettings(c)
 	if err != nil {
 		return nil, err
 	}
-	order := removalOrder(remove, installed)
-	steps := make([]uninstallStep, 0, len(order))
-	for _, name := range order {
+	steps := make([]uninstallStep, 0, len(rm.Packages))
+	for _, name := range rm.Packages {
 		s, err := prepareUninstall(repo, name, installed[name].Version, schemas[name], ss.owner, saved.quoteAll)
 		if err != nil {
 			return nil, err
@@ -112,14 +78,14 @@ func (r *uninstallRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		steps = append(steps, s)
 	}
 	for _, s := range steps {
-		if !targets[s.name] {
+		if rm.Cascaded[s.name] {
 			c.Notice("NOTICE", fmt.Sprintf("uninstall cascades to extension %q", s.name), "")
 		}
 		if err := removePackage(c, s, schemas[s.name], saved, st.Cascade); err != nil {
 			return nil, err
 		}
 	}
-	for _, name := range server {
+	for _, name := range rm.Server {
 		if err := execFormatted(c, `SELECT pg_catalog.format('DROP EXTENSION %I', $1::text) || CASE WHEN $2::bool THEN ' CASCADE' ELSE '' END`,
 			&name, strp(strconv.FormatBool(st.Cascade))); err != nil {
 			return nil, err
@@ -195,42 +161,4 @@ func removePackage(c Conn, s uninstallStep, schema string, saved *savedSettings,
 		}
 	}
 	return nil
-}
-
-// removalOrder orders names so that each extension comes before those it
-// requires.
-func removalOrder(names map[string]bool, installed map[string]extension.Installed) []string {
-	var order []string
-	left := make(map[string]bool, len(names))
-	for n := range names {
-		left[n] = true
-	}
-	for len(left) > 0 {
-		var ready []string
-		for n := range left {
-			needed := false
-			for m := range left {
-				for _, r := range installed[m].Requires {
-					if r == n && m != n {
-						needed = true
-					}
-				}
-			}
-			if !needed {
-				ready = append(ready, n)
-			}
-		}
-		if len(ready) == 0 {
-			// A cycle cannot be installed, but never loop forever.
-			for n := range left {
-				ready = append(ready, n)
-			}
-		}
-		sort.Strings(ready)
-		for _, n := range ready {
-			order = append(order, n)
-			delete(left, n)
-		}
-	}
-	return order
 }

@@ -4,14 +4,13 @@ import (
 	"fmt"
 
 	"github.com/pgverbs/pgverbs/extension"
-	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
 // upgrade moves an installed package from one version to another along
-// its update path, in the current transaction, rechecking dependencies and
-// conflicts against the new version first. INSTALL EXTENSION ... VERSION
-// and ALTER EXTENSION ... UPDATE both come here, with state from
-// loadState.
+// its update path, in the current transaction, rechecking dependencies,
+// conflicts and dependents' constraints against the new version first
+// (extension.CheckUpdate). INSTALL EXTENSION ... VERSION and ALTER
+// EXTENSION ... UPDATE both come here, with state from loadState.
 func upgrade(c Conn, repo *extension.Repo, state *extState, name, from, to string, done *Outcome) (*Outcome, error) {
 	if err := refreshObjects(c); err != nil {
 		return nil, err
@@ -24,35 +23,9 @@ func upgrade(c Conn, repo *extension.Repo, state *extState, name, from, to strin
 	if err != nil {
 		return nil, err
 	}
-	installed, ss := state.installed, state.server
-	// Check the new version's requirements and conflicts as an install of
-	// it would, with the extension itself set aside.
-	others := make(map[string]extension.Installed, len(installed))
-	for k, v := range installed {
-		if k != name {
-			others[k] = v
-		}
-	}
-	env := extension.Env{Installed: others, ServerInstalled: ss.installed}
-	if _, err := extension.ResolveEnv(repo, name, pkg.Version, env, false); err != nil {
+	ss := state.server
+	if err := extension.CheckUpdate(repo, pkg, state.installed, ss.installed); err != nil {
 		return nil, err
-	}
-	for _, inst := range installed {
-		for _, r := range inst.Requires {
-			if r == name {
-				// A dependent's constraint on name may no longer hold; its
-				// control file says which versions it accepts.
-				dep, err := repo.LoadVersion(inst.Name, inst.Version)
-				if err != nil {
-					continue
-				}
-				for _, d := range dep.Depends {
-					if d.Name == name && !d.Satisfied(pkg.Version) {
-						return nil, pgerr.New(pgerr.InvalidParameterValue, "extension %q requires %s, which version %s does not satisfy", inst.Name, d.String(), pkg.Version)
-					}
-				}
-			}
-		}
 	}
 	schema := state.schemas[name]
 	reqSchemas, required := requiredSchemas(pkg.Requires, state.schemas, ss.schemas)

@@ -101,8 +101,10 @@
 //     inside a transaction, so a script is rejected before any of it runs.
 //  3. The proxy runs the statements in order, stopping at the first error.
 //
-// UNINSTALL EXTENSION uses DependentsOf to refuse (RESTRICT) or to remove
-// dependents first (CASCADE).
+// UNINSTALL EXTENSION asks PlanUninstall what to remove and in which order,
+// or whether dependents refuse it (RESTRICT); an update, by INSTALL ...
+// VERSION or ALTER EXTENSION ... UPDATE, asks CheckUpdate whether the new
+// version may be had.
 //
 // # Security
 //
