@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/pgverbs/pgverbs/internal/pgtest"
 )
@@ -234,4 +239,75 @@ func checkRelayMode(t testing.TB, p *proxyProc) {
 	if log := p.Log.String(); !strings.Contains(log, `"relay_mode": "`+want+`"`) {
 		t.Fatalf("pgverbs is not relaying in mode %q:\n%s", want, log)
 	}
+}
+
+// activeBackend polls the cluster's pg_stat_activity until a backend runs
+// query (state active) and returns its pid: the point from which a cancel
+// or a signal meets the query rather than racing its start.
+func activeBackend(t testing.TB, c *pgtest.Cluster, query string) int {
+	t.Helper()
+	pid, err := pollActivity(c, "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = $1 LIMIT 1", query)
+	if err != nil {
+		t.Fatalf("no backend runs %q: %v", query, err)
+	}
+	return pid
+}
+
+// backendGone polls the cluster's pg_stat_activity until pid is no longer
+// there: a terminated backend has exited, and sent its FATAL.
+func backendGone(t testing.TB, c *pgtest.Cluster, pid int) {
+	t.Helper()
+	if _, err := pollActivity(c, "SELECT 0 WHERE NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)", pid); err != nil {
+		t.Fatalf("backend %d is still there: %v", pid, err)
+	}
+}
+
+// pollActivity runs sql with arg on a superuser connection of its own until
+// it returns a row, for up to 30 seconds, and returns the row's integer.
+// It does not fail the test, so that a goroutine may call it.
+func pollActivity(c *pgtest.Cluster, sql string, arg any) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.SuperURL())
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	for {
+		var n int
+		err := conn.QueryRow(ctx, sql, arg).Scan(&n)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// connectCancelling connects like connect, with pgx set to send a
+// CancelRequest (to the address it connected to: the proxy) when a query's
+// context ends, instead of its default of only expiring the socket's
+// deadline. The deadline comes 20 seconds later, so a query still ends by
+// the server's 57014 only if the cancel went through.
+func connectCancelling(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 20 * time.Second}
+	}
+	conn, err := pgx.ConnectConfig(testCtx(t), cfg)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }

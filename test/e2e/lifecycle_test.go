@@ -118,27 +118,32 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
-// TestCancel cancels a running query through the proxy, with pgx (which
-// sends CancelRequest to the address it connected to) and with psql's
-// SIGINT handling.
+// TestCancel cancels a running query through the proxy, with pgx (set to
+// send CancelRequest, to the address it connected to, when the context
+// ends), with pgconn's CancelRequest, and with psql's SIGINT handling; each
+// time the server's 57014 ends the query and the session goes on.
 func TestCancel(t *testing.T) {
 	c, p := trustSetup(t, pgtest.Options{})
 	ctx := testCtx(t)
-	conn := connect(t, p.URL("postgres", "", "postgres"))
-	qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	conn := connectCancelling(t, p.URL("postgres", "", "postgres"))
+	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		// Cancel only once the query runs: a CancelRequest that reaches
+		// an idle backend is ignored, and the query would then run on.
+		_, _ = pollActivity(c, "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = $1", "SELECT pg_sleep(30)")
+		cancel()
+	}()
 	start := time.Now()
 	_, err := conn.Exec(qctx, "SELECT pg_sleep(30)")
-	if pgErrCode(err) != "ERROR 57014" && !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("cancelled query: %v", err)
+	wantCode(t, err, "57014")
+	if time.Since(start) > 15*time.Second {
+		t.Fatalf("query was cancelled after %v: not by the CancelRequest", time.Since(start))
 	}
-	if time.Since(start) > 20*time.Second {
-		t.Fatal("query was not cancelled")
-	}
-	// pgx cancelled through the proxy; the session is usable afterwards.
+	// The same session is usable afterwards.
 	var one int
-	if err := connect(t, p.URL("postgres", "", "postgres")).QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
-		t.Fatal(err)
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("the cancelled session afterwards: %d, %v", one, err)
 	}
 
 	// Raw cancel through pgconn on a live connection: the query ends 57014.
@@ -148,7 +153,7 @@ func TestCancel(t *testing.T) {
 		_, err := conn2.PgConn().Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	activeBackend(t, c, "SELECT pg_sleep(30)")
 	other, err := pgconn.Connect(ctx, p.URL("postgres", "", "postgres"))
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +178,7 @@ func TestCancel(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	activeBackend(t, c, "SELECT pg_sleep(30)")
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	errc := make(chan error, 1)
 	go func() { errc <- cmd.Wait() }()
@@ -238,8 +243,9 @@ func TestReplicationThroughProxy(t *testing.T) {
 }
 
 // TestBackendFailures: a backend that is down gives FATAL 08006; a backend
-// killed mid-session gives that session an error while the proxy keeps
-// serving others.
+// killed mid-session gives that session the proxy's 08006, and every other
+// session the server's own FATAL, while the proxy keeps serving new ones; a
+// terminated backend's 57P01 reaches its client and leaves others alone.
 func TestBackendFailures(t *testing.T) {
 	ctx := testCtx(t)
 	down := startProxy(t, "postgres://127.0.0.1:"+itoa(freePort(t))+"/postgres?sslmode=disable")
@@ -251,20 +257,29 @@ func TestBackendFailures(t *testing.T) {
 	c, p := trustSetup(t, pgtest.Options{})
 	victim := connect(t, p.URL("postgres", "", "postgres"))
 	bystander := connect(t, p.URL("postgres", "", "postgres"))
-	var pid int
+	var pid, bypid int
 	if err := victim.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
+	if err := bystander.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&bypid); err != nil {
+		t.Fatal(err)
+	}
 	// SIGKILL of one backend makes the postmaster restart all backends: the
-	// hard case. Both sessions lose their backend; new ones must work.
+	// hard case. The victim's backend vanishes without a word, so the proxy
+	// speaks for it; the bystander's is told why by the postmaster.
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill backend %d: %v", pid, err)
 	}
 	_, err = victim.Exec(ctx, "SELECT 1")
-	if err == nil {
-		t.Fatal("query on a killed backend succeeded")
+	if pgErrCode(err) != "FATAL 08006" {
+		t.Fatalf("query on a killed backend: %v, want the proxy's FATAL 08006", err)
 	}
-	_ = bystander
+	// The postmaster ends the other backends in its own time.
+	waitFor(t, func() bool { return syscall.Kill(bypid, 0) != nil })
+	_, err = bystander.Exec(ctx, "SELECT 1")
+	if code := pgErrCode(err); code != "FATAL 57P02" && code != "FATAL 08006" {
+		t.Fatalf("query of another session after the crash restart: %v, want the server's FATAL 57P02 or the proxy's 08006", err)
+	}
 	var one int
 	waitFor(t, func() bool {
 		conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
@@ -275,30 +290,60 @@ func TestBackendFailures(t *testing.T) {
 		return conn.QueryRow(ctx, "SELECT 1").Scan(&one) == nil
 	})
 
-	// pg_terminate_backend: the server's own FATAL 57P01 reaches the client.
+	// pg_terminate_backend: the server's own FATAL 57P01 reaches the client;
+	// an idle bystander keeps its session and its backend.
 	a := connect(t, p.URL("postgres", "", "postgres"))
 	b := connect(t, p.URL("postgres", "", "postgres"))
+	bystander = connect(t, p.URL("postgres", "", "postgres"))
 	var apid int
 	if err := a.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&apid); err != nil {
+		t.Fatal(err)
+	}
+	if err := bystander.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&bypid); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Exec(ctx, "SELECT pg_terminate_backend($1)", apid); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	backendGone(t, c, apid)
 	_, err = a.Exec(ctx, "SELECT 1")
-	if err == nil {
-		t.Fatal("query on a terminated backend succeeded")
-	}
-	if code := pgErrCode(err); code != "FATAL 57P01" && !strings.Contains(err.Error(), "57P01") {
-		t.Logf("terminated session error: %v", err)
+	if pgErrCode(err) != "FATAL 57P01" {
+		t.Fatalf("query on a terminated backend: %v, want the server's FATAL 57P01", err)
 	}
 	if err := b.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		t.Fatalf("other session after pg_terminate_backend: %v", err)
 	}
+	var again int
+	if err := bystander.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&again); err != nil || again != bypid {
+		t.Fatalf("bystander after pg_terminate_backend: backend %d, %v; want its own backend %d still", again, err, bypid)
+	}
 
-	// psql sees the proxy's 08006 when the backend vanishes silently.
-	_ = c
+	// psql sees the proxy's 08006, an ErrorResponse with a SQLSTATE (which
+	// libpq's own message for a dropped connection has not), when the
+	// backend vanishes silently in the middle of a query.
+	cmd := psqlCmd(t, c, p.URL("postgres", "", "postgres"), "-v", "VERBOSITY=verbose", "-c", "SELECT pg_sleep(30)")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(activeBackend(t, c, "SELECT pg_sleep(30)"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatalf("psql succeeded on a killed backend:\n%s", out.String())
+		}
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("psql did not end after its backend was killed")
+	}
+	if !strings.Contains(out.String(), "FATAL:  08006: server closed the connection unexpectedly") {
+		t.Fatalf("psql on a killed backend, want the proxy's FATAL 08006:\n%s", out.String())
+	}
 }
 
 // TestMaxClientConns: clients beyond max_client_conns get FATAL 53300, and
