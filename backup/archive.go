@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"io"
 	"os"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/pierrec/lz4/v4"
@@ -258,82 +257,4 @@ func tarSize(b []byte) (int64, bool) {
 		}
 	}
 	return n, seen
-}
-
-// tarSink writes entries of known size to a tar file, padding a file that
-// turned out shorter with zeros (as the server does when a file shrinks
-// while it is sent; WAL replay repairs it).
-type tarSink struct {
-	out *outFile
-	tw  *tar.Writer
-}
-
-func newTarSink(dir *os.Root, name string, alg Compression, level int) (*tarSink, error) {
-	out, err := createOut(dir, name, alg, level)
-	if err != nil {
-		return nil, err
-	}
-	return &tarSink{out: out, tw: tar.NewWriter(out)}, nil
-}
-
-func (s *tarSink) mkdir(name string, mtime time.Time) error {
-	err := s.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o700, ModTime: mtime})
-	if err != nil {
-		return s.err(err)
-	}
-	return nil
-}
-
-func (s *tarSink) create(name string, size int64, mtime time.Time) (io.WriteCloser, error) {
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o600, ModTime: mtime}
-	if err := s.tw.WriteHeader(hdr); err != nil {
-		return nil, s.err(err)
-	}
-	return &tarEntry{s: s, left: size}, nil
-}
-
-// err names the archive in a write error; fileError passes errors that are
-// already for the client on as they are.
-func (s *tarSink) err(err error) error {
-	return fileError("write", s.out.name, err)
-}
-
-func (s *tarSink) close() error {
-	if err := s.tw.Close(); err != nil {
-		s.out.abort()
-		return s.err(err)
-	}
-	return s.out.Close()
-}
-
-func (s *tarSink) abort() { s.out.abort() }
-
-// tarEntry is one file being written to a tarSink.
-type tarEntry struct {
-	s    *tarSink
-	left int64
-}
-
-func (e *tarEntry) Write(p []byte) (int, error) {
-	orig := len(p)
-	if int64(len(p)) > e.left {
-		p = p[:e.left] // the file grew: WAL replay has the rest
-	}
-	n, err := e.s.tw.Write(p)
-	e.left -= int64(n)
-	if err != nil {
-		return n, e.s.err(err)
-	}
-	return orig, nil
-}
-
-func (e *tarEntry) Close() error {
-	zeros := make([]byte, 32*1024)
-	for e.left > 0 {
-		k := min(int64(len(zeros)), e.left)
-		if _, err := e.Write(zeros[:k]); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
-	"io"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -131,58 +130,4 @@ func writeJSONString(b *bytes.Buffer, s string) {
 		}
 	}
 	b.WriteByte('"')
-}
-
-// manifestFile writes one file of the backup, keeping its size and
-// checksum for the manifest. It never writes more than size bytes; with
-// pad, Close fills a file that turned out shorter with zeros (tar entries
-// have their size in the header).
-type manifestFile struct {
-	w     io.WriteCloser
-	h     hash.Hash
-	m     *manifestBuilder
-	path  string // path in the manifest
-	mtime time.Time
-	size  int64
-	n     int64
-	pad   bool
-}
-
-func (f *manifestFile) Write(p []byte) (int, error) {
-	orig := len(p)
-	if left := f.size - f.n; int64(len(p)) > left {
-		p = p[:left]
-	}
-	n, err := f.w.Write(p)
-	if f.h != nil {
-		f.h.Write(p[:n])
-	}
-	f.n += int64(n)
-	if err != nil {
-		return n, err
-	}
-	return orig, nil
-}
-
-func (f *manifestFile) Close() error {
-	if f.pad {
-		zeros := make([]byte, 32*1024)
-		for f.n < f.size {
-			if _, err := f.Write(zeros[:min(int64(len(zeros)), f.size-f.n)]); err != nil {
-				f.w.Close()
-				return err
-			}
-		}
-	}
-	if err := f.w.Close(); err != nil {
-		return err
-	}
-	if f.m != nil {
-		sum := ""
-		if f.h != nil {
-			sum = checksumHex(f.m.algo, f.h)
-		}
-		f.m.addFile(f.path, f.n, f.mtime, sum)
-	}
-	return nil
 }

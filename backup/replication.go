@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -87,14 +88,7 @@ func (b *run) replication(parent context.Context) (err error) {
 		if _, err := wconn.Exec(ctx, "CREATE_REPLICATION_SLOT "+slot+" TEMPORARY PHYSICAL RESERVE_WAL").ReadAll(); err != nil {
 			return serverError("CREATE_REPLICATION_SLOT", err)
 		}
-		var out walWriter
-		if b.s.Format == Plain {
-			out, err = newWALDir(b.t.dir)
-		} else {
-			var ts *tarSink
-			ts, err = newTarSink(b.t.dir, "pg_wal.tar", b.s.Compression, b.s.Level)
-			out = walTar{ts}
-		}
+		out, err := b.walSink()
 		if err != nil {
 			return err
 		}
@@ -103,6 +97,7 @@ func (b *run) replication(parent context.Context) (err error) {
 			slot:    slot,
 			segSize: segSize,
 			out:     out,
+			marks:   b.s.Format == Plain,
 		}
 	}
 
@@ -186,6 +181,23 @@ func (b *run) replication(parent context.Context) (err error) {
 	}
 	b.res.Manifest = b.s.Manifest
 	return nil
+}
+
+// walSink is where streamed WAL goes: pg_wal/ (with archive_status/) of
+// a plain backup, pg_wal.tar of a tar backup.
+func (b *run) walSink() (sink, error) {
+	if b.s.Format == Tar {
+		ts, err := newTarSink(b.t.dir, "pg_wal.tar", b.s.Compression, b.s.Level)
+		if err != nil {
+			return nil, err
+		}
+		return ts, nil
+	}
+	d := dirSink{dir: b.t.dir, prefix: "pg_wal"}
+	if err := d.mkdir("archive_status", time.Now()); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // baseBackupCommand builds BASE_BACKUP in the syntax of the server's

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -28,82 +26,6 @@ var (
 	// startTimeline finds the timeline in a backup label.
 	startTimeline = regexp.MustCompile(`(?m)^START TIMELINE: ([0-9]+)$`)
 )
-
-// fileSink is where the SQL method writes: a directory or a tar file.
-type fileSink interface {
-	mkdir(name string, mtime time.Time) error
-	// create starts a file of (at most, plain; exactly, tar) size bytes.
-	create(name string, size int64, mtime time.Time) (io.WriteCloser, error)
-	symlink(name, target string) error
-	close() error
-	abort()
-	// padded reports whether files must be exactly the size given.
-	padded() bool
-}
-
-// dirSink writes below prefix in the backup directory.
-type dirSink struct {
-	dir    *os.Root
-	prefix string
-}
-
-func (d dirSink) mkdir(name string, _ time.Time) error {
-	name = path.Join(d.prefix, name)
-	if err := d.dir.MkdirAll(name, 0o700); err != nil {
-		return fileError("create directory", name, err)
-	}
-	return nil
-}
-
-func (d dirSink) create(name string, _ int64, _ time.Time) (io.WriteCloser, error) {
-	name = path.Join(d.prefix, name)
-	f, err := d.dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fileError("create", name, err)
-	}
-	return &namedFile{f: f, name: name}, nil
-}
-
-func (d dirSink) symlink(name, target string) error {
-	name = path.Join(d.prefix, name)
-	if err := d.dir.Symlink(target, name); err != nil {
-		return fileError("create symbolic link", name, err)
-	}
-	return nil
-}
-
-func (d dirSink) close() error { return nil }
-func (d dirSink) abort()       {}
-func (d dirSink) padded() bool { return false }
-
-// namedFile is an *os.File whose errors name it relative to the backup.
-type namedFile struct {
-	f    *os.File
-	name string
-}
-
-func (n *namedFile) Write(p []byte) (int, error) {
-	k, err := writePieces(n.f, p)
-	if err != nil {
-		return k, fileError("write", n.name, err)
-	}
-	return k, nil
-}
-
-func (n *namedFile) Close() error {
-	if err := n.f.Close(); err != nil {
-		return fileError("write", n.name, err)
-	}
-	return nil
-}
-
-// tarFileSink adapts tarSink to fileSink.
-type tarFileSink struct{ *tarSink }
-
-func (t tarFileSink) symlink(name, _ string) error {
-	return pgerr.New(pgerr.InternalError, "symbolic link %s in a tar backup", quote(name))
-}
-func (t tarFileSink) padded() bool { return true }
 
 // sqlConn runs the SQL method's statements.
 type sqlConn struct {
@@ -183,8 +105,8 @@ type sqlBackup struct {
 	versionDir string
 	spcs       map[string]string // OID -> location, tablespaces outside the data directory
 	man        *manifestBuilder
-	base       fileSink
-	sinks      []fileSink // every sink, for closing
+	base       sink
+	sinks      []sink // every sink, for closing
 	copyStart  time.Time
 	copied     int64
 }
@@ -303,16 +225,12 @@ func (sb *sqlBackup) do() error {
 		return err
 	}
 
+	sb.base = dirSink{dir: sb.t.dir}
 	if sb.s.Format == Tar {
-		ts, err := newTarSink(sb.t.dir, "base.tar", sb.s.Compression, sb.s.Level)
-		if err != nil {
+		if sb.base, err = sb.addTar("base.tar"); err != nil {
 			return err
 		}
-		sb.base = tarFileSink{ts}
-	} else {
-		sb.base = dirSink{dir: sb.t.dir}
 	}
-	sb.sinks = append(sb.sinks, sb.base)
 
 	if err := sb.walk(".", sb.base, "", "", true); err != nil {
 		return err
@@ -424,7 +342,7 @@ func (sb *sqlBackup) list(dir string) ([]dirEntry, error) {
 
 // walk copies the server directory src into dst at dstDir, with manifest
 // paths under manDir; top is true for the data directory itself.
-func (sb *sqlBackup) walk(src string, dst fileSink, dstDir, manDir string, top bool) error {
+func (sb *sqlBackup) walk(src string, dst sink, dstDir, manDir string, top bool) error {
 	entries, err := sb.list(src)
 	if err != nil {
 		return err
@@ -490,14 +408,12 @@ func (sb *sqlBackup) walk(src string, dst fileSink, dstDir, manDir string, top b
 
 // tablespace copies the version directory of tablespace oid.
 func (sb *sqlBackup) tablespace(oid string) error {
-	var dst fileSink
+	var dst sink
 	if sb.s.Format == Tar {
-		ts, err := newTarSink(sb.t.dir, oid+".tar", sb.s.Compression, sb.s.Level)
-		if err != nil {
+		var err error
+		if dst, err = sb.addTar(oid + ".tar"); err != nil {
 			return err
 		}
-		dst = tarFileSink{ts}
-		sb.sinks = append(sb.sinks, dst)
 	} else if d := sb.spcDir[filepath.Clean(sb.spcs[oid])]; d != nil {
 		dst = dirSink{dir: d.dir}
 	} else {
@@ -519,7 +435,7 @@ func (sb *sqlBackup) tablespace(oid string) error {
 // that the server's reads (on two backends) overlap each other and the
 // writes to disk. Every request is answered before copyFile returns, so
 // the backup's own session is free again.
-func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileSink, dstName, manPath string) (err error) {
+func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst sink, dstName, manPath string) (err error) {
 	var (
 		pending []<-chan chunk
 		lens    []int64
@@ -540,10 +456,10 @@ func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileS
 			all = next >= size
 		}
 	}
-	var w io.WriteCloser
+	var w *sizedFile
 	defer func() {
 		if w != nil && err != nil {
-			w.Close()
+			w.abort()
 		}
 	}()
 	fill()
@@ -589,28 +505,38 @@ func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst fileS
 	return nil
 }
 
-// open starts a file in dst, recorded in the manifest as manPath.
-func (sb *sqlBackup) open(dst fileSink, name, manPath string, size int64, mtime time.Time) (io.WriteCloser, error) {
-	w, err := dst.create(name, size, mtime)
+// addTar starts the tar file name of a tar backup and keeps it for
+// closing.
+func (sb *sqlBackup) addTar(name string) (sink, error) {
+	ts, err := newTarSink(sb.t.dir, name, sb.s.Compression, sb.s.Level)
 	if err != nil {
 		return nil, err
 	}
-	mf := &manifestFile{w: w, path: manPath, mtime: mtime, size: size, pad: dst.padded()}
-	if sb.man != nil {
-		mf.m = sb.man
-		mf.h = newHash(sb.man.algo)
+	sb.sinks = append(sb.sinks, ts)
+	return ts, nil
+}
+
+// open starts a file in dst, recorded in the manifest as manPath; "" is
+// for WAL, which is not in the manifest and is padded to its full size.
+func (sb *sqlBackup) open(dst sink, name, manPath string, size int64, mtime time.Time) (*sizedFile, error) {
+	w, err := createFile(dst, name, size, mtime, manPath == "")
+	if err != nil {
+		return nil, err
 	}
-	return mf, nil
+	if sb.man != nil && manPath != "" {
+		w.record(sb.man, manPath)
+	}
+	return w, nil
 }
 
 // writeFile writes a file whose content is known.
-func (sb *sqlBackup) writeFile(dst fileSink, name, manPath string, content []byte, mtime time.Time) error {
+func (sb *sqlBackup) writeFile(dst sink, name, manPath string, content []byte, mtime time.Time) error {
 	w, err := sb.open(dst, name, manPath, int64(len(content)), mtime)
 	if err != nil {
 		return err
 	}
 	if _, err := w.Write(content); err != nil {
-		w.Close()
+		w.abort()
 		return err
 	}
 	if err := w.Close(); err != nil {
@@ -693,18 +619,13 @@ func controlCRCValid(d []byte) bool {
 // wal copies the WAL segments from the one holding the start LSN to the
 // one holding the stop LSN out of the server's pg_wal.
 func (sb *sqlBackup) wal(segSize uint64) error {
-	var dst fileSink
-	dstPrefix := "pg_wal"
+	dst, dstPrefix := sb.base, "pg_wal"
 	if sb.s.Format == Tar {
-		ts, err := newTarSink(sb.t.dir, "pg_wal.tar", sb.s.Compression, sb.s.Level)
-		if err != nil {
+		var err error
+		if dst, err = sb.addTar("pg_wal.tar"); err != nil {
 			return err
 		}
-		dst = tarFileSink{ts}
-		sb.sinks = append(sb.sinks, dst)
 		dstPrefix = ""
-	} else {
-		dst = sb.base
 	}
 	tli := sb.res.Timeline
 	if tli > 1 {
@@ -714,7 +635,7 @@ func (sb *sqlBackup) wal(segSize uint64) error {
 			return err
 		}
 		if ok {
-			if err := sb.copyWAL(dst, path.Join(dstPrefix, hist), data); err != nil {
+			if err := sb.writeFile(dst, path.Join(dstPrefix, hist), "", data, time.Now()); err != nil {
 				return err
 			}
 		}
@@ -734,20 +655,19 @@ func (sb *sqlBackup) wal(segSize uint64) error {
 			}
 			return removed
 		}
-		w, err := dst.create(path.Join(dstPrefix, name), int64(segSize), time.Now())
+		mf, err := sb.open(dst, path.Join(dstPrefix, name), "", int64(segSize), time.Now())
 		if err != nil {
 			return err
 		}
-		mf := &manifestFile{w: w, size: int64(segSize), pad: true} // WAL is not in the manifest
 		for off := int64(0); ; {
 			if _, err := mf.Write(data); err != nil {
-				mf.Close()
+				mf.abort()
 				return err
 			}
 			off += int64(len(data))
 			sb.res.Bytes += int64(len(data))
 			if err := sb.throttle(int64(len(data))); err != nil {
-				mf.Close()
+				mf.abort()
 				return err
 			}
 			if len(data) < chunkSize || off >= int64(segSize) {
@@ -757,7 +677,7 @@ func (sb *sqlBackup) wal(segSize uint64) error {
 				err = removed
 			}
 			if err != nil {
-				mf.Close()
+				mf.abort()
 				return err
 			}
 		}
@@ -767,20 +687,6 @@ func (sb *sqlBackup) wal(segSize uint64) error {
 		sb.res.Files++
 	}
 	return nil
-}
-
-func (sb *sqlBackup) copyWAL(dst fileSink, name string, data []byte) error {
-	w, err := dst.create(name, int64(len(data)), time.Now())
-	if err != nil {
-		return err
-	}
-	mf := &manifestFile{w: w, size: int64(len(data)), pad: true}
-	if _, err := mf.Write(data); err != nil {
-		mf.Close()
-		return err
-	}
-	sb.res.Files++
-	return mf.Close()
 }
 
 func sortedKeys(m map[string]string) []string {

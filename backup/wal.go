@@ -3,8 +3,6 @@ package backup
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"regexp"
 	"sync"
@@ -26,97 +24,6 @@ func walSegmentName(tli uint32, lsn, segSize uint64) string {
 	return fmt.Sprintf("%08X%08X%08X", tli, segno/perID, segno%perID)
 }
 
-// walWriter receives WAL files: pg_wal/ of a plain backup or pg_wal.tar.
-type walWriter interface {
-	// create starts a file of exactly size bytes; Close pads what was not
-	// written with zeros.
-	create(name string, size int64) (io.WriteCloser, error)
-	// complete marks a segment whose every byte arrived.
-	complete(name string) error
-	close() error
-	abort()
-}
-
-// walDir writes WAL files into pg_wal/ of a plain backup.
-type walDir struct{ dir *os.Root }
-
-func newWALDir(dir *os.Root) (*walDir, error) {
-	if err := dir.MkdirAll("pg_wal/archive_status", 0o700); err != nil {
-		return nil, fileError("create directory", "pg_wal/archive_status", err)
-	}
-	return &walDir{dir: dir}, nil
-}
-
-func (w *walDir) create(name string, size int64) (io.WriteCloser, error) {
-	name = path.Join("pg_wal", name)
-	f, err := w.dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fileError("create", name, err)
-	}
-	return &paddedFile{f: f, name: name, left: size}, nil
-}
-
-// complete writes archive_status/NAME.done, as pg_basebackup does, so that
-// a server started on the backup does not archive the segment again.
-func (w *walDir) complete(name string) error {
-	name = path.Join("pg_wal/archive_status", name+".done")
-	f, err := w.dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fileError("create", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fileError("write", name, err)
-	}
-	return nil
-}
-
-func (w *walDir) close() error { return nil }
-func (w *walDir) abort()       {}
-
-// paddedFile is a file of a fixed size, completed with zeros on Close.
-type paddedFile struct {
-	f    *os.File
-	name string
-	left int64
-}
-
-func (p *paddedFile) Write(b []byte) (int, error) {
-	if int64(len(b)) > p.left {
-		return 0, fmt.Errorf("internal error: write past the end of %s", p.name)
-	}
-	n, err := p.f.Write(b)
-	p.left -= int64(n)
-	if err != nil {
-		return n, fileError("write", p.name, err)
-	}
-	return n, nil
-}
-
-func (p *paddedFile) Close() error {
-	zeros := make([]byte, 64*1024)
-	for p.left > 0 {
-		k := min(int64(len(zeros)), p.left)
-		if _, err := p.Write(zeros[:k]); err != nil {
-			p.f.Close()
-			return err
-		}
-	}
-	if err := p.f.Close(); err != nil {
-		return fileError("write", p.name, err)
-	}
-	return nil
-}
-
-// walTar writes WAL files into pg_wal.tar, as pg_basebackup -Ft -X stream.
-type walTar struct{ *tarSink }
-
-func (w walTar) create(name string, size int64) (io.WriteCloser, error) {
-	return w.tarSink.create(name, size, time.Now())
-}
-func (w walTar) complete(string) error { return nil }
-func (w walTar) close() error          { return w.tarSink.close() }
-func (w walTar) abort()                { w.tarSink.abort() }
-
 // historyName matches the timeline history file names the server sends.
 var historyName = regexp.MustCompile(`^[0-9A-F]{8}\.history$`)
 
@@ -126,14 +33,18 @@ type walStreamer struct {
 	mc      *msgConn
 	slot    string
 	segSize uint64
-	out     walWriter
+	out     sink // pg_wal/ or pg_wal.tar (run.walSink)
+	// marks asks for archive_status/NAME.done beside each complete file
+	// (plain format, as pg_basebackup does), so that a server started on
+	// the backup does not archive the WAL again.
+	marks bool
 
 	end atomic.Uint64 // the backup's end LSN once known, else 0
 
 	// Owned by the run goroutine until it ends.
 	pos   uint64 // next WAL byte expected
 	tli   uint32
-	cur   io.WriteCloser
+	cur   *sizedFile
 	curNm string
 	bytes int64
 	files int
@@ -160,9 +71,7 @@ func (s *walStreamer) run(start LSN, tli uint32) (err error) {
 	defer func() {
 		if err != nil && s.cur != nil {
 			// No padding for a backup that failed: just let go of the file.
-			if pf, ok := s.cur.(*paddedFile); ok {
-				pf.f.Close()
-			}
+			s.cur.abort()
 			s.cur = nil
 		}
 	}()
@@ -264,7 +173,7 @@ func (s *walStreamer) write(start uint64, data []byte) error {
 	for len(data) > 0 {
 		if s.cur == nil {
 			s.curNm = walSegmentName(s.tli, s.pos, s.segSize)
-			w, err := s.out.create(s.curNm, int64(s.segSize))
+			w, err := createFile(s.out, s.curNm, int64(s.segSize), time.Now(), true)
 			if err != nil {
 				return err
 			}
@@ -285,7 +194,7 @@ func (s *walStreamer) write(start uint64, data []byte) error {
 			if err := w.Close(); err != nil {
 				return err
 			}
-			if err := s.out.complete(s.curNm); err != nil {
+			if err := s.complete(s.curNm); err != nil {
 				return err
 			}
 		}
@@ -351,19 +260,31 @@ func (s *walStreamer) history(tli uint32) error {
 		return protocolError("unexpected answer to TIMELINE_HISTORY")
 	}
 	name, content := string(rows[0][0]), rows[0][1]
-	w, err := s.out.create(name, int64(len(content)))
+	w, err := createFile(s.out, name, int64(len(content)), time.Now(), true)
 	if err != nil {
 		return err
 	}
 	if _, err := w.Write(content); err != nil {
-		w.Close()
+		w.abort()
 		return err
 	}
 	if err := w.Close(); err != nil {
 		return err
 	}
 	s.files++
-	return s.out.complete(name)
+	return s.complete(name)
+}
+
+// complete marks a file of which every byte arrived (see marks).
+func (s *walStreamer) complete(name string) error {
+	if !s.marks {
+		return nil
+	}
+	w, err := s.out.create(path.Join("archive_status", name+".done"), 0, time.Now())
+	if err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // parseProgress decodes the 'p' message of the PostgreSQL 15 copy stream.
