@@ -54,13 +54,35 @@ func TestBaseBackupRestore(t *testing.T) {
 	}
 	wantDump := dump(c.SuperURL())
 
-	// pgbench writes for the whole test.
-	bctx, stopBench := context.WithCancel(ctx)
-	bench := exec.CommandContext(bctx, c.Bin("pgbench"), "-n", "-c", "2", "-T", "120", "-d", c.SuperURL())
+	// pgbench writes for the whole test; it is stopped at the end, so an
+	// exit before that is its failure.
+	var benchOut syncBuffer
+	bench := exec.Command(c.Bin("pgbench"), "-n", "-c", "2", "-T", "600", "-d", c.SuperURL())
+	bench.Stdout, bench.Stderr = &benchOut, &benchOut
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stopBench(); _ = bench.Wait() }()
+	benchExited := make(chan struct{})
+	var benchErr error
+	go func() { benchErr = bench.Wait(); close(benchExited) }()
+	defer func() { _ = bench.Process.Kill(); <-benchExited }()
+	benchWrites := func(t *testing.T) {
+		t.Helper()
+		select {
+		case <-benchExited:
+			t.Fatalf("pgbench stopped writing: %v\n%s", benchErr, benchOut.String())
+		default:
+		}
+	}
+	src := connect(t, c.SuperURL())
+	history := func(t *testing.T) int {
+		t.Helper()
+		var n int
+		if err := src.QueryRow(ctx, "SELECT count(*) FROM pgbench_history").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 
 	conn := connect(t, p.URL("postgres", "", "postgres"))
 	for _, tc := range []struct{ name, sql string }{
@@ -69,8 +91,13 @@ func TestBaseBackupRestore(t *testing.T) {
 		{"sql", "BASE BACKUP TO 'sql' WITH (METHOD sql)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			before := history(t)
 			if _, err := conn.Exec(ctx, tc.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
 				t.Fatalf("%s: %v", tc.sql, err)
+			}
+			benchWrites(t)
+			if after := history(t); after <= before {
+				t.Fatalf("pgbench committed nothing while the backup ran (%d transactions before, %d after)", before, after)
 			}
 			dir := filepath.Join(root, tc.name)
 			if tc.name == "tarzstd" {
