@@ -75,9 +75,9 @@ func run(args []string) int {
 	registry.Register(commands.NewInstall(repo, cfg.ExtensionCollision == "package"))
 	registry.Register(commands.NewUninstall(repo))
 	registry.Register(commands.NewAlterExtension(repo))
-	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensions))
-	registry.Register(commands.NewShow(repo, commands.ShowAvailableExtensionVersions))
-	registry.Register(commands.NewShow(repo, commands.ShowExtensionUpdatePaths))
+	for _, show := range commands.ShowCommands(repo) {
+		registry.Register(show)
+	}
 	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupTarget)))
 	srv := proxy.New(proxy.Options{
 		Logger:      log,

@@ -178,6 +178,29 @@ func (p *parser) uninstall() (*UninstallStmt, error) {
 	return st, nil
 }
 
+// show parses the statement of one of the SHOW commands (show.go), l,
+// returning the extension named, "" when none was: SHOW, l's words
+// unquoted in any letter case, then the name when l takes one.
+func (p *parser) show(l listing) (string, error) {
+	if err := p.expect(pg_query.Token_SHOW); err != nil {
+		return "", err
+	}
+	for _, w := range l.words() {
+		if err := p.expectWord(w); err != nil {
+			return "", err
+		}
+	}
+	var name string
+	allowed, required := l.takesName()
+	if t := p.peek(0); required || allowed && t != nil && t.Token != pg_query.Token_ASCII_59 { // ';'
+		var err error
+		if name, err = p.colID(); err != nil {
+			return "", err
+		}
+	}
+	return name, p.finish()
+}
+
 // parser walks the significant tokens of one statement.
 type parser struct {
 	sql  string
@@ -303,6 +326,24 @@ func (p *parser) leading(word string) error {
 	}
 	p.pos++
 	return p.expect(pg_query.Token_EXTENSION)
+}
+
+// isWord reports whether the token i places ahead is word, written
+// unquoted (a bare identifier or a keyword) in any letter case: the words
+// of pgverbs's own commands, which PostgreSQL's grammar does not know.
+func (p *parser) isWord(i int, word string) bool {
+	t := p.peek(i)
+	return t != nil && (t.Token == pg_query.Token_IDENT || t.KeywordKind != pg_query.KeywordKind_NO_KEYWORD) &&
+		asciiLower(p.text(t)) == asciiLower(word)
+}
+
+// expectWord consumes word, written unquoted.
+func (p *parser) expectWord(word string) error {
+	if !p.isWord(0, word) {
+		return p.syntaxError(p.peek(0))
+	}
+	p.pos++
+	return nil
 }
 
 func (p *parser) expect(tok pg_query.Token) error {

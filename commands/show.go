@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	pg_query "github.com/pganalyze/pg_query_go/v6"
-
 	"github.com/pgverbs/pgverbs/extension"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
@@ -28,197 +26,85 @@ import (
 // sends them; clients display and read the rows from the RowDescription and
 // DataRows, not from the tag.
 
-// ShowKind tells which of the SHOW commands a statement is.
-type ShowKind int
-
-// The SHOW commands.
-const (
-	// ShowAvailableExtensions is SHOW AVAILABLE EXTENSIONS.
-	ShowAvailableExtensions ShowKind = iota + 1
-	// ShowAvailableExtensionVersions is SHOW AVAILABLE EXTENSION VERSIONS [name].
-	ShowAvailableExtensionVersions
-	// ShowExtensionUpdatePaths is SHOW EXTENSION UPDATE PATHS name.
-	ShowExtensionUpdatePaths
-)
-
 // Values of the source column.
 const (
 	showSourcePgverbs = "pgverbs"
 	showSourceServer  = "server"
 )
 
-// ShowStmt is a parsed SHOW statement of pgverbs.
-type ShowStmt struct {
-	Kind ShowKind
-	// Name is the extension named, "" when none was (only SHOW AVAILABLE
-	// EXTENSION VERSIONS may omit it).
-	Name string
+// listing is one of the SHOW commands: its words, its columns and how it
+// finds its rows.
+type listing interface {
+	// words are the command's words after SHOW, upper case.
+	words() []string
+	// takesName tells whether an extension name follows the words, and
+	// whether it must.
+	takesName() (allowed, required bool)
+	columns() []Column
+	// rows lists, for name when the command takes one ("" when omitted).
+	rows(c Conn, repo *extension.Repo, name string) ([][]*string, error)
 }
 
-// show parses a SHOW statement; want, when not 0, is the only kind
-// accepted.
-func (p *parser) show(want ShowKind) (*ShowStmt, error) {
-	if err := p.expect(pg_query.Token_SHOW); err != nil {
-		return nil, err
-	}
-	st := &ShowStmt{}
-	switch {
-	case p.isWord(0, "available"):
-		p.pos++
-		switch {
-		case p.isWord(0, "extensions"):
-			p.pos++
-			st.Kind = ShowAvailableExtensions
-		case p.peekIs(0, pg_query.Token_EXTENSION):
-			p.pos++
-			if err := p.expectWord("versions"); err != nil {
-				return nil, err
-			}
-			st.Kind = ShowAvailableExtensionVersions
-			if t := p.peek(0); t != nil && t.Token != pg_query.Token_ASCII_59 { // ';'
-				var err error
-				if st.Name, err = p.colID(); err != nil {
-					return nil, err
-				}
-			}
-		default:
-			return nil, p.syntaxError(p.peek(0))
-		}
-	case p.peekIs(0, pg_query.Token_EXTENSION):
-		p.pos++
-		if err := p.expect(pg_query.Token_UPDATE); err != nil {
-			return nil, err
-		}
-		if err := p.expectWord("paths"); err != nil {
-			return nil, err
-		}
-		st.Kind = ShowExtensionUpdatePaths
-		var err error
-		if st.Name, err = p.colID(); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, p.syntaxError(p.peek(0))
-	}
-	if err := p.finish(); err != nil {
-		return nil, err
-	}
-	if want != 0 && st.Kind != want {
-		// Another SHOW command: the forms part at the second word
-		// (AVAILABLE or EXTENSION) or, under AVAILABLE, at the third.
-		at := 2
-		if want == ShowExtensionUpdatePaths || st.Kind == ShowExtensionUpdatePaths {
-			at = 1
-		}
-		return nil, p.syntaxError(p.toks[at])
-	}
-	return st, nil
-}
-
-// isWord reports whether the token i places ahead is word, a bare
-// identifier (so not a quoted one) in any letter case.
-func (p *parser) isWord(i int, word string) bool {
-	t := p.peek(i)
-	return t != nil && t.Token == pg_query.Token_IDENT && asciiLower(p.text(t)) == word
-}
-
-// expectWord consumes word, a bare identifier.
-func (p *parser) expectWord(word string) error {
-	if !p.isWord(0, word) {
-		return p.syntaxError(p.peek(0))
-	}
-	p.pos++
-	return nil
+// ShowCommands returns the SHOW commands over the packages in repo, one
+// per listing.
+func ShowCommands(repo *extension.Repo) []*Show {
+	return []*Show{{repo, showExtensions{}}, {repo, showVersions{}}, {repo, showUpdatePaths{}}}
 }
 
 // Show is one of the SHOW commands over the packages of a repository.
 type Show struct {
 	repo *extension.Repo
-	kind ShowKind
-}
-
-// NewShow returns the SHOW command of kind over the packages in repo.
-func NewShow(repo *extension.Repo, kind ShowKind) *Show {
-	switch kind {
-	case ShowAvailableExtensions, ShowAvailableExtensionVersions, ShowExtensionUpdatePaths:
-	default:
-		panic(fmt.Sprintf("commands: unknown SHOW kind %d", kind))
-	}
-	return &Show{repo: repo, kind: kind}
+	list listing
 }
 
 // Name implements Command.
 func (s *Show) Name() string { return strings.Join(s.Keywords(), " ") }
 
 // Keywords implements Command.
-func (s *Show) Keywords() []string {
-	switch s.kind {
-	case ShowAvailableExtensions:
-		return []string{"SHOW", "AVAILABLE", "EXTENSIONS"}
-	case ShowAvailableExtensionVersions:
-		return []string{"SHOW", "AVAILABLE", "EXTENSION", "VERSIONS"}
-	}
-	return []string{"SHOW", "EXTENSION", "UPDATE", "PATHS"}
-}
+func (s *Show) Keywords() []string { return append([]string{"SHOW"}, s.list.words()...) }
 
 // Parse implements Parser.
 func (s *Show) Parse(sql string) (Prepared, error) {
-	st, err := parse(sql, func(p *parser) (*ShowStmt, error) { return p.show(s.kind) })
+	name, err := parse(sql, func(p *parser) (string, error) { return p.show(s.list) })
 	if err != nil {
 		return nil, err
 	}
-	return &showRun{repo: s.repo, st: st}, nil
+	return &showRun{s, name}, nil
 }
 
 type showRun struct {
-	repo *extension.Repo
-	st   *ShowStmt
+	cmd  *Show
+	name string
 }
-
-var (
-	showExtensionsColumns = []Column{
-		{"name", pgwire.TextOID}, {"default_version", pgwire.TextOID}, {"installed_version", pgwire.TextOID},
-		{"source", pgwire.TextOID}, {"comment", pgwire.TextOID}, {"requires", pgwire.TextOID}, {"conflicts", pgwire.TextOID},
-	}
-	showVersionsColumns = []Column{
-		{"name", pgwire.TextOID}, {"version", pgwire.TextOID}, {"installed", pgwire.BoolOID},
-		{"source", pgwire.TextOID}, {"requires", pgwire.TextOID}, {"comment", pgwire.TextOID},
-	}
-	showPathsColumns = []Column{{"source", pgwire.TextOID}, {"target", pgwire.TextOID}, {"path", pgwire.TextOID}}
-)
 
 // Columns implements Prepared.
-func (r *showRun) Columns() []Column {
-	switch r.st.Kind {
-	case ShowAvailableExtensions:
-		return showExtensionsColumns
-	case ShowAvailableExtensionVersions:
-		return showVersionsColumns
-	}
-	return showPathsColumns
-}
+func (r *showRun) Columns() []Column { return r.cmd.list.columns() }
 
 // Execute implements Prepared.
 func (r *showRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
-	var rows [][]*string
-	var err error
-	switch r.st.Kind {
-	case ShowAvailableExtensions:
-		rows, err = r.extensions(c)
-	case ShowAvailableExtensionVersions:
-		rows, err = r.versions(c)
-	default:
-		rows, err = r.updatePaths(c)
-	}
+	rows, err := r.cmd.list.rows(c, r.cmd.repo, r.name)
 	if err != nil {
 		return nil, err
 	}
 	return &Outcome{Tag: "SHOW", Rows: rows}, nil
 }
 
-// extensions lists the packages and the server's extensions.
-func (r *showRun) extensions(c Conn) ([][]*string, error) {
-	pkgs, err := showPackages(c, r.repo)
+// showExtensions is SHOW AVAILABLE EXTENSIONS.
+type showExtensions struct{}
+
+func (showExtensions) words() []string                     { return []string{"AVAILABLE", "EXTENSIONS"} }
+func (showExtensions) takesName() (allowed, required bool) { return false, false }
+
+func (showExtensions) columns() []Column {
+	return []Column{
+		{"name", pgwire.TextOID}, {"default_version", pgwire.TextOID}, {"installed_version", pgwire.TextOID},
+		{"source", pgwire.TextOID}, {"comment", pgwire.TextOID}, {"requires", pgwire.TextOID}, {"conflicts", pgwire.TextOID},
+	}
+}
+
+// rows lists the packages and the server's extensions.
+func (showExtensions) rows(c Conn, repo *extension.Repo, _ string) ([][]*string, error) {
+	pkgs, err := showPackages(c, repo)
 	if err != nil {
 		return nil, err
 	}
@@ -243,10 +129,11 @@ LEFT JOIN pg_catalog.pg_available_extension_versions v ON v.name = e.name AND v.
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range res.Rows {
-		if len(v) < 5 {
-			return nil, showShortRow()
-		}
+	server, err := allRows(res, 5)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range server {
 		rows = append(rows, []*string{showText(v[0]), showText(v[1]), showText(v[2]),
 			strp(showSourceServer), showText(v[3]), showText(v[4]), nil})
 	}
@@ -254,18 +141,30 @@ LEFT JOIN pg_catalog.pg_available_extension_versions v ON v.name = e.name AND v.
 	return rows, nil
 }
 
-// versions lists the versions of one extension or of all.
-func (r *showRun) versions(c Conn) ([][]*string, error) {
-	name := r.st.Name
+// showVersions is SHOW AVAILABLE EXTENSION VERSIONS [name].
+type showVersions struct{}
+
+func (showVersions) words() []string                     { return []string{"AVAILABLE", "EXTENSION", "VERSIONS"} }
+func (showVersions) takesName() (allowed, required bool) { return true, false }
+
+func (showVersions) columns() []Column {
+	return []Column{
+		{"name", pgwire.TextOID}, {"version", pgwire.TextOID}, {"installed", pgwire.BoolOID},
+		{"source", pgwire.TextOID}, {"requires", pgwire.TextOID}, {"comment", pgwire.TextOID},
+	}
+}
+
+// rows lists the versions of extension name, or of all when name is "".
+func (showVersions) rows(c Conn, repo *extension.Repo, name string) ([][]*string, error) {
 	var pkgs []*extension.Package
 	var notFound error
 	if name == "" {
 		var err error
-		if pkgs, err = showPackages(c, r.repo); err != nil {
+		if pkgs, err = showPackages(c, repo); err != nil {
 			return nil, err
 		}
 	} else {
-		p, err := r.load(name)
+		p, err := showLoad(repo, name)
 		switch {
 		case err == nil:
 			pkgs = []*extension.Package{p}
@@ -289,7 +188,7 @@ func (r *showRun) versions(c Conn) ([][]*string, error) {
 			if p.Layout == extension.LayoutNative && v != p.Version {
 				// A secondary control file may change requires and comment.
 				var err error
-				if pv, err = r.repo.LoadVersion(p.Name, v); err != nil {
+				if pv, err = repo.LoadVersion(p.Name, v); err != nil {
 					if name != "" {
 						return nil, err
 					}
@@ -315,10 +214,11 @@ func (r *showRun) versions(c Conn) ([][]*string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range res.Rows {
-		if len(v) < 5 {
-			return nil, showShortRow()
-		}
+	server, err := allRows(res, 5)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range server {
 		rows = append(rows, []*string{showText(v[0]), showText(v[1]), showText(v[2]),
 			strp(showSourceServer), showText(v[3]), showText(v[4])})
 	}
@@ -329,13 +229,22 @@ func (r *showRun) versions(c Conn) ([][]*string, error) {
 	return rows, nil
 }
 
-// updatePaths lists the update paths of a package, or else of the
-// server's extension.
-func (r *showRun) updatePaths(c Conn) ([][]*string, error) {
-	name := r.st.Name
-	p, err := r.load(name)
+// showUpdatePaths is SHOW EXTENSION UPDATE PATHS name.
+type showUpdatePaths struct{}
+
+func (showUpdatePaths) words() []string                     { return []string{"EXTENSION", "UPDATE", "PATHS"} }
+func (showUpdatePaths) takesName() (allowed, required bool) { return true, true }
+
+func (showUpdatePaths) columns() []Column {
+	return []Column{{"source", pgwire.TextOID}, {"target", pgwire.TextOID}, {"path", pgwire.TextOID}}
+}
+
+// rows lists the update paths of package name, or else of the server's
+// extension.
+func (showUpdatePaths) rows(c Conn, repo *extension.Repo, name string) ([][]*string, error) {
+	p, err := showLoad(repo, name)
 	if err == nil {
-		paths, err := r.repo.UpdatePaths(p)
+		paths, err := repo.UpdatePaths(p)
 		if err != nil {
 			return nil, err
 		}
@@ -366,11 +275,12 @@ func (r *showRun) updatePaths(c Conn) ([][]*string, error) {
 	if qerr != nil {
 		return nil, qerr
 	}
-	rows := make([][]*string, 0, len(res.Rows))
-	for _, v := range res.Rows {
-		if len(v) < 3 {
-			return nil, showShortRow()
-		}
+	server, err := allRows(res, 3)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([][]*string, 0, len(server))
+	for _, v := range server {
 		rows = append(rows, []*string{showText(v[0]), showText(v[1]), showText(v[2])})
 	}
 	// The server lists versions in the order it finds the scripts on disk;
@@ -384,16 +294,16 @@ func (r *showRun) updatePaths(c Conn) ([][]*string, error) {
 	return rows, nil
 }
 
-// load loads package name, failing with an error that wraps
+// showLoad loads package name, failing with an error that wraps
 // extension.ErrNotFound when the repository does not have it, including
 // names no package can have (which the server may still offer) and a
 // missing extensions directory.
-func (r *showRun) load(name string) (*extension.Package, error) {
-	if extension.ValidName(name) != nil || showMissingDir(r.repo) {
+func showLoad(repo *extension.Repo, name string) (*extension.Package, error) {
+	if extension.ValidName(name) != nil || showMissingDir(repo) {
 		// Wraps extension.ErrNotFound like the repository's own.
 		return nil, pgerr.New(pgerr.UndefinedObject, "extension %q is not available", name).WithCause(extension.ErrNotFound)
 	}
-	return r.repo.Load(name)
+	return repo.Load(name)
 }
 
 // showMissingDir reports whether the extensions directory does not exist.
@@ -447,24 +357,25 @@ func showInstalled(c Conn) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	r, err := oneRow(res, 1)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
-	if len(res.Rows) == 0 || len(res.Rows[0]) == 0 || string(res.Rows[0][0]) != "t" {
+	if string(r[0]) != "t" {
 		return out, nil
 	}
 	if res, err = c.Exec(`SELECT name, version FROM pgverbs.extensions`); err != nil {
 		return nil, err
 	}
-	for _, v := range res.Rows {
-		if len(v) < 2 {
-			return nil, showShortRow()
-		}
+	rows, err := allRows(res, 2)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range rows {
 		out[string(v[0])] = string(v[1])
 	}
 	return out, nil
-}
-
-func showShortRow() error {
-	return pgerr.New(pgerr.InternalError, "pgverbs: a catalog query returned fewer columns than expected")
 }
 
 // requirements renders requirements as a control file writes them,

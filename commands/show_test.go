@@ -14,25 +14,44 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
+// The names of the SHOW commands.
+const (
+	cmdExtensions = "SHOW AVAILABLE EXTENSIONS"
+	cmdVersions   = "SHOW AVAILABLE EXTENSION VERSIONS"
+	cmdPaths      = "SHOW EXTENSION UPDATE PATHS"
+)
+
+// showCommand returns the SHOW command called name.
+func showCommand(t *testing.T, repo *extension.Repo, name string) *commands.Show {
+	t.Helper()
+	for _, s := range commands.ShowCommands(repo) {
+		if s.Name() == name {
+			return s
+		}
+	}
+	t.Fatalf("no command %s", name)
+	return nil
+}
+
 var showParseCases = []struct {
 	sql  string
 	want commands.ShowStmt
 }{
-	{"SHOW AVAILABLE EXTENSIONS", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-	{"show available extensions;", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-	{"Show /* a /* nested */ b */ Available -- x\n Extensions ; ;\n", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-	{"-- lead\nSHOW\tAVAILABLE\nEXTENSIONS -- trail", commands.ShowStmt{Kind: commands.ShowAvailableExtensions}},
-	{"SHOW AVAILABLE EXTENSION VERSIONS", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions}},
-	{"SHOW AVAILABLE EXTENSION VERSIONS ;", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions}},
-	{"show available extension versions HStore", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "hstore"}},
-	{`SHOW AVAILABLE EXTENSION VERSIONS "uuid-ossp";`, commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "uuid-ossp"}},
-	{`SHOW AVAILABLE EXTENSION VERSIONS "A""b"`, commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: `A"b`}},
-	{"SHOW AVAILABLE EXTENSION VERSIONS version", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "version"}},
-	{"SHOW AVAILABLE EXTENSION VERSIONS versions", commands.ShowStmt{Kind: commands.ShowAvailableExtensionVersions, Name: "versions"}},
-	{"SHOW EXTENSION UPDATE PATHS hstore", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "hstore"}},
-	{`show extension update paths "My Ext";`, commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "My Ext"}},
-	{"SHOW/**/EXTENSION/**/UPDATE/**/PATHS/**/Int", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "int"}},
-	{"SHOW EXTENSION UPDATE PATHS Éclair", commands.ShowStmt{Kind: commands.ShowExtensionUpdatePaths, Name: "Éclair"}},
+	{"SHOW AVAILABLE EXTENSIONS", commands.ShowStmt{Command: cmdExtensions}},
+	{"show available extensions;", commands.ShowStmt{Command: cmdExtensions}},
+	{"Show /* a /* nested */ b */ Available -- x\n Extensions ; ;\n", commands.ShowStmt{Command: cmdExtensions}},
+	{"-- lead\nSHOW\tAVAILABLE\nEXTENSIONS -- trail", commands.ShowStmt{Command: cmdExtensions}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS", commands.ShowStmt{Command: cmdVersions}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS ;", commands.ShowStmt{Command: cmdVersions}},
+	{"show available extension versions HStore", commands.ShowStmt{Command: cmdVersions, Name: "hstore"}},
+	{`SHOW AVAILABLE EXTENSION VERSIONS "uuid-ossp";`, commands.ShowStmt{Command: cmdVersions, Name: "uuid-ossp"}},
+	{`SHOW AVAILABLE EXTENSION VERSIONS "A""b"`, commands.ShowStmt{Command: cmdVersions, Name: `A"b`}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS version", commands.ShowStmt{Command: cmdVersions, Name: "version"}},
+	{"SHOW AVAILABLE EXTENSION VERSIONS versions", commands.ShowStmt{Command: cmdVersions, Name: "versions"}},
+	{"SHOW EXTENSION UPDATE PATHS hstore", commands.ShowStmt{Command: cmdPaths, Name: "hstore"}},
+	{`show extension update paths "My Ext";`, commands.ShowStmt{Command: cmdPaths, Name: "My Ext"}},
+	{"SHOW/**/EXTENSION/**/UPDATE/**/PATHS/**/Int", commands.ShowStmt{Command: cmdPaths, Name: "int"}},
+	{"SHOW EXTENSION UPDATE PATHS Éclair", commands.ShowStmt{Command: cmdPaths, Name: "Éclair"}},
 }
 
 func TestParseShow(t *testing.T) {
@@ -111,20 +130,15 @@ func FuzzShowGrammar(f *testing.F) {
 			checkError(t, sql, err)
 			return
 		}
-		var again string
-		switch st.Kind {
-		case commands.ShowAvailableExtensions:
-			again = "SHOW AVAILABLE EXTENSIONS"
-		case commands.ShowAvailableExtensionVersions:
-			again = "SHOW AVAILABLE EXTENSION VERSIONS"
-		case commands.ShowExtensionUpdatePaths:
-			again = "SHOW EXTENSION UPDATE PATHS"
+		again := st.Command
+		switch again {
+		case cmdExtensions, cmdVersions, cmdPaths:
 		default:
-			t.Fatalf("%q: kind %d", sql, st.Kind)
+			t.Fatalf("%q: command %q", sql, st.Command)
 		}
 		if st.Name != "" {
 			again += " " + quoteIdent(st.Name)
-		} else if st.Kind == commands.ShowExtensionUpdatePaths {
+		} else if st.Command == cmdPaths {
 			t.Fatalf("%q: no name", sql)
 		}
 		got, err := commands.ParseShow(again)
@@ -151,19 +165,18 @@ func checkShowError(t *testing.T, sql string, err error, msg string, pos int32) 
 
 func TestShowCommands(t *testing.T) {
 	repo := extension.OpenRepo(t.TempDir())
-	kinds := map[commands.ShowKind]string{
-		commands.ShowAvailableExtensions:        "SHOW AVAILABLE EXTENSIONS",
-		commands.ShowAvailableExtensionVersions: "SHOW AVAILABLE EXTENSION VERSIONS",
-		commands.ShowExtensionUpdatePaths:       "SHOW EXTENSION UPDATE PATHS",
-	}
 	r := commands.NewRegistry()
 	r.Register(installExtension)
-	for kind, name := range kinds {
-		cmd := commands.NewShow(repo, kind)
-		if cmd.Name() != name || strings.Join(cmd.Keywords(), " ") != name {
-			t.Errorf("kind %d: Name %q, Keywords %q, want %q", kind, cmd.Name(), cmd.Keywords(), name)
+	var names []string
+	for _, cmd := range commands.ShowCommands(repo) {
+		if strings.Join(cmd.Keywords(), " ") != cmd.Name() {
+			t.Errorf("Name %q, Keywords %q", cmd.Name(), cmd.Keywords())
 		}
+		names = append(names, cmd.Name())
 		r.Register(cmd)
+	}
+	if want := []string{cmdExtensions, cmdVersions, cmdPaths}; !reflect.DeepEqual(names, want) {
+		t.Errorf("commands %q, want %q", names, want)
 	}
 	for _, tc := range []struct {
 		sql  string
@@ -198,20 +211,20 @@ func TestShowCommands(t *testing.T) {
 
 	// Parse refuses the forms of the other SHOW commands.
 	for _, tc := range []struct {
-		kind commands.ShowKind
-		sql  string
-		msg  string
-		pos  int32
+		cmd string
+		sql string
+		msg string
+		pos int32
 	}{
-		{commands.ShowExtensionUpdatePaths, "SHOW AVAILABLE EXTENSIONS", `syntax error at or near "AVAILABLE"`, 6},
-		{commands.ShowAvailableExtensions, "SHOW EXTENSION UPDATE PATHS x", `syntax error at or near "EXTENSION"`, 6},
-		{commands.ShowAvailableExtensions, "SHOW AVAILABLE EXTENSION VERSIONS", `syntax error at or near "EXTENSION"`, 16},
-		{commands.ShowAvailableExtensionVersions, "show available extensions", `syntax error at or near "extensions"`, 16},
-		{commands.ShowAvailableExtensions, "SHOW AVAILABLE EXTENSIONS x", `syntax error at or near "x"`, 27},
+		{cmdPaths, "SHOW AVAILABLE EXTENSIONS", `syntax error at or near "AVAILABLE"`, 6},
+		{cmdExtensions, "SHOW EXTENSION UPDATE PATHS x", `syntax error at or near "EXTENSION"`, 6},
+		{cmdExtensions, "SHOW AVAILABLE EXTENSION VERSIONS", `syntax error at or near "EXTENSION"`, 16},
+		{cmdVersions, "show available extensions", `syntax error at or near "extensions"`, 16},
+		{cmdExtensions, "SHOW AVAILABLE EXTENSIONS x", `syntax error at or near "x"`, 27},
 	} {
-		_, err := commands.NewShow(repo, tc.kind).Parse(tc.sql)
+		_, err := showCommand(t, repo, tc.cmd).Parse(tc.sql)
 		if err == nil {
-			t.Errorf("kind %d: Parse(%q) succeeded", tc.kind, tc.sql)
+			t.Errorf("%s: Parse(%q) succeeded", tc.cmd, tc.sql)
 			continue
 		}
 		checkShowError(t, tc.sql, err, tc.msg, tc.pos)
@@ -382,11 +395,11 @@ func showRepo(t *testing.T) *extension.Repo {
 	return extension.OpenRepo(dir)
 }
 
-// runShow parses and runs sql with the command of kind, returning the
+// runShow parses and runs sql with the command called cmd, returning the
 // column names, the rows rendered as "a|b|NULL" and the error.
-func runShow(t *testing.T, repo *extension.Repo, c commands.Conn, kind commands.ShowKind, sql string) ([]string, []string, error) {
+func runShow(t *testing.T, repo *extension.Repo, c commands.Conn, cmd, sql string) ([]string, []string, error) {
 	t.Helper()
-	prep, err := commands.NewShow(repo, kind).Parse(sql)
+	prep, err := showCommand(t, repo, cmd).Parse(sql)
 	if err != nil {
 		t.Fatalf("Parse(%q): %v", sql, err)
 	}
@@ -428,21 +441,21 @@ func checkRows(t *testing.T, what string, got, want []string) {
 func TestShowColumns(t *testing.T) {
 	repo := extension.OpenRepo(t.TempDir())
 	for _, tc := range []struct {
-		kind commands.ShowKind
+		cmd  string
 		sql  string
 		want []commands.Column
 	}{
-		{commands.ShowAvailableExtensions, "SHOW AVAILABLE EXTENSIONS", []commands.Column{
+		{cmdExtensions, "SHOW AVAILABLE EXTENSIONS", []commands.Column{
 			{Name: "name", TypeOID: 25}, {Name: "default_version", TypeOID: 25}, {Name: "installed_version", TypeOID: 25},
 			{Name: "source", TypeOID: 25}, {Name: "comment", TypeOID: 25}, {Name: "requires", TypeOID: 25},
 			{Name: "conflicts", TypeOID: 25}}},
-		{commands.ShowAvailableExtensionVersions, "SHOW AVAILABLE EXTENSION VERSIONS x", []commands.Column{
+		{cmdVersions, "SHOW AVAILABLE EXTENSION VERSIONS x", []commands.Column{
 			{Name: "name", TypeOID: 25}, {Name: "version", TypeOID: 25}, {Name: "installed", TypeOID: 16},
 			{Name: "source", TypeOID: 25}, {Name: "requires", TypeOID: 25}, {Name: "comment", TypeOID: 25}}},
-		{commands.ShowExtensionUpdatePaths, "SHOW EXTENSION UPDATE PATHS x", []commands.Column{
+		{cmdPaths, "SHOW EXTENSION UPDATE PATHS x", []commands.Column{
 			{Name: "source", TypeOID: 25}, {Name: "target", TypeOID: 25}, {Name: "path", TypeOID: 25}}},
 	} {
-		prep, err := commands.NewShow(repo, tc.kind).Parse(tc.sql)
+		prep, err := showCommand(t, repo, tc.cmd).Parse(tc.sql)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -458,7 +471,7 @@ func TestShowAvailableExtensions(t *testing.T) {
 
 	t.Run("no catalog yet", func(t *testing.T) {
 		c := newShowConn(t)
-		cols, rows, err := runShow(t, repo, c, commands.ShowAvailableExtensions, sql)
+		cols, rows, err := runShow(t, repo, c, cmdExtensions, sql)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -489,7 +502,7 @@ func TestShowAvailableExtensions(t *testing.T) {
 		c := newShowConn(t)
 		c.catalog = true
 		c.installed = [][]string{{"foo", "1.0"}, {"bar", "1.2"}, {"multi", "1.1"}, {"gone", "3.0"}}
-		_, rows, err := runShow(t, repo, c, commands.ShowAvailableExtensions, sql)
+		_, rows, err := runShow(t, repo, c, cmdExtensions, sql)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -507,7 +520,7 @@ func TestShowAvailableExtensions(t *testing.T) {
 	t.Run("no extensions directory", func(t *testing.T) {
 		c := newShowConn(t)
 		missing := extension.OpenRepo(filepath.Join(t.TempDir(), "missing"))
-		_, rows, err := runShow(t, missing, c, commands.ShowAvailableExtensions, sql)
+		_, rows, err := runShow(t, missing, c, cmdExtensions, sql)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -525,7 +538,7 @@ func TestShowAvailableExtensions(t *testing.T) {
 		c := newShowConn(t)
 		c.fail = &commands.ServerError{Code: "42501", Message: "permission denied"}
 		c.failOn = "pg_available_extensions e"
-		_, _, err := runShow(t, repo, c, commands.ShowAvailableExtensions, sql)
+		_, _, err := runShow(t, repo, c, cmdExtensions, sql)
 		if err != c.fail {
 			t.Fatalf("error %v, want the server's", err)
 		}
@@ -591,7 +604,7 @@ func TestShowAvailableExtensionVersions(t *testing.T) {
 		if tc.args == "" {
 			tc.want = append([]string{"a b|1|f|server|NULL|NULL"}, tc.want...)
 		}
-		cols, rows, err := runShow(t, repo, c, commands.ShowAvailableExtensionVersions, tc.sql)
+		cols, rows, err := runShow(t, repo, c, cmdVersions, tc.sql)
 		if err != nil {
 			t.Errorf("%s: %v", tc.sql, err)
 			continue
@@ -612,7 +625,7 @@ func TestShowAvailableExtensionVersions(t *testing.T) {
 	t.Run("server name pgverbs cannot have", func(t *testing.T) {
 		c := newShowConn(t)
 		c.versions = append(c.versions, []string{"a b", "1", "f", showNull, showNull})
-		_, rows, err := runShow(t, repo, c, commands.ShowAvailableExtensionVersions, `SHOW AVAILABLE EXTENSION VERSIONS "a b"`)
+		_, rows, err := runShow(t, repo, c, cmdVersions, `SHOW AVAILABLE EXTENSION VERSIONS "a b"`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -622,7 +635,7 @@ func TestShowAvailableExtensionVersions(t *testing.T) {
 	t.Run("not available", func(t *testing.T) {
 		for _, name := range []string{"nope", `"a b"`, "fooo"} {
 			c := newShowConn(t)
-			_, _, err := runShow(t, repo, c, commands.ShowAvailableExtensionVersions, "SHOW AVAILABLE EXTENSION VERSIONS "+name)
+			_, _, err := runShow(t, repo, c, cmdVersions, "SHOW AVAILABLE EXTENSION VERSIONS "+name)
 			var e *pgerr.Error
 			if !errors.As(err, &e) || e.Code != pgerr.UndefinedObject || !errors.Is(err, extension.ErrNotFound) {
 				t.Fatalf("%s: error %v, want 42704 wrapping ErrNotFound", name, err)
@@ -639,7 +652,7 @@ func TestShowAvailableExtensionVersions(t *testing.T) {
 
 	t.Run("broken package named", func(t *testing.T) {
 		c := newShowConn(t)
-		_, _, err := runShow(t, repo, c, commands.ShowAvailableExtensionVersions, "SHOW AVAILABLE EXTENSION VERSIONS broken")
+		_, _, err := runShow(t, repo, c, cmdVersions, "SHOW AVAILABLE EXTENSION VERSIONS broken")
 		var e *pgerr.Error
 		if !errors.As(err, &e) || e.Code == pgerr.UndefinedObject || !strings.Contains(e.Message, "bogus") {
 			t.Fatalf("error %v, want the control file's", err)
@@ -668,7 +681,7 @@ func TestShowExtensionUpdatePaths(t *testing.T) {
 		{"SHOW EXTENSION UPDATE PATHS plpgsql", []string{}, true},
 	} {
 		c := newShowConn(t)
-		cols, rows, err := runShow(t, repo, c, commands.ShowExtensionUpdatePaths, tc.sql)
+		cols, rows, err := runShow(t, repo, c, cmdPaths, tc.sql)
 		if err != nil {
 			t.Errorf("%s: %v", tc.sql, err)
 			continue
@@ -685,7 +698,7 @@ func TestShowExtensionUpdatePaths(t *testing.T) {
 	t.Run("server extension", func(t *testing.T) {
 		c := newShowConn(t)
 		missing := extension.OpenRepo(filepath.Join(t.TempDir(), "missing"))
-		_, rows, err := runShow(t, missing, c, commands.ShowExtensionUpdatePaths, "SHOW EXTENSION UPDATE PATHS hstore")
+		_, rows, err := runShow(t, missing, c, cmdPaths, "SHOW EXTENSION UPDATE PATHS hstore")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -700,7 +713,7 @@ func TestShowExtensionUpdatePaths(t *testing.T) {
 	t.Run("not available", func(t *testing.T) {
 		for _, name := range []string{"nope", `"a b"`} {
 			c := newShowConn(t)
-			_, _, err := runShow(t, repo, c, commands.ShowExtensionUpdatePaths, "SHOW EXTENSION UPDATE PATHS "+name)
+			_, _, err := runShow(t, repo, c, cmdPaths, "SHOW EXTENSION UPDATE PATHS "+name)
 			var e *pgerr.Error
 			if !errors.As(err, &e) || e.Code != pgerr.UndefinedObject {
 				t.Fatalf("%s: error %v, want 42704", name, err)
@@ -715,7 +728,7 @@ func TestShowExtensionUpdatePaths(t *testing.T) {
 
 	t.Run("broken package", func(t *testing.T) {
 		c := newShowConn(t)
-		_, _, err := runShow(t, repo, c, commands.ShowExtensionUpdatePaths, "SHOW EXTENSION UPDATE PATHS broken")
+		_, _, err := runShow(t, repo, c, cmdPaths, "SHOW EXTENSION UPDATE PATHS broken")
 		var e *pgerr.Error
 		if !errors.As(err, &e) || !strings.Contains(e.Message, "bogus") {
 			t.Fatalf("error %v, want the control file's", err)
