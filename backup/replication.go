@@ -38,94 +38,165 @@ type archive interface {
 func (b *run) replication(parent context.Context) (err error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
+	rb := &replBackup{run: b, ctx: ctx, cancel: cancel}
+	defer func() { err = rb.release(parent, err) }()
 
-	conn, err := b.s.connect(ctx, true)
-	if err != nil {
-		return connectError(ctx, err)
-	}
-	var (
-		wconn  *pgconn.PgConn
-		ws     *walStreamer
-		wsDone chan error
-	)
-	// Closing the connections ends the backup on the server and drops the
-	// temporary slot; the streamer must be gone before the caller removes
-	// the directory.
-	defer func() {
-		closeConn(conn)
-		if wsDone != nil {
-			// Stop the streamer (it notices within pollInterval) before
-			// touching its connection.
-			cancel(errAborted)
-			<-wsDone
-		}
-		closeConn(wconn)
-		if ws != nil && err != nil {
-			ws.out.abort()
-			if werr := ws.failure(); werr != nil && parent.Err() == nil {
-				err = werr
-			}
-		}
-	}()
-
-	major, err := serverMajor(conn)
-	if err != nil {
+	if err := rb.connect(); err != nil {
 		return err
 	}
-	if major < 13 {
-		return pgerr.New(pgerr.FeatureNotSupported, "BASE BACKUP needs PostgreSQL 13 or later with METHOD replication (server is %d)", major)
-	}
-
 	if b.s.WAL == WALStream {
-		if wconn, err = b.s.connect(ctx, true); err != nil {
-			return connectError(ctx, err)
-		}
-		segSize, err := walSegmentSize(ctx, wconn)
-		if err != nil {
-			return serverError("SHOW wal_segment_size", err)
-		}
-		slot := "pgverbs_" + randomSuffix()
-		if _, err := wconn.Exec(ctx, "CREATE_REPLICATION_SLOT "+slot+" TEMPORARY PHYSICAL RESERVE_WAL").ReadAll(); err != nil {
-			return serverError("CREATE_REPLICATION_SLOT", err)
-		}
-		out, err := b.walSink()
-		if err != nil {
+		if err := rb.prepareWAL(); err != nil {
 			return err
 		}
-		ws = &walStreamer{
-			mc:      &msgConn{ctx: ctx, conn: wconn, what: "WAL streaming", warnings: nil},
-			slot:    slot,
-			segSize: segSize,
-			out:     out,
-			marks:   b.s.Format == Plain,
+	}
+	if err := rb.startBackup(); err != nil {
+		return err
+	}
+	rb.startStreaming()
+	b.prog.setPhase("copying")
+	spcRows, err := rb.tablespaces()
+	if err != nil {
+		return err
+	}
+	if err := rb.copyArchives(spcRows); err != nil {
+		return err
+	}
+	if err := rb.endBackup(); err != nil {
+		return err
+	}
+	if rb.ws != nil {
+		b.prog.setPhase("wal")
+		if err := rb.finishWAL(); err != nil {
+			return err
 		}
 	}
+	b.res.Manifest = b.s.Manifest
+	return nil
+}
 
-	mc := &msgConn{ctx: ctx, conn: conn, what: "BASE_BACKUP", warnings: &b.res.Warnings}
-	if err := mc.send(b.baseBackupCommand(major)); err != nil {
+// replBackup is the state of one replication-method backup.
+type replBackup struct {
+	*run
+	ctx    context.Context
+	cancel context.CancelCauseFunc // ends ctx, e.g. when the streamer fails
+
+	conn  *pgconn.PgConn // BASE_BACKUP's connection
+	mc    *msgConn       // reads conn
+	major int            // the server's major version
+
+	wconn  *pgconn.PgConn // WAL streaming's connection, nil without
+	ws     *walStreamer   // nil without WAL streaming
+	wsDone chan error     // the streamer's result while it runs, else nil
+}
+
+// release closes the connections, which ends the backup on the server and
+// drops the temporary slot, and stops the streamer: it must be gone
+// before the caller removes the directory. After a failure it aborts the
+// WAL sink and returns the streamer's own error, if it failed, as the
+// cause, unless the caller's context (parent) ended.
+func (rb *replBackup) release(parent context.Context, err error) error {
+	closeConn(rb.conn)
+	if rb.wsDone != nil {
+		// Stop the streamer (it notices within pollInterval) before
+		// touching its connection.
+		rb.cancel(errAborted)
+		<-rb.wsDone
+	}
+	closeConn(rb.wconn)
+	if rb.ws != nil && err != nil {
+		rb.ws.out.abort()
+		if werr := rb.ws.failure(); werr != nil && parent.Err() == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// connect opens the replication connection BASE_BACKUP runs on and
+// refuses servers before 13, which have no backup manifests.
+func (rb *replBackup) connect() error {
+	var err error
+	if rb.conn, err = rb.s.connect(rb.ctx, true); err != nil {
+		return connectError(rb.ctx, err)
+	}
+	rb.mc = &msgConn{ctx: rb.ctx, conn: rb.conn, what: "BASE_BACKUP", warnings: &rb.res.Warnings}
+	if rb.major, err = serverMajor(rb.conn); err != nil {
 		return err
 	}
-	start, tli, err := readPosition(mc)
+	if rb.major < 13 {
+		return pgerr.New(pgerr.FeatureNotSupported, "BASE BACKUP needs PostgreSQL 13 or later with METHOD replication (server is %d)", rb.major)
+	}
+	return nil
+}
+
+// prepareWAL opens the WAL streaming connection and reserves the WAL from
+// now on in a temporary slot, before BASE_BACKUP starts, so that none of
+// the WAL the backup needs can be removed before it is streamed.
+func (rb *replBackup) prepareWAL() error {
+	var err error
+	if rb.wconn, err = rb.s.connect(rb.ctx, true); err != nil {
+		return connectError(rb.ctx, err)
+	}
+	segSize, err := walSegmentSize(rb.ctx, rb.wconn)
+	if err != nil {
+		return serverError("SHOW wal_segment_size", err)
+	}
+	slot := "pgverbs_" + randomSuffix()
+	if _, err := rb.wconn.Exec(rb.ctx, "CREATE_REPLICATION_SLOT "+slot+" TEMPORARY PHYSICAL RESERVE_WAL").ReadAll(); err != nil {
+		return serverError("CREATE_REPLICATION_SLOT", err)
+	}
+	out, err := rb.walSink()
 	if err != nil {
 		return err
 	}
-	b.res.StartLSN, b.res.Timeline = start, tli
-	if ws != nil {
-		wsDone = make(chan error, 1)
-		go func() {
-			err := ws.run(start, tli)
-			if err != nil && ctx.Err() == nil {
-				ws.setFailed(err)
-				cancel(err)
-			}
-			wsDone <- err
-		}()
+	rb.ws = &walStreamer{
+		mc:      &msgConn{ctx: rb.ctx, conn: rb.wconn, what: "WAL streaming", warnings: nil},
+		slot:    slot,
+		segSize: segSize,
+		out:     out,
+		marks:   rb.s.Format == Plain,
 	}
+	return nil
+}
 
-	b.prog.setPhase("copying")
-	_, spcRows, err := mc.resultSet()
+// startBackup sends BASE_BACKUP and reads the start of the backup's WAL,
+// which the server sends once its checkpoint is done.
+func (rb *replBackup) startBackup() error {
+	if err := rb.mc.send(rb.baseBackupCommand(rb.major)); err != nil {
+		return err
+	}
+	start, tli, err := readPosition(rb.mc)
 	if err != nil {
 		return err
+	}
+	rb.res.StartLSN, rb.res.Timeline = start, tli
+	return nil
+}
+
+// startStreaming starts the WAL streamer, if any, from the backup's start;
+// a streamer that fails cancels the backup with its error.
+func (rb *replBackup) startStreaming() {
+	if rb.ws == nil {
+		return
+	}
+	rb.wsDone = make(chan error, 1)
+	start, tli := rb.res.StartLSN, rb.res.Timeline
+	go func() {
+		err := rb.ws.run(start, tli)
+		if err != nil && rb.ctx.Err() == nil {
+			rb.ws.setFailed(err)
+			rb.cancel(err)
+		}
+		rb.wsDone <- err
+	}()
+}
+
+// tablespaces reads the server's tablespace list, checks TABLESPACE_MAP
+// against it and sets the progress total from its sizes.
+func (rb *replBackup) tablespaces() ([][][]byte, error) {
+	_, spcRows, err := rb.mc.resultSet()
+	if err != nil {
+		return nil, err
 	}
 	var locations []string
 	for _, row := range spcRows {
@@ -133,8 +204,8 @@ func (b *run) replication(parent context.Context) (err error) {
 			locations = append(locations, string(row[1]))
 		}
 	}
-	if err := b.checkMapped(locations); err != nil {
-		return err
+	if err := rb.checkMapped(locations); err != nil {
+		return nil, err
 	}
 	var total int64
 	for _, row := range spcRows {
@@ -143,43 +214,50 @@ func (b *run) replication(parent context.Context) (err error) {
 			total += kb * 1024
 		}
 	}
-	b.prog.setTotal(total)
+	rb.prog.setTotal(total)
+	return spcRows, nil
+}
 
-	if major >= 15 {
-		err = b.copyStream(mc)
-	} else {
-		err = b.copyLegacy(mc, spcRows)
+// copyArchives receives the archives and the manifest in the stream form
+// of the server's version.
+func (rb *replBackup) copyArchives(spcRows [][][]byte) error {
+	if rb.major >= 15 {
+		return rb.copyStream(rb.mc)
 	}
+	return rb.copyLegacy(rb.mc, spcRows)
+}
+
+// endBackup reads the end of the backup's WAL and waits for the command
+// to complete.
+func (rb *replBackup) endBackup() error {
+	end, endTLI, err := readPosition(rb.mc)
 	if err != nil {
 		return err
 	}
-	end, endTLI, err := readPosition(mc)
-	if err != nil {
+	if err := rb.mc.untilReady(); err != nil {
 		return err
 	}
-	if err := mc.untilReady(); err != nil {
-		return err
+	rb.res.EndLSN = end
+	if tli := rb.res.Timeline; endTLI != tli {
+		rb.res.Warnings = append(rb.res.Warnings, fmt.Sprintf("WARNING: the backup started on timeline %d and ended on timeline %d", tli, endTLI))
 	}
-	b.res.EndLSN = end
-	if endTLI != tli {
-		b.res.Warnings = append(b.res.Warnings, fmt.Sprintf("WARNING: the backup started on timeline %d and ended on timeline %d", tli, endTLI))
-	}
+	return nil
+}
 
-	if ws != nil {
-		b.prog.setPhase("wal")
-		ws.setEnd(end)
-		werr := <-wsDone
-		wsDone = nil
-		if werr != nil {
-			return werr
-		}
-		if err := ws.out.close(); err != nil {
-			return err
-		}
-		b.res.Bytes += ws.bytes
-		b.res.Files += ws.files
+// finishWAL tells the streamer where the backup's WAL ends, waits until
+// it has written that much and completes its sink.
+func (rb *replBackup) finishWAL() error {
+	rb.ws.setEnd(rb.res.EndLSN)
+	werr := <-rb.wsDone
+	rb.wsDone = nil
+	if werr != nil {
+		return werr
 	}
-	b.res.Manifest = b.s.Manifest
+	if err := rb.ws.out.close(); err != nil {
+		return err
+	}
+	rb.res.Bytes += rb.ws.bytes
+	rb.res.Files += rb.ws.files
 	return nil
 }
 

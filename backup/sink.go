@@ -253,3 +253,13 @@ func (f *sizedFile) Close() error {
 
 // abort lets go of the file after a failure: no padding, no manifest.
 func (f *sizedFile) abort() { f.w.abort() }
+
+// writeAll writes the whole content of f and completes it, or lets go of
+// it after a failed write.
+func writeAll(f sinkFile, content []byte) error {
+	if _, err := f.Write(content); err != nil {
+		f.abort()
+		return err
+	}
+	return f.Close()
+}

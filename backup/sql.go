@@ -105,6 +105,8 @@ type sqlBackup struct {
 	versionDir string
 	spcs       map[string]string // OID -> location, tablespaces outside the data directory
 	man        *manifestBuilder
+	major      int    // the server's major version
+	segSize    uint64 // the server's WAL segment size
 	base       sink
 	sinks      []sink // every sink, for closing
 	copyStart  time.Time
@@ -131,17 +133,66 @@ func (b *run) sql(ctx context.Context) (err error) {
 	return sb.do()
 }
 
+// do takes the backup in its phases, each a method below.
 func (sb *sqlBackup) do() error {
-	c := sb.c
-	major, err := serverMajor(c.conn)
+	if err := sb.checkServer(); err != nil {
+		return err
+	}
+	if sb.s.WAL != WALNone {
+		if err := sb.reserveWAL(); err != nil {
+			return err
+		}
+	}
+	if err := sb.openReaders(); err != nil {
+		return err
+	}
+	defer sb.readers.close()
+	if err := sb.startBackup(); err != nil {
+		return err
+	}
+	sb.prog.setPhase("copying")
+	sb.copyStart = time.Now()
+	if err := sb.readLayout(); err != nil {
+		return err
+	}
+	if err := sb.copyData(); err != nil {
+		return err
+	}
+	label, spcmap, err := sb.stopBackup()
 	if err != nil {
 		return err
 	}
-	if major < 10 {
-		return pgerr.New(pgerr.FeatureNotSupported, "BASE BACKUP needs PostgreSQL 10 or later with METHOD sql (server is %d)", major)
+	if err := sb.writeLabel(label, spcmap); err != nil {
+		return err
 	}
-	segSize, err := walSegmentSize(c.ctx, c.conn)
-	if err != nil {
+	if sb.s.WAL != WALNone {
+		sb.prog.setPhase("wal")
+		if err := sb.wal(); err != nil {
+			return err
+		}
+	}
+	if err := sb.closeSinks(); err != nil {
+		return err
+	}
+	if sb.man != nil {
+		sb.prog.setPhase("manifest")
+		return sb.writeManifest()
+	}
+	return nil
+}
+
+// checkServer refuses servers before 10 and reads what the backup needs
+// to know of the server before it starts.
+func (sb *sqlBackup) checkServer() error {
+	c := sb.c
+	var err error
+	if sb.major, err = serverMajor(c.conn); err != nil {
+		return err
+	}
+	if sb.major < 10 {
+		return pgerr.New(pgerr.FeatureNotSupported, "BASE BACKUP needs PostgreSQL 10 or later with METHOD sql (server is %d)", sb.major)
+	}
+	if sb.segSize, err = walSegmentSize(c.ctx, c.conn); err != nil {
 		return c.err(err)
 	}
 	if sb.s.Manifest {
@@ -150,48 +201,63 @@ func (sb *sqlBackup) do() error {
 	if sb.s.VerifyChecksums {
 		sb.res.Warnings = append(sb.res.Warnings, "NOTICE: data page checksums are not verified with METHOD sql")
 	}
+	return nil
+}
 
-	// A temporary slot keeps checkpoints from removing the WAL the backup
-	// needs before it is copied; it is reserved before the backup starts.
-	if sb.s.WAL != WALNone {
-		slot := "pgverbs_" + randomSuffix()
-		if _, err := c.query("SELECT 1 FROM pg_create_physical_replication_slot($1, true, true)", slot); err != nil {
-			if asPgErr(err) == nil || c.ctx.Err() != nil {
-				return err
-			}
-			if !c.conn.IsClosed() {
-				sb.res.Warnings = append(sb.res.Warnings, "WARNING: could not create a temporary replication slot, WAL needed by the backup may be removed before it is copied: "+asPgErr(err).Message)
-			}
+// reserveWAL creates a temporary slot, which keeps checkpoints from
+// removing the WAL the backup needs before it is copied; it is reserved
+// before the backup starts. Without a free slot the backup goes on with a
+// warning.
+func (sb *sqlBackup) reserveWAL() error {
+	c := sb.c
+	slot := "pgverbs_" + randomSuffix()
+	if _, err := c.query("SELECT 1 FROM pg_create_physical_replication_slot($1, true, true)", slot); err != nil {
+		if asPgErr(err) == nil || c.ctx.Err() != nil {
+			return err
+		}
+		if !c.conn.IsClosed() {
+			sb.res.Warnings = append(sb.res.Warnings, "WARNING: could not create a temporary replication slot, WAL needed by the backup may be removed before it is copied: "+asPgErr(err).Message)
 		}
 	}
+	return nil
+}
 
+// openReaders prepares the chunk read on the backup's own session and
+// opens the helper sessions that read alongside it.
+func (sb *sqlBackup) openReaders() error {
+	c := sb.c
 	if _, err := c.conn.Prepare(c.ctx, readStmt, readSQL, nil); err != nil {
 		return c.err(err)
 	}
-	if sb.readers, err = newChunkReaders(c.ctx, c, sqlReaders-1, sb.s.connect); err != nil {
-		return err
-	}
-	defer sb.readers.close()
+	var err error
+	sb.readers, err = newChunkReaders(c.ctx, c, sqlReaders-1, sb.s.connect)
+	return err
+}
 
+// startBackup runs pg_backup_start (pg_start_backup before 15), which
+// waits for the checkpoint the backup starts from.
+func (sb *sqlBackup) startBackup() error {
 	fast := strconv.FormatBool(sb.s.Checkpoint == FastCheckpoint)
 	startSQL := "SELECT pg_backup_start($1, $2::boolean)::text"
-	if major < 15 {
+	if sb.major < 15 {
 		startSQL = "SELECT pg_start_backup($1, $2::boolean, false)::text"
 	}
-	rows, err := c.query(startSQL, sb.s.Label, fast)
+	rows, err := sb.c.query(startSQL, sb.s.Label, fast)
 	if err != nil {
 		return err
 	}
 	if len(rows) != 1 || rows[0][0] == nil {
 		return protocolError("unexpected answer from pg_backup_start")
 	}
-	if sb.res.StartLSN, err = parseLSN(string(rows[0][0])); err != nil {
-		return err
-	}
-	sb.prog.setPhase("copying")
-	sb.copyStart = time.Now()
+	sb.res.StartLSN, err = parseLSN(string(rows[0][0]))
+	return err
+}
 
-	rows, err = c.query("SELECT 'PG_' || (current_setting('server_version_num')::int / 10000)::text || '_' || catalog_version_no::text FROM pg_control_system()")
+// readLayout reads the tablespace version directory and the tablespaces,
+// checks TABLESPACE_MAP against them and estimates the total size.
+func (sb *sqlBackup) readLayout() error {
+	c := sb.c
+	rows, err := c.query("SELECT 'PG_' || (current_setting('server_version_num')::int / 10000)::text || '_' || catalog_version_no::text FROM pg_control_system()")
 	if err != nil {
 		return err
 	}
@@ -224,14 +290,19 @@ func (sb *sqlBackup) do() error {
 	} else if err != nil && (c.conn.IsClosed() || c.ctx.Err() != nil) {
 		return err
 	}
+	return nil
+}
 
+// copyData copies the data directory, then the tablespaces, then
+// global/pg_control.
+func (sb *sqlBackup) copyData() error {
 	sb.base = dirSink{dir: sb.t.dir}
 	if sb.s.Format == Tar {
+		var err error
 		if sb.base, err = sb.addTar("base.tar"); err != nil {
 			return err
 		}
 	}
-
 	if err := sb.walk(".", sb.base, "", "", true); err != nil {
 		return err
 	}
@@ -240,74 +311,77 @@ func (sb *sqlBackup) do() error {
 			return err
 		}
 	}
-	if err := sb.control(); err != nil {
-		return err
-	}
+	return sb.control()
+}
 
+// stopBackup runs pg_backup_stop (pg_stop_backup before 15), which
+// returns the end of the backup's WAL, the backup label and the
+// tablespace map; waiting for the WAL to be archived only without WAL in
+// the backup.
+func (sb *sqlBackup) stopBackup() (label, spcmap []byte, err error) {
 	waitArchive := strconv.FormatBool(sb.s.WAL == WALNone)
 	stopSQL := "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop($1::boolean)"
-	if major < 15 {
+	if sb.major < 15 {
 		stopSQL = "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, $1::boolean)"
 	}
-	rows, err = c.query(stopSQL, waitArchive)
+	rows, err := sb.c.query(stopSQL, waitArchive)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if len(rows) != 1 || len(rows[0]) != 3 || rows[0][0] == nil || rows[0][1] == nil {
-		return protocolError("unexpected answer from pg_backup_stop")
+		return nil, nil, protocolError("unexpected answer from pg_backup_stop")
 	}
 	if sb.res.EndLSN, err = parseLSN(string(rows[0][0])); err != nil {
-		return err
+		return nil, nil, err
 	}
-	label, spcmap := rows[0][1], rows[0][2]
+	label, spcmap = rows[0][1], rows[0][2]
 	m := startTimeline.FindSubmatch(label)
 	if m == nil {
-		return protocolError("backup label without START TIMELINE")
+		return nil, nil, protocolError("backup label without START TIMELINE")
 	}
 	tli, err := strconv.ParseUint(string(m[1]), 10, 32)
 	if err != nil || tli == 0 {
-		return protocolError("invalid START TIMELINE in the backup label")
+		return nil, nil, protocolError("invalid START TIMELINE in the backup label")
 	}
 	sb.res.Timeline = uint32(tli)
+	return label, spcmap, nil
+}
 
+// writeLabel writes backup_label byte for byte as the server gave it,
+// and, in a tar backup, tablespace_map (a plain one has the links).
+func (sb *sqlBackup) writeLabel(label, spcmap []byte) error {
 	now := time.Now()
 	if err := sb.writeFile(sb.base, "backup_label", "backup_label", label, now); err != nil {
 		return err
 	}
 	if sb.s.Format == Tar && len(spcmap) > 0 {
-		if err := sb.writeFile(sb.base, "tablespace_map", "tablespace_map", spcmap, now); err != nil {
-			return err
-		}
+		return sb.writeFile(sb.base, "tablespace_map", "tablespace_map", spcmap, now)
 	}
+	return nil
+}
 
-	if sb.s.WAL != WALNone {
-		sb.prog.setPhase("wal")
-		if err := sb.wal(segSize); err != nil {
-			return err
-		}
-	}
+// closeSinks completes the tar files, or the directory.
+func (sb *sqlBackup) closeSinks() error {
 	for _, s := range sb.sinks {
 		if err := s.close(); err != nil {
 			return err
 		}
 	}
 	sb.sinks = nil
-	if sb.man != nil {
-		sb.prog.setPhase("manifest")
-		data := sb.man.finish(sb.res.Timeline, sb.res.StartLSN, sb.res.EndLSN)
-		out, err := createOut(sb.t.dir, "backup_manifest", NoCompression, 0)
-		if err != nil {
-			return err
-		}
-		if _, err := out.Write(data); err != nil {
-			out.abort()
-			return err
-		}
-		if err := out.Close(); err != nil {
-			return err
-		}
-		sb.res.Manifest = true
+	return nil
+}
+
+// writeManifest writes backup_manifest, once every file is in it.
+func (sb *sqlBackup) writeManifest() error {
+	data := sb.man.finish(sb.res.Timeline, sb.res.StartLSN, sb.res.EndLSN)
+	out, err := createOut(sb.t.dir, "backup_manifest", NoCompression, 0)
+	if err != nil {
+		return err
 	}
+	if err := writeAll(out, data); err != nil {
+		return err
+	}
+	sb.res.Manifest = true
 	return nil
 }
 
@@ -535,11 +609,7 @@ func (sb *sqlBackup) writeFile(dst sink, name, manPath string, content []byte, m
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(content); err != nil {
-		w.abort()
-		return err
-	}
-	if err := w.Close(); err != nil {
+	if err := writeAll(w, content); err != nil {
 		return err
 	}
 	sb.res.Files++
@@ -618,7 +688,8 @@ func controlCRCValid(d []byte) bool {
 
 // wal copies the WAL segments from the one holding the start LSN to the
 // one holding the stop LSN out of the server's pg_wal.
-func (sb *sqlBackup) wal(segSize uint64) error {
+func (sb *sqlBackup) wal() error {
+	segSize := sb.segSize
 	dst, dstPrefix := sb.base, "pg_wal"
 	if sb.s.Format == Tar {
 		var err error

@@ -264,11 +264,7 @@ func (s *walStreamer) history(tli uint32) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(content); err != nil {
-		w.abort()
-		return err
-	}
-	if err := w.Close(); err != nil {
+	if err := writeAll(w, content); err != nil {
 		return err
 	}
 	s.files++
