@@ -82,11 +82,11 @@ func (*alterRun) Columns() []Column { return nil }
 func (r *alterRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	done := &Outcome{Tag: "ALTER EXTENSION"}
 	if r.st != nil {
-		res, err := c.Exec(`SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
+		exists, err := catalogExists(c)
 		if err != nil {
 			return nil, err
 		}
-		if string(res.Rows[0][0]) == "t" {
+		if exists {
 			state, err := loadState(c, false)
 			if err != nil {
 				return nil, err

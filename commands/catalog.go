@@ -110,14 +110,10 @@ func prepareCatalog(c Conn) error {
 	}
 	// Every piece is checked, so that a catalog made by an older pgverbs
 	// gets what it lacks (the DDL is idempotent).
-	res, err := c.Exec(`SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL
+	r, err := queryRow(c, 1, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.extension_objects') IS NOT NULL
   AND pg_catalog.to_regclass('pgverbs.extension_config') IS NOT NULL AND pg_catalog.to_regclass('pgverbs.all_extensions') IS NOT NULL
   AND pg_catalog.to_regprocedure('pgverbs.extension_config_dump(regclass,text)') IS NOT NULL
   AND pg_catalog.to_regprocedure('pgverbs.resolve_object(text,text[],text[])') IS NOT NULL`)
-	if err != nil {
-		return err
-	}
-	r, err := oneRow(res, 1)
 	if err != nil {
 		return err
 	}
@@ -167,11 +163,7 @@ func loadState(c Conn, refresh bool) (*extState, error) {
 
 // installedExtensions reads the catalog.
 func installedExtensions(c Conn) (map[string]extension.Installed, map[string]string, error) {
-	res, err := c.Exec(`SELECT name, version, schema, pg_catalog.array_to_string(requires, ',') FROM pgverbs.extensions`)
-	if err != nil {
-		return nil, nil, err
-	}
-	rows, err := allRows(res, 4)
+	rows, err := queryRows(c, 4, `SELECT name, version, schema, pg_catalog.array_to_string(requires, ',') FROM pgverbs.extensions`)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -199,11 +191,7 @@ type serverState struct {
 
 func readServerState(c Conn) (*serverState, error) {
 	ss := &serverState{installed: map[string]string{}, available: map[string]string{}, schemas: map[string]string{}}
-	res, err := c.Exec(`SELECT e.extname, e.extversion, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := allRows(res, 3)
+	rows, err := queryRows(c, 3, `SELECT e.extname, e.extversion, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace`)
 	if err != nil {
 		return nil, err
 	}
@@ -211,30 +199,27 @@ func readServerState(c Conn) (*serverState, error) {
 		ss.installed[string(r[0])] = string(r[1])
 		ss.schemas[string(r[0])] = string(r[2])
 	}
-	if res, err = c.Exec(`SELECT name, coalesce(default_version, '') FROM pg_catalog.pg_available_extensions`); err != nil {
-		return nil, err
-	}
-	if rows, err = allRows(res, 2); err != nil {
+	if rows, err = queryRows(c, 2, `SELECT name, coalesce(default_version, '') FROM pg_catalog.pg_available_extensions`); err != nil {
 		return nil, err
 	}
 	for _, r := range rows {
 		ss.available[string(r[0])] = string(r[1])
 	}
-	if res, err = c.Exec(`SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`); err != nil {
+	if rows, err = queryRows(c, 2, `SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`); err != nil {
 		return nil, err
 	}
-	r, err := optionalRow(res, 2)
-	if err != nil {
-		return nil, err
-	}
-	if r != nil {
-		ss.owner, ss.superuser = string(r[0]), string(r[1]) == "t"
+	if len(rows) > 0 {
+		ss.owner, ss.superuser = string(rows[0][0]), string(rows[0][1]) == "t"
 	}
 	return ss, nil
 }
 
-// allRows returns the rows of res, checking each has n columns.
-func allRows(res *Result, n int) ([][][]byte, error) {
+// queryRows runs sql and returns its rows, checking each has n columns.
+func queryRows(c Conn, n int, sql string, args ...*string) ([][][]byte, error) {
+	res, err := c.Exec(sql, args...)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range res.Rows {
 		if len(r) != n {
 			return nil, pgerr.New(pgerr.InternalError, "unexpected result: a row of %d columns, want %d", len(r), n)
@@ -243,29 +228,40 @@ func allRows(res *Result, n int) ([][][]byte, error) {
 	return res.Rows, nil
 }
 
-// optionalRow returns the row of res, nil when it has none, checking it
-// has at most one row and n columns.
-func optionalRow(res *Result, n int) ([][]byte, error) {
-	if len(res.Rows) == 0 {
-		return nil, nil
+// queryRow runs sql and returns its row, checking there is one, of n
+// columns.
+func queryRow(c Conn, n int, sql string, args ...*string) ([][]byte, error) {
+	res, err := c.Exec(sql, args...)
+	if err != nil {
+		return nil, err
 	}
 	return oneRow(res, n)
+}
+
+// catalogExists reports whether pgverbs.extensions exists, which it does
+// not before the first INSTALL EXTENSION in the database.
+func catalogExists(c Conn) (bool, error) {
+	r, err := queryRow(c, 1, `SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
+	if err != nil {
+		return false, err
+	}
+	return string(r[0]) == "t", nil
 }
 
 // execFormatted runs the statement that query builds with the server's
 // format(), so that quoting is the server's own. A query that returns no
 // row has decided there is nothing to run.
 func execFormatted(c Conn, query string, args ...*string) error {
-	res, err := c.Exec(query, args...)
+	rows, err := queryRows(c, 1, query, args...)
 	if err != nil {
 		return err
 	}
-	r, err := optionalRow(res, 1)
-	if err != nil || r == nil {
-		return err
+	for _, r := range rows {
+		if _, err := c.Exec(string(r[0])); err != nil {
+			return err
+		}
 	}
-	_, err = c.Exec(string(r[0]))
-	return err
+	return nil
 }
 
 func strp(s string) *string { return &s }

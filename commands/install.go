@@ -148,11 +148,7 @@ func (r *installRun) prepareStep(c Conn, ps *preparedStep, state *extState, plan
 // search path as CREATE EXTENSION does.
 func targetSchema(c Conn, schema string) (string, error) {
 	if schema == "" {
-		res, err := c.Exec(`SELECT pg_catalog.current_schema()`)
-		if err != nil {
-			return "", err
-		}
-		r, err := oneRow(res, 1)
+		r, err := queryRow(c, 1, `SELECT pg_catalog.current_schema()`)
 		if err != nil {
 			return "", err
 		}

@@ -123,13 +123,9 @@ func (showExtensions) rows(c Conn, repo *extension.Repo, _ string) ([][]*string,
 		rows = append(rows, []*string{strp(p.Name), showOrNull(p.DefaultVersion), inst,
 			strp(showSourcePgverbs), showOrNull(p.Comment), showRequirements(p.Depends), showRequirements(p.Conflicts)})
 	}
-	res, err := c.Exec(`SELECT e.name, e.default_version, e.installed_version, e.comment, pg_catalog.array_to_string(v.requires, ', ')
+	server, err := queryRows(c, 5, `SELECT e.name, e.default_version, e.installed_version, e.comment, pg_catalog.array_to_string(v.requires, ', ')
 FROM pg_catalog.pg_available_extensions e
 LEFT JOIN pg_catalog.pg_available_extension_versions v ON v.name = e.name AND v.version = e.default_version`)
-	if err != nil {
-		return nil, err
-	}
-	server, err := allRows(res, 5)
 	if err != nil {
 		return nil, err
 	}
@@ -210,11 +206,7 @@ func (showVersions) rows(c Conn, repo *extension.Repo, name string) ([][]*string
 		sql += ` WHERE name = $1`
 		args = append(args, &name)
 	}
-	res, err := c.Exec(sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	server, err := allRows(res, 5)
+	server, err := queryRows(c, 5, sql, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -271,11 +263,7 @@ func (showUpdatePaths) rows(c Conn, repo *extension.Repo, name string) ([][]*str
 	if len(res.Rows) == 0 {
 		return nil, err
 	}
-	res, qerr = c.Exec(`SELECT source, target, path FROM pg_catalog.pg_extension_update_paths($1)`, &name)
-	if qerr != nil {
-		return nil, qerr
-	}
-	server, err := allRows(res, 3)
+	server, err := queryRows(c, 3, `SELECT source, target, path FROM pg_catalog.pg_extension_update_paths($1)`, &name)
 	if err != nil {
 		return nil, err
 	}
@@ -353,22 +341,12 @@ func showWarnLeftOut(c Conn, what string, err error) {
 // pgverbs.extensions, which does not exist before the first INSTALL
 // EXTENSION in the database.
 func showInstalled(c Conn) (map[string]string, error) {
-	res, err := c.Exec(`SELECT pg_catalog.to_regclass('pgverbs.extensions') IS NOT NULL`)
-	if err != nil {
-		return nil, err
-	}
-	r, err := oneRow(res, 1)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]string{}
-	if string(r[0]) != "t" {
-		return out, nil
+	exists, err := catalogExists(c)
+	if err != nil || !exists {
+		return out, err
 	}
-	if res, err = c.Exec(`SELECT name, version FROM pgverbs.extensions`); err != nil {
-		return nil, err
-	}
-	rows, err := allRows(res, 2)
+	rows, err := queryRows(c, 2, `SELECT name, version FROM pgverbs.extensions`)
 	if err != nil {
 		return nil, err
 	}
