@@ -2,16 +2,9 @@ package conf
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/pgverbs/pgverbs/internal/pgtest"
 )
 
 // env is a map-backed getenv, so tests never see the real environment.
@@ -600,42 +595,10 @@ func TestBackupRoot(t *testing.T) {
 	}
 }
 
-// writeKeyPair writes a self-signed certificate and its key as PEM files.
-func writeKeyPair(t *testing.T, dir, prefix string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "pgverbs-test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(dir, prefix+".crt")
-	keyFile = filepath.Join(dir, prefix+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	certA, keyA := writeKeyPair(t, dir, "a")
-	_, keyB := writeKeyPair(t, dir, "b")
+	certA, keyA := pgtest.WriteSelfSigned(t, dir, "a")
+	_, keyB := pgtest.WriteSelfSigned(t, dir, "b")
 	keyPEM, err := os.ReadFile(keyA)
 	if err != nil {
 		t.Fatal(err)

@@ -3,17 +3,12 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"slices"
@@ -28,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgverbs/pgverbs/backend"
+	"github.com/pgverbs/pgverbs/internal/pgtest"
 	"github.com/pgverbs/pgverbs/proxy"
 )
 
@@ -841,42 +837,11 @@ func TestEncryptionRequestsRefused(t *testing.T) {
 	}
 }
 
-// selfSigned returns a certificate for localhost and a pool trusting it.
-func selfSigned(t *testing.T) (*tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
 // TestTLS checks TLS towards the client: SSLRequest and direct TLS work,
 // and plaintext sent right behind an SSLRequest is refused.
 func TestTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	sc := pgtest.SelfSigned(t, "localhost")
+	cert, pool := &sc.TLS, sc.Pool
 	withCert := func(o *proxy.Options) { o.Certificate = cert }
 
 	// startOverTLS runs a session over an established TLS connection.

@@ -34,7 +34,7 @@ func TestClientTLS(t *testing.T) {
 	c := cluster(t, pgtest.Options{AuthMethod: "scram-sha-256", Password: "pw", TLS: true,
 		HBA: []string{"hostssl all all 127.0.0.1/32 scram-sha-256", "hostnossl all all 127.0.0.1/32 reject"}})
 	dir := t.TempDir()
-	cert, key := writeCert(t, dir, "proxy-one")
+	cert, key := pgtest.WriteSelfSigned(t, dir, "proxy-one")
 	backendURL := "postgres://127.0.0.1:" + itoa(c.Port) + "/postgres?sslmode=verify-full&sslrootcert=" + c.CAFile
 	p := startProxy(t, backendURL, "--tls-cert", cert, "--tls-key", key)
 	ctx := testCtx(t)
@@ -87,7 +87,7 @@ func TestClientTLS(t *testing.T) {
 	}
 
 	// SIGHUP reloads the certificate: new connections see the new one.
-	cert2, key2 := writeCert(t, dir, "proxy-two")
+	cert2, key2 := pgtest.WriteSelfSigned(t, dir, "proxy-two")
 	if err := os.Rename(cert2, cert); err != nil {
 		t.Fatal(err)
 	}
