@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,7 +47,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if src != nil {
 		src.c.Stop()
-		os.RemoveAll(filepath.Dir(src.spcDir))
+		os.RemoveAll(src.spcDir)
 	}
 	os.Exit(code)
 }
@@ -90,21 +88,14 @@ func newSource() (*source, error) {
 		return nil, err
 	}
 	// The tablespace directory must be reachable by the server's user.
-	spcParent, err := os.MkdirTemp("/tmp", "pgverbs-spc-")
+	s.spcDir, err = pgtest.ServerDir()
 	if err != nil {
 		return fail(err)
 	}
 	fail = func(err error) (*source, error) {
 		c.Stop()
-		os.RemoveAll(spcParent)
+		os.RemoveAll(s.spcDir)
 		return nil, err
-	}
-	s.spcDir = filepath.Join(spcParent, "spc")
-	if err := os.Chmod(spcParent, 0o755); err != nil {
-		return fail(err)
-	}
-	if err := mkdirOwned(s.spcDir, c.DataDir); err != nil {
-		return fail(err)
 	}
 	ctx := context.Background()
 	for _, sql := range []string{
@@ -190,17 +181,6 @@ func ownerOf(path string) (int, int, error) {
 		return os.Getuid(), os.Getgid(), nil
 	}
 	return int(st.Uid), int(st.Gid), nil
-}
-
-func mkdirOwned(dir, like string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
-	uid, gid, err := ownerOf(like)
-	if err != nil {
-		return err
-	}
-	return os.Lchown(dir, uid, gid)
 }
 
 func writeOwned(path, like string) error {
@@ -325,55 +305,14 @@ func checkExcluded(t *testing.T, s *source, dir string) {
 // same data as the source.
 func startOn(t *testing.T, s *source, dataDir string, fixup func(dir string)) {
 	t.Helper()
-	parent, err := os.MkdirTemp("/tmp", "pgverbs-restore-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(parent)
-	dir := filepath.Join(parent, "data")
-	if out, err := exec.Command("cp", "-a", dataDir, dir).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v\n%s", err, out)
-	}
-	if fixup != nil {
-		fixup(dir)
-	}
-	must(t, os.Chmod(dir, 0o700))
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("chown", "-R", u.Uid+":"+u.Gid, parent).CombinedOutput(); err != nil {
-			t.Fatalf("chown: %v\n%s", err, out)
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	pgCtl := func(args ...string) ([]byte, error) {
-		cmd := exec.Command(s.c.Bin("pg_ctl"), args...)
-		cmd.Dir = parent
-		cmd.Env = append(os.Environ(), "LC_ALL=C")
-		must(t, pgtest.RunAsPostgres(cmd))
-		return cmd.CombinedOutput()
-	}
-	logFile := filepath.Join(parent, "server.log")
-	out, err := pgCtl("-D", dir, "-l", logFile, "-w", "-t", "60",
-		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_wal_senders=0 -c wal_level=minimal", port, parent), "start")
-	if err != nil {
-		b, _ := os.ReadFile(logFile)
-		t.Fatalf("pg_ctl start on the backup: %v\n%s\n%s", err, out, b)
-	}
+	r := pgtest.StartCopy(t, dataDir, pgtest.Options{BinDir: s.c.BinDir, Password: s.c.Password,
+		Settings: map[string]string{"max_wal_senders": "0", "wal_level": "minimal"}}, fixup)
 	defer func() {
-		if out, err := pgCtl("-D", dir, "-m", "immediate", "-w", "stop"); err != nil {
-			t.Errorf("pg_ctl stop: %v\n%s", err, out)
+		if err := r.Stop(); err != nil {
+			t.Errorf("stop the restored server: %v", err)
 		}
 	}()
-	url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/postgres?sslmode=disable", s.c.User, s.c.Password, port)
+	url := r.SuperURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, c := range []struct{ sql, want string }{
@@ -384,16 +323,14 @@ func startOn(t *testing.T, s *source, dataDir string, fixup func(dir string)) {
 	} {
 		got, err := queryOne(ctx, url, c.sql)
 		if err != nil {
-			b, _ := os.ReadFile(logFile)
-			t.Fatalf("%s on the restored server: %v\n%s", c.sql, err, b)
+			t.Fatalf("%s on the restored server: %v\n%s", c.sql, err, r.ServerLog())
 		}
 		if got != c.want {
 			t.Errorf("%s on the restored server = %q, want %q", c.sql, got, c.want)
 		}
 	}
-	b, _ := os.ReadFile(logFile)
-	if !strings.Contains(string(b), "consistent recovery state reached") {
-		t.Errorf("the restored server did not report reaching consistency:\n%s", b)
+	if log := r.ServerLog(); !strings.Contains(log, "consistent recovery state reached") {
+		t.Errorf("the restored server did not report reaching consistency:\n%s", log)
 	}
 }
 

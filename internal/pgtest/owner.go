@@ -97,3 +97,23 @@ func RunAsPostgres(cmd *exec.Cmd) error {
 	o.apply(cmd)
 	return nil
 }
+
+// ServerDir creates a new empty directory that the server's OS user owns
+// (mode 0700, as CREATE TABLESPACE wants its LOCATION), below a parent
+// every user can traverse: os.TempDir, or /tmp when that is private to
+// root. The caller removes it.
+func ServerDir() (string, error) {
+	own, err := currentOwner()
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	dir, err := os.MkdirTemp(tempBase(own), "pgtest-dir-*")
+	if err != nil {
+		return "", fmt.Errorf("pgtest: create temp dir: %w", err)
+	}
+	if err := own.chown(dir); err != nil {
+		os.Remove(dir)
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	return dir, nil
+}

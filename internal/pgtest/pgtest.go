@@ -271,15 +271,23 @@ func (c *Cluster) setup(opts Options) error {
 		}
 	}
 
-	// Our parameters go to a separate included file so that start can
-	// rewrite it (new port) without re-parsing postgresql.conf; it is
-	// included last, and postgresql.auto.conf (ALTER SYSTEM) still wins.
+	return c.includeSettings()
+}
+
+// includeLine is what includeSettings appends to postgresql.conf.
+const includeLine = "include 'pgtest.conf'\n"
+
+// includeSettings makes postgresql.conf include pgtest.conf. Our
+// parameters go to a separate included file so that start can rewrite it
+// (new port) without re-parsing postgresql.conf; it is included last, and
+// postgresql.auto.conf (ALTER SYSTEM) still wins.
+func (c *Cluster) includeSettings() error {
 	conf := filepath.Join(c.DataDir, "postgresql.conf")
-	f, err := os.OpenFile(conf, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(conf, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", conf, err)
 	}
-	_, err = io.WriteString(f, "\n# Added by pgverbs internal/pgtest.\ninclude 'pgtest.conf'\n")
+	_, err = io.WriteString(f, "\n# Added by pgverbs internal/pgtest.\n"+includeLine)
 	if closeErr := f.Close(); err == nil {
 		err = closeErr
 	}
@@ -287,6 +295,12 @@ func (c *Cluster) setup(opts Options) error {
 		return fmt.Errorf("append to %s: %w", conf, err)
 	}
 	return nil
+}
+
+// includesSettings reports whether a postgresql.conf ends by including
+// pgtest.conf, as includeSettings leaves it.
+func includesSettings(conf []byte) bool {
+	return bytes.HasSuffix(conf, []byte("\n"+includeLine))
 }
 
 func (c *Cluster) writeHBA(opts Options) error {
@@ -562,6 +576,10 @@ func (c *Cluster) SuperURL() string {
 func (c *Cluster) Bin(name string) string {
 	return filepath.Join(c.BinDir, name)
 }
+
+// ServerLog returns the server's log so far, e.g. for a test to check that
+// a restored server reached consistency; "" when there is none.
+func (c *Cluster) ServerLog() string { return readFrom(c.logFile, 0) }
 
 // Exec runs sql as the superuser over the simple query protocol, so it may
 // contain several statements (and statements such as CREATE DATABASE that

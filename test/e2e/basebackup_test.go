@@ -3,9 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -144,29 +142,11 @@ func TestBaseBackupTablespaceMap(t *testing.T) {
 	p := startProxy(t, c.URL("", "", "postgres"), "--backup-root", root)
 	url := p.URL("postgres", "", "postgres")
 
-	parent, err := os.MkdirTemp("/tmp", "pgverbs-e2e-spc-")
+	loc, err := pgtest.ServerDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(parent) })
-	loc := filepath.Join(parent, "spc")
-	if err := os.Chmod(parent, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(loc, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatal(err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(loc, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	t.Cleanup(func() { os.RemoveAll(loc) })
 	for _, sql := range []string{
 		"CREATE TABLESPACE spc LOCATION '" + loc + "'",
 		"CREATE TABLE moved TABLESPACE spc AS SELECT g FROM generate_series(1, 1000) g",

@@ -2,17 +2,12 @@ package e2e
 
 import (
 	"archive/tar"
-	"context"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/zstd"
@@ -114,8 +109,7 @@ func TestBaseBackupRestore(t *testing.T) {
 			if ents, _ := os.ReadDir(filepath.Join(dir, "pg_replslot")); len(ents) != 0 {
 				t.Errorf("pg_replslot is not empty in the backup")
 			}
-			url, stop := startRestored(t, c, dir)
-			defer stop()
+			url := startRestored(t, c, dir)
 			if got := dump(url); got != wantDump {
 				t.Fatalf("pg_dump of keep differs on the restored server")
 			}
@@ -194,69 +188,16 @@ func extractTarZstd(t *testing.T, backupDir string) string {
 }
 
 // startRestored starts a postmaster on a copy of a backup and returns a URL
-// to it once it serves queries.
-func startRestored(t *testing.T, c *pgtest.Cluster, dataDir string) (url string, stop func()) {
+// to it once it serves queries; when the test ends it checks that the
+// server reported reaching consistency.
+func startRestored(t *testing.T, c *pgtest.Cluster, dataDir string) string {
 	t.Helper()
-	parent, err := os.MkdirTemp("/tmp", "pgverbs-e2e-restore-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(parent, "data")
-	if out, err := exec.Command("cp", "-a", dataDir, dir).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v\n%s", err, out)
-	}
-	_ = os.Chmod(dir, 0o700)
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatal(err)
+	r := pgtest.StartCopy(t, dataDir, pgtest.Options{BinDir: c.BinDir, Password: c.Password}, nil)
+	// Cleanups run last first: this one before StartCopy's stops the server.
+	t.Cleanup(func() {
+		if log := r.ServerLog(); !strings.Contains(log, "consistent recovery state reached") {
+			t.Errorf("the restored server did not report reaching consistency:\n%s", log)
 		}
-		if out, err := exec.Command("chown", "-R", u.Uid+":"+u.Gid, parent).CombinedOutput(); err != nil {
-			t.Fatalf("chown: %v\n%s", err, out)
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	pgCtl := func(args ...string) ([]byte, error) {
-		cmd := exec.Command(c.Bin("pg_ctl"), args...)
-		cmd.Dir = parent
-		cmd.Env = append(os.Environ(), "LC_ALL=C")
-		if err := pgtest.RunAsPostgres(cmd); err != nil {
-			t.Fatal(err)
-		}
-		return cmd.CombinedOutput()
-	}
-	logFile := filepath.Join(parent, "server.log")
-	out, err := pgCtl("-D", dir, "-l", logFile, "-w", "-t", "90",
-		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, parent), "start")
-	if err != nil {
-		b, _ := os.ReadFile(logFile)
-		t.Fatalf("pg_ctl start on the backup: %v\n%s\n%s", err, out, b)
-	}
-	stop = func() {
-		_, _ = pgCtl("-D", dir, "-m", "immediate", "-w", "stop")
-		b, _ := os.ReadFile(logFile)
-		if !strings.Contains(string(b), "consistent recovery state reached") {
-			t.Errorf("the restored server did not report reaching consistency:\n%s", b)
-		}
-		os.RemoveAll(parent)
-	}
-	url = fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/postgres?sslmode=disable", c.User, c.Password, port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := pgx.Connect(context.Background(), url)
-		if err == nil {
-			conn.Close(context.Background())
-			return url, stop
-		}
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("restored server does not accept connections: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	})
+	return r.SuperURL()
 }
