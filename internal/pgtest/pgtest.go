@@ -661,6 +661,12 @@ func freePort() (int, error) {
 	return port, nil
 }
 
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on at the
+// moment. Someone else may take it before the caller binds it (go test
+// runs packages in parallel), so a caller that binds it must retry with
+// another one when the bind fails, as New does.
+func FreePort() (int, error) { return freePort() }
+
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {

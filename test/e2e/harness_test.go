@@ -114,11 +114,31 @@ func (p *proxyProc) Wait(t testing.TB, d time.Duration) error {
 	}
 }
 
+// proxyAttempts bounds the ports startProxy tries: one picked by
+// freePort can be taken by a parallel test binary before pgverbs binds it.
+const proxyAttempts = 5
+
 // startProxy runs pgverbs in front of backendURL on a free port and waits
-// until it accepts connections.
+// until it accepts connections, on another port when the one picked was
+// taken in the meantime.
 func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
 	t.Helper()
-	port := freePort(t)
+	for attempt := 1; ; attempt++ {
+		p := launchProxy(t, freePort(t), backendURL, args...)
+		if p.waitReady(t) {
+			checkRelayMode(t, p)
+			return p
+		}
+		if attempt == proxyAttempts || !strings.Contains(p.Log.String(), "address already in use") {
+			t.Fatalf("pgverbs exited early: %v\n%s", p.err, p.Log.String())
+		}
+		t.Logf("pgverbs could not bind port %d, retrying with another one", p.Port)
+	}
+}
+
+// launchProxy starts pgverbs listening on port; t.Cleanup stops it.
+func launchProxy(t testing.TB, port int, backendURL string, args ...string) *proxyProc {
+	t.Helper()
 	p := &proxyProc{Host: "127.0.0.1", Port: port, Log: &syncBuffer{}, done: make(chan struct{})}
 	all := append([]string{"--listen", p.Addr(), "--backend", backendURL, "--log-level", "debug"}, args...)
 	p.cmd = exec.Command(pgverbsBin, all...)
@@ -147,34 +167,44 @@ func startProxy(t testing.TB, backendURL string, args ...string) *proxyProc {
 			t.Logf("pgverbs log:\n%s", p.Log.String())
 		}
 	})
+	return p
+}
+
+// waitReady waits until the proxy accepts connections, and reports false
+// when it exits first. It waits for the ready line, written once pgverbs
+// listens, before dialling: a dial alone could reach whoever took the port.
+func (p *proxyProc) waitReady(t testing.TB) bool {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
-		if err == nil {
-			c.Close()
-			checkRelayMode(t, p)
-			return p
-		}
 		select {
 		case <-p.done:
-			t.Fatalf("pgverbs exited early: %v\n%s", p.err, p.Log.String())
+			return false
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pgverbs did not accept connections: %v\n%s", err, p.Log.String())
+		if strings.Contains(p.Log.String(), "pgverbs ready") {
+			c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+			if err != nil {
+				t.Fatalf("pgverbs is ready but does not accept connections: %v\n%s", err, p.Log.String())
+			}
+			c.Close()
+			return true
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("pgverbs did not become ready:\n%s", p.Log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
+// freePort returns a port nothing listens on now; see pgtest.FreePort.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := pgtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // cluster starts a throwaway PostgreSQL cluster for the test.
@@ -229,12 +259,6 @@ func checkRelayMode(t testing.TB, p *proxyProc) {
 		if runtime.GOOS != "linux" {
 			want = "goroutines"
 		}
-	}
-	// The listener accepts into its backlog a moment before the ready
-	// line is written.
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.Log.String(), "pgverbs ready") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
 	}
 	if log := p.Log.String(); !strings.Contains(log, `"relay_mode": "`+want+`"`) {
 		t.Fatalf("pgverbs is not relaying in mode %q:\n%s", want, log)
