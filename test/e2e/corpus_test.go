@@ -93,7 +93,7 @@ func fetchExtensions(major string, packages []string) extensionResult {
 	debs := map[string]string{} // package -> .deb file
 	var missing []string
 	for _, pkg := range packages {
-		deb, err := localDeb(pkg, major)
+		deb, err := pgtest.LocalDeb(pkg)
 		if err != nil {
 			return extensionResult{err: err}
 		}
@@ -141,7 +141,7 @@ func fetchExtensions(major string, packages []string) extensionResult {
 			return extensionResult{unavailable: true, err: fmt.Errorf("cannot download %s: %v\n%s", strings.Join(missing, " "), err, bytes.TrimSpace(out))}
 		}
 		for _, pkg := range missing {
-			deb, err := findDeb(work, pkg)
+			deb, err := pgtest.FindDeb(work, pkg)
 			if err == nil && deb == "" {
 				err = fmt.Errorf("apt-get download %s left no .deb in %s", pkg, work)
 			}
@@ -161,34 +161,6 @@ func fetchExtensions(major string, packages []string) extensionResult {
 		os.Remove(debs[pkg])
 	}
 	return extensionResult{dir: filepath.Join(dir, "extension")}
-}
-
-// localDeb returns the pre-fetched .deb of pkg, or "" when there is none.
-func localDeb(pkg, major string) (string, error) {
-	// The more specific variable wins; it predates PGVERBS_EXTENSION_DEBS.
-	if deb := os.Getenv("PGVERBS_PGTAP_DEB"); deb != "" && pkg == "postgresql-"+major+"-pgtap" {
-		return deb, nil
-	}
-	if dir := os.Getenv("PGVERBS_EXTENSION_DEBS"); dir != "" {
-		return findDeb(dir, pkg)
-	}
-	return "", nil
-}
-
-// findDeb finds pkg's .deb in dir by Debian's file naming,
-// <name>_<version>_<arch>.deb, which no other package name can match.
-func findDeb(dir, pkg string) (string, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
-	if err != nil {
-		return "", err
-	}
-	switch len(matches) {
-	case 0:
-		return "", nil
-	case 1:
-		return matches[0], nil
-	}
-	return "", fmt.Errorf("several .debs of %s in %s: %v", pkg, dir, matches)
 }
 
 // debsKey names the unpacked tree after what went into it, so a changed
