@@ -402,16 +402,16 @@ func TestAuthTimeout(t *testing.T) {
 // TestGracefulShutdown: SIGTERM stops accepting, lets an idle-in-use
 // session finish within shutdown_timeout, then terminates it with 57P01.
 func TestGracefulShutdown(t *testing.T) {
-	_, p := trustSetup(t, pgtest.Options{}, "--shutdown-timeout", "6s")
+	c, p := trustSetup(t, pgtest.Options{}, "--shutdown-timeout", "6s")
 	ctx := testCtx(t)
 	conn := connect(t, p.URL("postgres", "", "postgres"))
 	// A query running when SIGTERM arrives completes normally.
 	res := make(chan error, 1)
 	go func() {
-		_, err := conn.Exec(ctx, "SELECT pg_sleep(0.5)")
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(2)")
 		res <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	activeBackend(t, c, "SELECT pg_sleep(2)")
 	p.Signal(t, syscall.SIGTERM)
 	if err := <-res; err != nil {
 		t.Fatalf("query in flight during SIGTERM: %v", err)
@@ -434,7 +434,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	// SIGINT: immediate, and the FATAL 57P01 is delivered to a waiting psql.
-	_, p2 := trustSetup(t, pgtest.Options{}, "--shutdown-timeout", "60s")
+	c2, p2 := trustSetup(t, pgtest.Options{}, "--shutdown-timeout", "60s")
 	conn2, err := pgconn.Connect(ctx, p2.URL("postgres", "", "postgres"))
 	if err != nil {
 		t.Fatal(err)
@@ -445,7 +445,7 @@ func TestGracefulShutdown(t *testing.T) {
 		_, err := conn2.Exec(ctx, "SELECT pg_sleep(20)").ReadAll()
 		res2 <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	activeBackend(t, c2, "SELECT pg_sleep(20)")
 	start := time.Now()
 	p2.Signal(t, syscall.SIGINT)
 	select {
