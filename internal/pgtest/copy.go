@@ -49,18 +49,7 @@ func StartCopy(t testing.TB, dataDir string, opts Options, prepare func(dataDir 
 	if err != nil {
 		t.Fatalf("pgtest: create temp dir: %v", err)
 	}
-	c := &Cluster{
-		BinDir:    binDir,
-		DataDir:   filepath.Join(root, "data"),
-		SocketDir: filepath.Join(root, "sock"),
-		Host:      host,
-		User:      superuser,
-		Password:  opts.Password,
-		root:      root,
-		logFile:   filepath.Join(root, "server.log"),
-		owner:     own,
-		logf:      opts.Logf,
-	}
+	c := newCluster(root, binDir, opts.Password, own, opts.Logf)
 	t.Cleanup(func() {
 		if err := c.Stop(); err != nil {
 			t.Errorf("pgtest: stop cluster: %v", err)

@@ -150,18 +150,7 @@ func New(opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: create temp dir: %w", err)
 	}
-	c := &Cluster{
-		BinDir:    binDir,
-		DataDir:   filepath.Join(root, "data"),
-		SocketDir: filepath.Join(root, "sock"),
-		Host:      host,
-		User:      superuser,
-		Password:  opts.Password,
-		root:      root,
-		logFile:   filepath.Join(root, "server.log"),
-		owner:     own,
-		logf:      logf,
-	}
+	c := newCluster(root, binDir, opts.Password, own, logf)
 	defer func() {
 		if err != nil {
 			if stopErr := c.Stop(); stopErr != nil {
@@ -181,6 +170,22 @@ func New(opts Options) (_ *Cluster, err error) {
 	}
 	logf("pgtest: cluster ready at %s (data %s, PostgreSQL binaries %s)", net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), c.DataDir, c.BinDir)
 	return c, nil
+}
+
+// newCluster lays out a cluster in root, its temporary directory.
+func newCluster(root, binDir, password string, own owner, logf func(format string, args ...any)) *Cluster {
+	return &Cluster{
+		BinDir:    binDir,
+		DataDir:   filepath.Join(root, "data"),
+		SocketDir: filepath.Join(root, "sock"),
+		Host:      host,
+		User:      superuser,
+		Password:  password,
+		root:      root,
+		logFile:   filepath.Join(root, "server.log"),
+		owner:     own,
+		logf:      logf,
+	}
 }
 
 // Start is New for tests and benchmarks: the cluster is stopped by
