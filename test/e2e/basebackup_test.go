@@ -93,12 +93,7 @@ func TestBaseBackupCommand(t *testing.T) {
 
 	// Cancel mid-backup (psql's Ctrl-C): 57014, nothing left, no slot, no
 	// backup in progress on the server.
-	cmd := psqlCmd(t, c, url, "-c", "BASE BACKUP TO 'slow' WITH (MAX_RATE '64kB')")
-	var sout syncBuffer
-	cmd.Stdout, cmd.Stderr = &sout, &sout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sout := startPsql(t, c, url, "-c", "BASE BACKUP TO 'slow' WITH (MAX_RATE '64kB')")
 	// The backup is under way once the server streams it to the proxy's
 	// walsender connection.
 	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(root, "slow")); return err == nil })
@@ -106,14 +101,7 @@ func TestBaseBackupCommand(t *testing.T) {
 		t.Fatalf("the backup does not stream: %v", err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("psql did not finish after Ctrl-C")
-	}
+	_ = waitExit(t, cmd, 30*time.Second, "Ctrl-C")
 	if !strings.Contains(sout.String(), "canceling statement due to user request") {
 		t.Fatalf("cancelled backup output:\n%s", sout.String())
 	}

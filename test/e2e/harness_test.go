@@ -335,3 +335,33 @@ func connectCancelling(t *testing.T, url string) *pgx.Conn {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
 }
+
+// startPsql starts psql on connURL in the background (see psqlCmd); its
+// output, standard and error, goes to the returned buffer.
+func startPsql(t testing.TB, c *pgtest.Cluster, connURL string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := psqlCmd(t, c, connURL, args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
+// waitExit waits up to d for cmd to exit and returns its status; one that
+// outlives d is killed and fails the test, saying it did not end after why.
+func waitExit(t testing.TB, cmd *exec.Cmd, d time.Duration, why string) error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(d):
+		_ = cmd.Process.Kill()
+		<-errc
+		t.Fatalf("%s did not end after %s", filepath.Base(cmd.Path), why)
+		return nil
+	}
+}

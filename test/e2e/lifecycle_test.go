@@ -172,22 +172,10 @@ func TestCancel(t *testing.T) {
 	}
 
 	// psql: SIGINT makes psql send a CancelRequest to the proxy.
-	cmd := psqlCmd(t, c, p.URL("postgres", "", "postgres"), "-c", "SELECT pg_sleep(30)")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startPsql(t, c, p.URL("postgres", "", "postgres"), "-c", "SELECT pg_sleep(30)")
 	activeBackend(t, c, "SELECT pg_sleep(30)")
 	_ = cmd.Process.Signal(syscall.SIGINT)
-	errc := make(chan error, 1)
-	go func() { errc <- cmd.Wait() }()
-	select {
-	case <-errc:
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("psql did not stop after SIGINT")
-	}
+	_ = waitExit(t, cmd, 15*time.Second, "SIGINT")
 	if !strings.Contains(out.String(), "canceling statement due to user request") {
 		t.Fatalf("psql output after Ctrl-C: %s", out.String())
 	}
@@ -321,25 +309,12 @@ func TestBackendFailures(t *testing.T) {
 	// psql sees the proxy's 08006, an ErrorResponse with a SQLSTATE (which
 	// libpq's own message for a dropped connection has not), when the
 	// backend vanishes silently in the middle of a query.
-	cmd := psqlCmd(t, c, p.URL("postgres", "", "postgres"), "-v", "VERBOSITY=verbose", "-c", "SELECT pg_sleep(30)")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startPsql(t, c, p.URL("postgres", "", "postgres"), "-v", "VERBOSITY=verbose", "-c", "SELECT pg_sleep(30)")
 	if err := syscall.Kill(activeBackend(t, c, "SELECT pg_sleep(30)"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- cmd.Wait() }()
-	select {
-	case err := <-errc:
-		if err == nil {
-			t.Fatalf("psql succeeded on a killed backend:\n%s", out.String())
-		}
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("psql did not end after its backend was killed")
+	if err := waitExit(t, cmd, 15*time.Second, "its backend was killed"); err == nil {
+		t.Fatalf("psql succeeded on a killed backend:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "FATAL:  08006: server closed the connection unexpectedly") {
 		t.Fatalf("psql on a killed backend, want the proxy's FATAL 08006:\n%s", out.String())
