@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,16 +47,11 @@ func (p *extPair) databases(t *testing.T, ctx context.Context, db string) (nativ
 // serverMajor is the PostgreSQL major version of the installed binaries.
 func serverMajor(t *testing.T) string {
 	t.Helper()
-	bin, err := pgtest.BinDir()
+	major, err := pgtest.Major()
 	if err != nil {
 		t.Skip(err)
 	}
-	out, err := exec.Command(bin+"/postgres", "--version").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := strings.Fields(string(out))
-	return strings.Split(fields[len(fields)-1], ".")[0]
+	return major
 }
 
 // snapshot is catalogSnapshot that fails the test on error.
