@@ -33,7 +33,7 @@ func runBackupBench(ctx context.Context, proxyPath string, scale, rounds int) er
 		return err
 	}
 	defer cluster.Stop()
-	if _, _, err := pgbench(ctx, cluster.Bin("pgbench"), cluster.Port, "-i", "-s", strconv.Itoa(scale), "-q"); err != nil {
+	if _, _, err := pgbench(ctx, cluster.Bin("pgbench"), cluster.Port, "", "-i", "-s", strconv.Itoa(scale), "-q"); err != nil {
 		return err
 	}
 	root, err := os.MkdirTemp("", "pgverbs-bench-backups-")

@@ -168,9 +168,9 @@ func runIdleBench(ctx context.Context, o options, proxyPath, bouncerPath, extDir
 		var d *daemon
 		cleanup := func() {}
 		if r.mode == "" {
-			d, cleanup, err = startPgbouncer(ctx, bouncerPath, cluster.Port, 20, r.held+100)
+			d, cleanup, err = startPgbouncer(ctx, bouncerPath, pgbouncer, cluster.Port, 20, r.held+100)
 		} else {
-			d, err = startPgverbs(ctx, proxyPath, cluster.Port, extDir, r.name, r.held+100, relayModeArgs(o, r.mode)...)
+			d, err = startPgverbs(ctx, proxyPath, backendURL(cluster.Port, "disable"), extDir, r.name, r.held+100, relayModeArgs(o, r.mode)...)
 		}
 		if err == nil {
 			err = measureIdle(ctx, cluster, d, &r)

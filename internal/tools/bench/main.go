@@ -48,6 +48,19 @@
 // hold a count the largest one it can hold is measured instead, and the
 // output says so.
 //
+// TLS. With -tls-rounds pairs, a cluster of its own with ssl=on measures
+// what TLS adds to the relay cost, at 16 clients in -M prepared and simple:
+// plaintext, TLS between pgbench and the proxy (pgverbs with --tls-cert,
+// PgBouncer with client_tls_sslmode=require; the server side plaintext)
+// and TLS between the proxy and the server (sslmode=require in pgverbs'
+// backend URL, PgBouncer's server_tls_sslmode=require; pgbench plaintext),
+// each a proxy process of its own, every target once per pair as above.
+// pgverbs serves TLS sessions on the goroutine relay whatever its relay
+// mode, and its plaintext target runs in the first of -relay-modes: what
+// TLS adds is what a user pays for TLS, leaving the loop included.
+// Throughput is compared with pgbench straight to the server with the same
+// client sslmode: TLS for the client-side case, plaintext for the others.
+//
 // INSTALL EXTENSION is measured twice: on a generated 10,000-line script
 // against the same script sent to the server directly, and on Debian's
 // pgTAP against the server's own CREATE EXTENSION of the same files, on a
@@ -79,7 +92,7 @@
 //	                              [-clients 1,16,100] [-modes simple,extended,prepared]
 //	                              [-pgbouncer auto|off|PATH] [-idle 1000,10000]
 //	                              [-install-rounds 5] [-pgtap-rounds 7]
-//	                              [-backup-scale 70] [-backup-rounds 5]
+//	                              [-backup-scale 70] [-backup-rounds 5] [-tls-rounds 5]
 package main
 
 import (
@@ -163,6 +176,8 @@ type options struct {
 	// backupScale sizes the base-backup benchmark's cluster (pgbench
 	// scale; 0 skips it); backupRounds is its number of rounds.
 	backupScale, backupRounds int
+	// tlsRounds is the number of pairs of the TLS measurement; 0 skips it.
+	tlsRounds int
 }
 
 func main() {
@@ -205,6 +220,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.pgtapRounds, "pgtap-rounds", 7, "pairs of native CREATE EXTENSION pgtap and INSTALL EXTENSION pgtap through pgverbs (0 skips them)")
 	fs.IntVar(&o.backupScale, "backup-scale", 70, "pgbench scale of the base-backup benchmark's cluster, about 15 MB each (0 skips it)")
 	fs.IntVar(&o.backupRounds, "backup-rounds", 5, "rounds of the base-backup benchmark (odd, for a true median)")
+	fs.IntVar(&o.tlsRounds, "tls-rounds", minPairs, "pairs of the TLS relay-cost measurement, each running every TLS target once, at 16 clients in -M prepared and simple (0 skips it)")
 	// The timed runs these flags set up gave every target a different
 	// amount of work; say what replaced them rather than "flag provided
 	// but not defined".
@@ -230,6 +246,9 @@ func parseFlags(args []string) (options, error) {
 		if !set["idle"] {
 			*idle = "1000"
 		}
+		if !set["tls-rounds"] {
+			o.tlsRounds = 2
+		}
 	}
 	if o.transactions < 1 {
 		return o, fmt.Errorf("-transactions %d: want at least 1", o.transactions)
@@ -239,6 +258,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.pgtapRounds < 0 {
 		return o, fmt.Errorf("-pgtap-rounds %d: want 0 or more", o.pgtapRounds)
+	}
+	if o.tlsRounds < 0 {
+		return o, fmt.Errorf("-tls-rounds %d: want 0 or more", o.tlsRounds)
 	}
 	for _, m := range strings.Split(*relayModes, ",") {
 		m = strings.TrimSpace(m)
@@ -307,8 +329,8 @@ func run(ctx context.Context, o options) (err error) {
 	files := raiseFileLimit(filesWanted(o.idle))
 
 	fmt.Printf("command: %s\n", strings.TrimSpace("go run ./internal/tools/bench "+shellJoin(os.Args[1:])))
-	fmt.Printf("settings: -relay-modes %s -transactions %d -pairs %d -clients %s -modes %s -idle %s\n",
-		strings.Join(o.relayModes, ","), o.transactions, o.pairs, joinInts(o.clients), strings.Join(o.modes, ","), cmp.Or(joinInts(o.idle), "0"))
+	fmt.Printf("settings: -relay-modes %s -transactions %d -pairs %d -clients %s -modes %s -idle %s -tls-rounds %d\n",
+		strings.Join(o.relayModes, ","), o.transactions, o.pairs, joinInts(o.clients), strings.Join(o.modes, ","), cmp.Or(joinInts(o.idle), "0"), o.tlsRounds)
 	fmt.Printf("open files: %s\n", files)
 
 	fmt.Fprintf(os.Stderr, "starting PostgreSQL (max_connections=%d)...\n", maxConnections)
@@ -333,20 +355,13 @@ func run(ctx context.Context, o options) (err error) {
 	// The pgverbs processes of the relay benchmark; the first also serves
 	// the INSTALL measurement.
 	var proxies []*daemon
-	defer func() {
-		for _, p := range proxies {
-			if msg := strings.TrimSpace(p.out.String()); msg != "" {
-				fmt.Printf("\n%s logged (level warn and above):\n%s\n", p.name, msg)
-			}
-			p.stop()
-		}
-	}()
+	defer func() { stopPgverbs(proxies) }()
 	modes := o.relayModes
 	if o.pairs == 0 {
 		modes = modes[:1]
 	}
 	for _, mode := range modes {
-		p, err := startPgverbs(ctx, proxyPath, cluster.Port, extDir, pgverbsName(mode), proxyMaxClients, relayModeArgs(o, mode)...)
+		p, err := startPgverbs(ctx, proxyPath, backendURL(cluster.Port, "disable"), extDir, pgverbsName(mode), proxyMaxClients, relayModeArgs(o, mode)...)
 		if err != nil {
 			return err
 		}
@@ -356,7 +371,7 @@ func run(ctx context.Context, o options) (err error) {
 	if o.pairs > 0 {
 		fmt.Fprintf(os.Stderr, "pgbench -i -s %d...\n", scale)
 		start := time.Now()
-		if _, _, err := pgbench(ctx, cluster.Bin("pgbench"), cluster.Port, "-i", "-s", strconv.Itoa(scale), "-q"); err != nil {
+		if _, _, err := pgbench(ctx, cluster.Bin("pgbench"), cluster.Port, "", "-i", "-s", strconv.Itoa(scale), "-q"); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "initialised in %s\n", time.Since(start).Round(100*time.Millisecond))
@@ -368,7 +383,7 @@ func run(ctx context.Context, o options) (err error) {
 		if bouncerPath != "" {
 			// Session mode gives every client a server connection of its
 			// own, so the pool must hold the largest run's clients.
-			bouncer, cleanup, err := startPgbouncer(ctx, bouncerPath, cluster.Port, slices.Max(o.clients), proxyMaxClients)
+			bouncer, cleanup, err := startPgbouncer(ctx, bouncerPath, pgbouncer, cluster.Port, slices.Max(o.clients), proxyMaxClients)
 			defer cleanup()
 			if err != nil {
 				return err
@@ -388,6 +403,11 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Printf("\nload average after the runs: %s\n", loadAvg())
 	}
 
+	if o.tlsRounds > 0 {
+		if err := runTLSBench(ctx, o, proxyPath, bouncerPath, extDir); err != nil {
+			return err
+		}
+	}
 	if len(o.idle) > 0 {
 		if err := runIdleBench(ctx, o, proxyPath, bouncerPath, extDir, files.limit); err != nil {
 			return err
@@ -538,6 +558,8 @@ type target struct {
 	port    int
 	daemon  *daemon // nil for the server itself
 	pgverbs bool
+	// sslmode is pgbench's against the target; "" leaves libpq's default.
+	sslmode string
 }
 
 type config struct {
@@ -567,9 +589,21 @@ type results map[config]map[string][]round
 
 // ratios returns, pair by pair, f(a's round) / f(b's round).
 func (r results) ratios(cfg config, a, b string, f func(round) float64) []float64 {
+	return r.pairwise(cfg, a, b, f, func(x, y float64) float64 { return x / y })
+}
+
+// differences returns, pair by pair, f(a's round) - f(b's round).
+func (r results) differences(cfg config, a, b string, f func(round) float64) []float64 {
+	return r.pairwise(cfg, a, b, f, func(x, y float64) float64 { return x - y })
+}
+
+// pairwise returns, pair by pair, op(f(a's round), f(b's round)): a
+// comparison within a pair, whose targets ran back to back, is not moved
+// by the machine's drift between pairs.
+func (r results) pairwise(cfg config, a, b string, f func(round) float64, op func(x, y float64) float64) []float64 {
 	var xs []float64
 	for i, x := range r[cfg][a] {
-		xs = append(xs, f(x)/f(r[cfg][b][i]))
+		xs = append(xs, op(f(x), f(r[cfg][b][i])))
 	}
 	return xs
 }
@@ -699,7 +733,7 @@ func (b *runner) runSelectOnly(ctx context.Context, t *target, mode string, clie
 			return round{}, err
 		}
 	}
-	out, pgbenchCPU, err := pgbench(ctx, b.pgbench, t.port,
+	out, pgbenchCPU, err := pgbench(ctx, b.pgbench, t.port, t.sslmode,
 		"-S", "-n",
 		"-t", strconv.Itoa(txPerClient),
 		"-c", strconv.Itoa(clients),
@@ -947,11 +981,15 @@ func ticks(n int64) time.Duration {
 }
 
 // pgbench runs pgbench against 127.0.0.1:port as the superuser and returns
-// its combined output and the CPU time it used.
-func pgbench(ctx context.Context, bin string, port int, args ...string) (string, time.Duration, error) {
+// its combined output and the CPU time it used. sslmode is libpq's; ""
+// leaves its default (prefer).
+func pgbench(ctx context.Context, bin string, port int, sslmode string, args ...string) (string, time.Duration, error) {
 	args = append(args, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "postgres")
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = cleanEnv()
+	if sslmode != "" {
+		cmd.Env = append(cmd.Env, "PGSSLMODE="+sslmode)
+	}
 	// SIGINT lets pgbench disconnect cleanly; the kill is the fallback.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 5 * time.Second
@@ -1040,13 +1078,8 @@ func printRelay(o options, targets []*target, res results) {
 						}
 					}
 				}
-				other := 0.0
-				for _, r := range res[cfg][t.name] {
-					other = max(other, r.other)
-					if r.other > disturbedAbove {
-						disturbed++
-					}
-				}
+				other, n := res.otherLoad(cfg, t.name)
+				disturbed += n
 				row[8] = fmt.Sprintf("%.0f%%", 100*other)
 				rows = append(rows, row)
 			}
@@ -1064,9 +1097,7 @@ func printRelay(o options, targets []*target, res results) {
 		goal += ", and pgverbs/direct > pgbouncer/direct"
 	}
 	fmt.Printf("\n%s: %d of %d met\n", goal, checked-missed, checked)
-	if disturbed > 0 {
-		fmt.Printf("warning: in %d run(s) other processes used more than %.0f%% of the machine; see \"other\" below\n", disturbed, 100*disturbedAbove)
-	}
+	warnDisturbed(disturbed)
 
 	if hasBouncer {
 		fmt.Printf("\nCPU per transaction, pgverbs : PgBouncer (median of %d per-pair ratios):\n\n", o.pairs)
@@ -1089,7 +1120,31 @@ func printRelay(o options, targets []*target, res results) {
 		}
 		printMarkdown(summary)
 	}
+	printPairs(o, targets, res)
+}
 
+// otherLoad returns the largest share of the machine that other processes
+// used during a run of target, and how many of its runs were disturbed.
+func (r results) otherLoad(cfg config, target string) (largest float64, disturbed int) {
+	for _, x := range r[cfg][target] {
+		largest = max(largest, x.other)
+		if x.other > disturbedAbove {
+			disturbed++
+		}
+	}
+	return largest, disturbed
+}
+
+// warnDisturbed says how many runs of a table were disturbed.
+func warnDisturbed(runs int) {
+	if runs > 0 {
+		fmt.Printf("warning: in %d run(s) other processes used more than %.0f%% of the machine; see \"other\" below\n", runs, 100*disturbedAbove)
+	}
+}
+
+// printPairs prints every run, pair by pair in the order they ran, to show
+// the spread behind a table's medians.
+func printPairs(o options, targets []*target, res results) {
 	fmt.Printf("\nraw pairs: tps, and for the proxies CPU µs/tx and switches/tx; other = the share of the machine's CPU\n" +
 		"used by processes outside the benchmark during each run:\n")
 	for _, mode := range o.modes {
@@ -1230,16 +1285,22 @@ func (d *daemon) stop() {
 	}
 }
 
+// backendURL is pgverbs' --backend for the server on 127.0.0.1:port.
+func backendURL(port int, sslmode string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=%s", port, sslmode)
+}
+
 // startPgverbs starts a pgverbs process named name (as the tables call it)
-// that accepts up to maxClients clients; extra selects a relay mode.
-func startPgverbs(ctx context.Context, bin string, pgPort int, extDir, name string, maxClients int, extra ...string) (*daemon, error) {
+// in front of backend that accepts up to maxClients clients; extra selects
+// a relay mode or TLS.
+func startPgverbs(ctx context.Context, bin, backend, extDir, name string, maxClients int, extra ...string) (*daemon, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	args := append([]string{
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		"--backend", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", pgPort),
+		"--backend", backend,
 		"--log-level", "warn",
 		"--max-client-conns", strconv.Itoa(maxClients),
 		"--extensions", extDir,
@@ -1249,11 +1310,23 @@ func startPgverbs(ctx context.Context, bin string, pgPort int, extDir, name stri
 	return startDaemon(ctx, name, port, exec.Command(bin, args...), os.Interrupt)
 }
 
+// stopPgverbs stops pgverbs processes, printing what each logged: a
+// warning during a run may explain its figure.
+func stopPgverbs(ds []*daemon) {
+	for _, d := range ds {
+		if msg := strings.TrimSpace(d.out.String()); msg != "" {
+			fmt.Printf("\n%s logged (level warn and above):\n%s\n", d.name, msg)
+		}
+		d.stop()
+	}
+}
+
 // startPgbouncer runs PgBouncer in session mode, the mode that keeps
-// session semantics as pgverbs does, so the comparison is like for like.
-// The returned cleanup removes its temporary directory and must be called
-// even on error.
-func startPgbouncer(ctx context.Context, bin string, pgPort, poolSize, maxClients int) (*daemon, func(), error) {
+// session semantics as pgverbs does, so the comparison is like for like;
+// name is its target's, and extra are further "key = value" lines of its
+// [pgbouncer] section. The returned cleanup removes its temporary directory
+// and must be called even on error.
+func startPgbouncer(ctx context.Context, bin, name string, pgPort, poolSize, maxClients int, extra ...string) (*daemon, func(), error) {
 	cleanup := func() {}
 	port, err := freePort()
 	if err != nil {
@@ -1282,6 +1355,9 @@ logfile = %s
 log_connections = 0
 log_disconnections = 0
 `, pgPort, port, filepath.Join(dir, "userlist.txt"), maxClients, poolSize, filepath.Join(dir, "pgbouncer.log"))
+	for _, line := range extra {
+		ini += line + "\n"
+	}
 	iniPath := filepath.Join(dir, "pgbouncer.ini")
 	files := map[string]string{
 		iniPath: ini,
@@ -1306,10 +1382,11 @@ log_disconnections = 0
 			return nil, cleanup, err
 		}
 	}
-	fmt.Printf("pgbouncer: %s %s (pool_mode=session, default_pool_size=%d, max_client_conn=%d)\n", bin, iniPath, poolSize, maxClients)
+	fmt.Printf("%s: %s %s (pool_mode=session, default_pool_size=%d, max_client_conn=%d%s)\n",
+		name, bin, iniPath, poolSize, maxClients, strings.Join(append([]string{""}, extra...), ", "))
 	// SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for
 	// clients.
-	d, err := startDaemon(ctx, "pgbouncer", port, cmd, syscall.SIGTERM)
+	d, err := startDaemon(ctx, name, port, cmd, syscall.SIGTERM)
 	if err != nil {
 		err = fmt.Errorf("%w\npgbouncer.log:\n%s", err, readFile(filepath.Join(dir, "pgbouncer.log")))
 	}

@@ -156,7 +156,7 @@ func runPgtapBench(ctx context.Context, proxyPath string, cluster *pgtest.Cluste
 	}
 	defer native.Stop()
 
-	proxy, err := startPgverbs(ctx, proxyPath, cluster.Port, files.dir, "pgverbs (pgtap)", proxyMaxClients)
+	proxy, err := startPgverbs(ctx, proxyPath, backendURL(cluster.Port, "disable"), files.dir, "pgverbs (pgtap)", proxyMaxClients)
 	if err != nil {
 		return err
 	}
