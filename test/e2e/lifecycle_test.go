@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -232,8 +233,10 @@ func TestReplicationThroughProxy(t *testing.T) {
 
 // TestBackendFailures: a backend that is down gives FATAL 08006; a backend
 // killed mid-session gives that session the proxy's 08006, and every other
-// session the server's own FATAL, while the proxy keeps serving new ones; a
-// terminated backend's 57P01 reaches its client and leaves others alone.
+// session the server's WARNING 57P02 and then the proxy's 08006 (PostgreSQL
+// 14 and later end them with a warning, not a FATAL), while the proxy keeps
+// serving new ones; a terminated backend's 57P01 reaches its client and
+// leaves others alone.
 func TestBackendFailures(t *testing.T) {
 	ctx := testCtx(t)
 	down := startProxy(t, "postgres://127.0.0.1:"+itoa(freePort(t))+"/postgres?sslmode=disable")
@@ -244,7 +247,17 @@ func TestBackendFailures(t *testing.T) {
 
 	c, p := trustSetup(t, pgtest.Options{})
 	victim := connect(t, p.URL("postgres", "", "postgres"))
-	bystander := connect(t, p.URL("postgres", "", "postgres"))
+	var notices syncBuffer
+	bcfg, err := pgx.ParseConfig(p.URL("postgres", "", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { fmt.Fprintf(&notices, "%s %s;", n.Severity, n.Code) }
+	bystander, err := pgx.ConnectConfig(ctx, bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bystander.Close(ctx)
 	var pid, bypid int
 	if err := victim.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
@@ -265,8 +278,8 @@ func TestBackendFailures(t *testing.T) {
 	// The postmaster ends the other backends in its own time.
 	waitFor(t, func() bool { return syscall.Kill(bypid, 0) != nil })
 	_, err = bystander.Exec(ctx, "SELECT 1")
-	if code := pgErrCode(err); code != "FATAL 57P02" && code != "FATAL 08006" {
-		t.Fatalf("query of another session after the crash restart: %v, want the server's FATAL 57P02 or the proxy's 08006", err)
+	if pgErrCode(err) != "FATAL 08006" || notices.String() != "WARNING 57P02;" {
+		t.Fatalf("query of another session after the crash restart: %v after notices %q, want the server's WARNING 57P02 and the proxy's FATAL 08006", err, notices.String())
 	}
 	var one int
 	waitFor(t, func() bool {
@@ -282,12 +295,12 @@ func TestBackendFailures(t *testing.T) {
 	// an idle bystander keeps its session and its backend.
 	a := connect(t, p.URL("postgres", "", "postgres"))
 	b := connect(t, p.URL("postgres", "", "postgres"))
-	bystander = connect(t, p.URL("postgres", "", "postgres"))
+	idle := connect(t, p.URL("postgres", "", "postgres"))
 	var apid int
 	if err := a.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&apid); err != nil {
 		t.Fatal(err)
 	}
-	if err := bystander.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&bypid); err != nil {
+	if err := idle.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&bypid); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Exec(ctx, "SELECT pg_terminate_backend($1)", apid); err != nil {
@@ -302,8 +315,8 @@ func TestBackendFailures(t *testing.T) {
 		t.Fatalf("other session after pg_terminate_backend: %v", err)
 	}
 	var again int
-	if err := bystander.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&again); err != nil || again != bypid {
-		t.Fatalf("bystander after pg_terminate_backend: backend %d, %v; want its own backend %d still", again, err, bypid)
+	if err := idle.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&again); err != nil || again != bypid {
+		t.Fatalf("idle session after pg_terminate_backend: backend %d, %v; want its own backend %d still", again, err, bypid)
 	}
 
 	// psql sees the proxy's 08006, an ErrorResponse with a SQLSTATE (which
