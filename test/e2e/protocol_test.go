@@ -20,12 +20,7 @@ import (
 // backend pid.
 func TestProtocolNegotiation(t *testing.T) {
 	_, p := trustSetup(t, pgtest.Options{})
-	conn, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	conn := dialRaw(t, p)
 
 	gss, _ := (&pgproto3.GSSEncRequest{}).Encode(nil)
 	if _, err := conn.Write(gss); err != nil {
@@ -96,6 +91,20 @@ func TestProtocolNegotiation(t *testing.T) {
 	}
 }
 
+// dialRaw opens a TCP connection to the proxy for a test that speaks the
+// protocol by hand, with a deadline so that a missing answer fails the test
+// rather than hanging it; t.Cleanup closes it.
+func dialRaw(t *testing.T, p *proxyProc) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	return conn
+}
+
 func typeName(v any) string { return strings.TrimSpace(strings.Split(fmtType(v), "{")[0]) }
 
 // TestProtocol32Client asks for protocol 3.2, by hand and with pgx. The
@@ -107,12 +116,7 @@ func typeName(v any) string { return strings.TrimSpace(strings.Split(fmtType(v),
 // query, which then goes on.
 func TestProtocol32Client(t *testing.T) {
 	c, p := trustSetup(t, pgtest.Options{})
-	conn, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	conn := dialRaw(t, p)
 	fe := pgproto3.NewFrontend(conn, conn)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion32,
 		Parameters: map[string]string{"user": "postgres", "database": "postgres"}})
