@@ -50,8 +50,10 @@ fuzz:
 bench: build
 	$(GO) run ./internal/tools/bench
 
+# The example packages are served from examples/extensions; ARGS come
+# after, so --extensions there wins.
 run: build
-	$(GO) run ./internal/tools/devrun -- $(BIN) $(ARGS)
+	$(GO) run ./internal/tools/devrun -- $(BIN) --extensions examples/extensions $(ARGS)
 
 clean:
 	rm -rf bin

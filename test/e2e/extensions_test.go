@@ -79,7 +79,7 @@ func exists(t *testing.T, ctx context.Context, conn *pgx.Conn, regclass string) 
 // used from psql, then uninstalled.
 func TestInstallWithPsql(t *testing.T) {
 	c := cluster(t, pgtest.Options{})
-	dir, _ := filepath.Abs("../../extensions")
+	dir, _ := filepath.Abs("../../examples/extensions")
 	p := startProxy(t, c.URL("", "", "postgres"), "--extensions", dir)
 	url := p.URL("postgres", "", "postgres")
 	out, err := psql(t, c, url, "-c", "INSTALL EXTENSION hello;", "-Atc", "SELECT hello('world')")
