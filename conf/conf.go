@@ -60,9 +60,61 @@ type Config struct {
 	// "goroutines" (two goroutines per session, the fallback). TLS
 	// sessions always use goroutines.
 	RelayMode string
+	// HTTPListen is the host:port of the HTTP listener serving /metrics,
+	// /healthz and /readyz (HTTPS with TLSCert/TLSKey); "" disables it.
+	HTTPListen string
 	// ConfigFile is the YAML file this configuration was loaded from, ""
 	// if none.
 	ConfigFile string
+
+	// sources records, by YAML key, which layer set each setting Load
+	// saw set; the others are defaults.
+	sources map[string]Source
+}
+
+// Source is the layer a setting's value came from.
+type Source string
+
+// The layers, lowest precedence first.
+const (
+	FromDefault Source = "default"
+	FromFile    Source = "file"
+	FromEnv     Source = "env"
+	FromFlag    Source = "flag"
+)
+
+// Setting is one setting as SHOW PGVERBS CONFIG lists it.
+type Setting struct {
+	// Name is the YAML key.
+	Name string
+	// Value is the value as text, connection strings redacted.
+	Value string
+	// Source is the layer it came from.
+	Source Source
+	// Description is the usage text.
+	Description string
+}
+
+// Settings lists every setting in table order, with its effective value
+// (passwords redacted) and where it came from.
+func (c *Config) Settings() []Setting {
+	out := make([]Setting, 0, len(settings))
+	for _, s := range settings {
+		src := c.sources[s.key]
+		if src == "" {
+			src = FromDefault
+		}
+		out = append(out, Setting{Name: s.key, Value: s.text(c), Source: src, Description: s.usage})
+	}
+	return out
+}
+
+// setSource notes that layer src set the setting key.
+func (c *Config) setSource(key string, src Source) {
+	if c.sources == nil {
+		c.sources = map[string]Source{}
+	}
+	c.sources[key] = src
 }
 
 // Default returns the built-in configuration, the lowest-precedence layer.
@@ -200,10 +252,7 @@ func (c *Config) ZapLevel() zapcore.Level {
 func (c Config) String() string {
 	var b strings.Builder
 	for _, s := range settings {
-		v := fieldValue{s.field(&c)}.String()
-		if s.secret {
-			v, _ = redactConnString(v)
-		}
+		v := s.text(&c)
 		if _, ok := s.field(&c).(*string); ok {
 			v = strconv.Quote(v)
 		}

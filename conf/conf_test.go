@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -58,7 +59,7 @@ func TestDefault(t *testing.T) {
 		ExtensionCollision: "server",
 		RelayMode:          DefaultRelayMode,
 	}
-	if d != want {
+	if !sameValues(d, want) {
 		t.Fatalf("Default() = %+v\nwant %+v", d, want)
 	}
 	if err := d.Validate(); err != nil {
@@ -69,7 +70,7 @@ func TestDefault(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load with nothing set: %v", err)
 	}
-	if *got != want {
+	if !sameValues(*got, want) {
 		t.Fatalf("Load with nothing set = %+v\nwant %+v", *got, want)
 	}
 }
@@ -97,6 +98,7 @@ extensions_dir: /ext
 backup_root: /b
 backup_conninfo: host=replica
 extension_collision: package
+http_listen: 127.0.0.1:9187
 relay_mode: goroutines
 `)
 	tests := []struct {
@@ -188,12 +190,14 @@ relay_mode: goroutines
 				"PGVERBS_BACKUP_ROOT":         "/backups",
 				"PGVERBS_EXTENSION_COLLISION": "package",
 				"PGVERBS_RELAY_MODE":          "goroutines",
+				"PGVERBS_HTTP_LISTEN":         ":9000",
 			},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db port=5433", LogLevel: "error", LogFormat: "json",
 					MaxClientConns: 5, ShutdownTimeout: time.Second, AuthTimeout: 2 * time.Second,
-					ExtensionsDir: "/ext", BackupRoot: "/backups", ExtensionCollision: "package", RelayMode: "goroutines"}
-				if *c != want {
+					ExtensionsDir: "/ext", BackupRoot: "/backups", ExtensionCollision: "package", RelayMode: "goroutines",
+					HTTPListen: ":9000"}
+				if !sameValues(*c, want) {
 					return fmt.Sprintf("got %+v", *c)
 				}
 				return ""
@@ -206,8 +210,8 @@ relay_mode: goroutines
 				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "warn", LogFormat: "json",
 					MaxClientConns: 8, ShutdownTimeout: 4 * time.Second, AuthTimeout: 5 * time.Second,
 					ExtensionsDir: "/ext", BackupRoot: "/b", BackupConninfo: "host=replica",
-					ExtensionCollision: "package", RelayMode: "goroutines", ConfigFile: everyKey}
-				if *c != want {
+					ExtensionCollision: "package", RelayMode: "goroutines", HTTPListen: "127.0.0.1:9187", ConfigFile: everyKey}
+				if !sameValues(*c, want) {
 					return fmt.Sprintf("got %+v", *c)
 				}
 				return ""
@@ -217,12 +221,14 @@ relay_mode: goroutines
 			name: "every flag",
 			args: []string{"--listen", ":7000", "--backend", "host=db", "--log-level", "debug",
 				"--log-format", "json", "--max-client-conns", "7", "--shutdown-timeout", "0s", "--auth-timeout", "3s",
-				"--extensions", "/ext", "--backup-root", "/b", "--extension-collision", "package", "--relay-mode", "goroutines"},
+				"--extensions", "/ext", "--backup-root", "/b", "--extension-collision", "package", "--relay-mode", "goroutines",
+				"--http-listen", "[::1]:9187"},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "debug", LogFormat: "json",
 					MaxClientConns: 7, ShutdownTimeout: 0, AuthTimeout: 3 * time.Second,
-					ExtensionsDir: "/ext", BackupRoot: "/b", ExtensionCollision: "package", RelayMode: "goroutines"}
-				if *c != want {
+					ExtensionsDir: "/ext", BackupRoot: "/b", ExtensionCollision: "package", RelayMode: "goroutines",
+					HTTPListen: "[::1]:9187"}
+				if !sameValues(*c, want) {
 					return fmt.Sprintf("got %+v", *c)
 				}
 				return ""
@@ -306,6 +312,7 @@ func TestHelp(t *testing.T) {
 		{"--backup-root DIR", "PGVERBS_BACKUP_ROOT", "backup_root"},
 		{"--backup-conninfo CONNINFO", "PGVERBS_BACKUP_CONNINFO", "backup_conninfo"},
 		{"--extension-collision server|package", "PGVERBS_EXTENSION_COLLISION", "extension_collision"},
+		{"--http-listen ADDR", "PGVERBS_HTTP_LISTEN", "http_listen"},
 		{"--relay-mode loop|goroutines", "PGVERBS_RELAY_MODE", "relay_mode"},
 	}
 	// Whole entries, pinning the layout, descriptions and defaults.
@@ -480,13 +487,14 @@ func TestValidateReportsEveryField(t *testing.T) {
 		AuthTimeout:     0,
 		BackupRoot:      "relative/dir",
 		// ExtensionCollision left empty: neither server nor package.
-		RelayMode: "threads",
+		RelayMode:  "threads",
+		HTTPListen: "nonsense",
 	}
 	err := c.Validate()
 	mustContainAll(t, err, "listen: ", "backend: ", "tls_key: ", "log_level: ", "log_format: ",
-		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ", "extension_collision: ", "relay_mode: ")
-	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 11 {
-		t.Errorf("got %d errors, want 11:\n%v", n, err)
+		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ", "extension_collision: ", "http_listen: ", "relay_mode: ")
+	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 12 {
+		t.Errorf("got %d errors, want 12:\n%v", n, err)
 	}
 }
 
@@ -824,7 +832,7 @@ func TestString(t *testing.T) {
 	want := `listen="127.0.0.1:6432" backend="postgres://alice:xxxxx@db/app" tls_cert="" tls_key="" ` +
 		`log_level="info" log_format="console" max_client_conns=1000 shutdown_timeout=30s auth_timeout=1m0s ` +
 		`extensions_dir="./extensions" backup_root="" backup_conninfo="host=replica password=xxxxx" ` +
-		`extension_collision="server" relay_mode="` + DefaultRelayMode + `" config_file="/etc/pgverbs.yaml"`
+		`extension_collision="server" http_listen="" relay_mode="` + DefaultRelayMode + `" config_file="/etc/pgverbs.yaml"`
 	if got := c.String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
@@ -839,9 +847,9 @@ func TestRestartNeeded(t *testing.T) {
 	// limits, certificate) or reads them when it needs them (shutdown).
 	cur := Config{Listen: ":1", Backend: "host=b", TLSCert: "c", TLSKey: "k", LogLevel: "debug", LogFormat: "json",
 		MaxClientConns: 1, ShutdownTimeout: 1, AuthTimeout: 1, ExtensionsDir: "/e", BackupRoot: "/b",
-		BackupConninfo: "host=r", ExtensionCollision: "package", RelayMode: "other"}
+		BackupConninfo: "host=r", ExtensionCollision: "package", HTTPListen: ":2", RelayMode: "other"}
 	want := []string{"listen", "backend", "log_format", "extensions_dir", "backup_root", "backup_conninfo",
-		"extension_collision", "relay_mode"}
+		"extension_collision", "http_listen", "relay_mode"}
 	if got := RestartNeeded(&old, &cur); !slices.Equal(got, want) {
 		t.Errorf("RestartNeeded = %q, want %q", got, want)
 	}
@@ -865,5 +873,57 @@ func TestZapLevel(t *testing.T) {
 				t.Errorf("ZapLevel() = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// sameValues compares two configurations' settings, not where they came
+// from (TestSources checks that).
+func sameValues(a, b Config) bool {
+	a.sources, b.sources = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+// TestSources checks that Settings says which layer set each setting:
+// the file, then the environment over it, then a flag over both.
+func TestSources(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pgverbs.yaml")
+	if err := os.WriteFile(file, []byte("listen: :7000\nlog_level: warn\nbackend: host=db password=s3cret\nauth_timeout:\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := env{"PGVERBS_LOG_LEVEL": "error", "PGVERBS_MAX_CLIENT_CONNS": "9"}
+	c, err := Load([]string{"--config", file, "--max-client-conns", "10"}, e.get, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		value  string
+		source Source
+	}{
+		"listen":           {":7000", FromFile},
+		"log_level":        {"error", FromEnv},
+		"max_client_conns": {"10", FromFlag},
+		"backend":          {"host=db password=xxxxx", FromFile},
+		"auth_timeout":     {"1m0s", FromDefault}, // null in the file keeps the default
+		"relay_mode":       {DefaultRelayMode, FromDefault},
+	}
+	got := c.Settings()
+	if len(got) != len(settings) {
+		t.Fatalf("Settings() lists %d settings, want %d", len(got), len(settings))
+	}
+	for _, s := range got {
+		w, ok := want[s.Name]
+		if !ok {
+			continue
+		}
+		delete(want, s.Name)
+		if s.Value != w.value || s.Source != w.source {
+			t.Errorf("%s = %q from %s, want %q from %s", s.Name, s.Value, s.Source, w.value, w.source)
+		}
+		if s.Description == "" {
+			t.Errorf("%s has no description", s.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("Settings() does not list %s", name)
 	}
 }

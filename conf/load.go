@@ -73,6 +73,7 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, 
 	for _, s := range settings {
 		if given[s.flag] {
 			copyField(s.field(&cfg), s.field(&fromFlags))
+			cfg.setSource(s.key, FromFlag)
 		}
 	}
 
@@ -197,6 +198,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		if v == "" {
 			continue
 		}
+		cfg.setSource(s.key, FromEnv)
 		if err := parseInto(s.field(cfg), v); err != nil {
 			// Only numeric and duration settings can fail to parse, so
 			// quoting the value cannot expose the backend password.
@@ -287,6 +289,9 @@ func decodeSettings(n *yaml.Node, cfg *Config) []string {
 			continue
 		}
 		firstLine[k.Value] = k.Line
+		if v.ShortTag() != "!!null" {
+			cfg.setSource(s.key, FromFile)
+		}
 		problems = append(problems, decodeValue(v, s.field(cfg))...)
 	}
 	return problems

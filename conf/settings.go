@@ -31,6 +31,15 @@ type setting struct {
 	restart bool
 }
 
+// text is s's value in c as text, a connection string redacted.
+func (s setting) text(c *Config) string {
+	v := fieldValue{s.field(c)}.String()
+	if s.secret {
+		v, _ = redactConnString(v)
+	}
+	return v
+}
+
 // envPrefix starts every environment variable pgverbs reads.
 const envPrefix = "PGVERBS_"
 
@@ -129,6 +138,17 @@ var settings = []setting{{
 	usage:   "which wins when a package has the name of a server extension",
 	field:   func(c *Config) any { return &c.ExtensionCollision },
 	check:   func(c *Config) error { return oneOf(c.ExtensionCollision, "server", "package") },
+	restart: true,
+}, {
+	key: "http_listen", flag: "http-listen", arg: "ADDR",
+	usage: "host:port serving /metrics, /healthz and /readyz over HTTP (HTTPS with --tls-cert); empty disables it",
+	field: func(c *Config) any { return &c.HTTPListen },
+	check: func(c *Config) error {
+		if c.HTTPListen == "" {
+			return nil
+		}
+		return validateListen(c.HTTPListen)
+	},
 	restart: true,
 }, {
 	key: "relay_mode", flag: "relay-mode", arg: "loop|goroutines",

@@ -1,0 +1,113 @@
+package stats
+
+import "time"
+
+// State is what a client session is doing, as the relay sees it.
+type State uint32
+
+// The states of a client session. Idle, InTransaction and
+// FailedTransaction come from the last ReadyForQuery's status byte; Active
+// is set while a forwarded query awaits it; Command while pgverbs runs one
+// of its own commands in the session.
+const (
+	Startup State = iota
+	Idle
+	Active
+	InTransaction
+	FailedTransaction
+	Command
+)
+
+// String returns the state as SHOW PGVERBS CLIENTS and the metrics' state
+// label spell it (pg_stat_activity's words where it has them).
+func (s State) String() string {
+	switch s {
+	case Startup:
+		return "startup"
+	case Idle:
+		return "idle"
+	case Active:
+		return "active"
+	case InTransaction:
+		return "idle in transaction"
+	case FailedTransaction:
+		return "idle in transaction (aborted)"
+	case Command:
+		return "command"
+	}
+	return "unknown"
+}
+
+// States lists every state, in order, for code that reports each.
+var States = []State{Startup, Idle, Active, InTransaction, FailedTransaction, Command}
+
+// Refusal is why a client connection was refused before its session
+// started relaying.
+type Refusal uint32
+
+// The reasons a connection is refused.
+const (
+	RefusedLimit              Refusal = iota // max_client_conns reached
+	RefusedAuth                              // the server refused the login (28P01, 28000, ...)
+	RefusedBackendUnreachable                // no backend connection could be opened
+	RefusedTLS                               // the TLS handshake with the client or the server failed
+	RefusedOther                             // anything else the startup phase refused
+	numRefusals
+)
+
+// String returns the reason as the metrics' reason label spells it.
+func (r Refusal) String() string {
+	switch r {
+	case RefusedLimit:
+		return "limit"
+	case RefusedAuth:
+		return "auth_failure"
+	case RefusedBackendUnreachable:
+		return "backend_unreachable"
+	case RefusedTLS:
+		return "tls_error"
+	case RefusedOther:
+		return "other"
+	}
+	return "unknown"
+}
+
+// Refusals lists every reason, in order.
+var Refusals = []Refusal{RefusedLimit, RefusedAuth, RefusedBackendUnreachable, RefusedTLS, RefusedOther}
+
+// Client is one client session as SHOW PGVERBS CLIENTS lists it.
+type Client struct {
+	// PID is the server process id of the session's backend connection (0
+	// before it has one), the key to pg_stat_activity.
+	PID                   uint32
+	User, Database        string
+	ApplicationName       string
+	Addr                  string // the client's address, host:port
+	TLS                   bool   // the client's connection is encrypted
+	State                 State
+	ConnectedAt           time.Time
+	LastMessageAt         time.Time // zero before the first message after startup
+	BytesIn, BytesOut     uint64    // from the client, to the client
+	Transactions, Queries uint64
+	Command               string // the pgverbs command running, if any (e.g. "BASE BACKUP")
+}
+
+// Totals are the server-wide counters since the process started, closed
+// sessions included.
+type Totals struct {
+	Accepted uint64
+	// Refused counts refused connections by reason; index it with a
+	// Refusal.
+	Refused               [numRefusals]uint64
+	BytesIn, BytesOut     uint64 // from clients, to clients
+	Transactions, Queries uint64
+}
+
+// Source is what the proxy offers to those who report on it. Clients may
+// filter nothing: callers apply visibility rules themselves.
+type Source interface {
+	// Clients returns a snapshot of every client session.
+	Clients() []Client
+	// Totals returns the counters since start.
+	Totals() Totals
+}
