@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,6 +33,7 @@ import (
 	"github.com/pgverbs/pgverbs/conf"
 	"github.com/pgverbs/pgverbs/extension"
 	"github.com/pgverbs/pgverbs/proxy"
+	"github.com/pgverbs/pgverbs/stats"
 )
 
 func main() {
@@ -79,6 +81,12 @@ func run(args []string) int {
 		registry.Register(show)
 	}
 	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupTarget)))
+	// current is the configuration in effect, for SHOW PGVERBS CONFIG;
+	// source is the proxy, once it exists, for what reports on it.
+	var current atomic.Pointer[conf.Config]
+	current.Store(cfg)
+	source := new(stats.Deferred)
+	registerOperatorCommands(registry, current.Load, source)
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,
@@ -92,6 +100,12 @@ func run(args []string) int {
 		log.Error("cannot listen", zap.Error(err))
 		return 1
 	}
+	stopOperations, err := startOperations(cfg, srv, target, source, log)
+	if err != nil {
+		log.Error("cannot serve HTTP", zap.Error(err))
+		return 1
+	}
+	defer stopOperations()
 	network, address := target.Address()
 	log.Info("pgverbs ready",
 		zap.String("listen", ln.Addr().String()),
@@ -117,6 +131,7 @@ func run(args []string) int {
 			switch sig {
 			case syscall.SIGHUP:
 				cfg = reload(log, args, cfg, level, srv)
+				current.Store(cfg)
 			case syscall.SIGTERM:
 				log.Info("SIGTERM: graceful shutdown", zap.Int("sessions", srv.Sessions()), zap.Duration("timeout", cfg.ShutdownTimeout))
 				ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

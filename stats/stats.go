@@ -1,6 +1,9 @@
 package stats
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // State is what a client session is doing, as the relay sees it.
 type State uint32
@@ -110,4 +113,30 @@ type Source interface {
 	Clients() []Client
 	// Totals returns the counters since start.
 	Totals() Totals
+}
+
+// Deferred is a Source that reads one set later: the commands that report
+// on the proxy are registered before the proxy exists. Before Set it
+// reports no clients and zero totals.
+type Deferred struct {
+	src atomic.Pointer[Source]
+}
+
+// Set makes d read src.
+func (d *Deferred) Set(src Source) { d.src.Store(&src) }
+
+// Clients implements Source.
+func (d *Deferred) Clients() []Client {
+	if p := d.src.Load(); p != nil {
+		return (*p).Clients()
+	}
+	return nil
+}
+
+// Totals implements Source.
+func (d *Deferred) Totals() Totals {
+	if p := d.src.Load(); p != nil {
+		return (*p).Totals()
+	}
+	return Totals{}
 }
