@@ -183,9 +183,17 @@ func backupConnect(target *backend.Target) commands.ConnectFunc {
 		if target.HasUser() {
 			user = ""
 		}
-		var params map[string]string
+		// A name of its own, as pg_basebackup's, so that the backup's
+		// connections are told apart in pg_stat_activity and
+		// pg_stat_replication, and never match a synchronous_standby_names
+		// meant for a standby (or for the WAL archive). One the conninfo
+		// sets wins.
+		params := map[string]string{}
+		if !target.HasParam("application_name") {
+			params["application_name"] = "pgverbs_basebackup"
+		}
 		if replication {
-			params = map[string]string{"replication": "database"}
+			params["replication"] = "database"
 		}
 		return target.Connect(ctx, user, database, params)
 	}

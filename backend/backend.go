@@ -103,6 +103,13 @@ func (t *Target) Address() (network, address string) { return t.network, t.addre
 // than pgconn defaulting to the OS user.
 func (t *Target) HasUser() bool { return t.explicitUser }
 
+// HasParam reports whether the conninfo (or its environment, such as
+// PGAPPNAME) sets the run-time parameter name, e.g. application_name.
+func (t *Target) HasParam(name string) bool {
+	_, ok := t.cfg.RuntimeParams[name]
+	return ok
+}
+
 // Dial connects to the server and negotiates TLS as the conninfo's sslmode
 // says. The returned connection is ready for a startup packet.
 func (t *Target) Dial(ctx context.Context) (net.Conn, error) {

@@ -54,3 +54,24 @@ func TestParseTLSModes(t *testing.T) {
 		t.Error("invalid port accepted")
 	}
 }
+
+func TestHasParam(t *testing.T) {
+	t.Setenv("PGAPPNAME", "")
+	for _, tc := range []struct {
+		conninfo string
+		want     bool
+	}{
+		{"postgres://db/app?application_name=nightly", true},
+		{"host=db application_name='a b'", true},
+		{"host=db options='-c work_mem=1MB'", false},
+		{"postgres://db/app", false},
+	} {
+		target, err := Parse(tc.conninfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := target.HasParam("application_name"); got != tc.want {
+			t.Errorf("HasParam(application_name) for %q = %v, want %v", tc.conninfo, got, tc.want)
+		}
+	}
+}

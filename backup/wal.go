@@ -202,14 +202,36 @@ func (s *walStreamer) write(start uint64, data []byte) error {
 	return nil
 }
 
+// status reports the write position, and an invalid flush and apply
+// position, as pg_basebackup does. The backup's WAL is durable only when
+// the backup is synced at its end, so the streamer must never count as a
+// synchronous standby's flush: pglogrepl's SendStandbyStatusUpdate would
+// copy the write position into the flush position, and a primary whose
+// synchronous_standby_names matched this connection would release commits
+// that are durable nowhere else.
 func (s *walStreamer) status() error {
-	err := pglogrepl.SendStandbyStatusUpdate(s.mc.ctx, s.mc.conn, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: pglogrepl.LSN(s.pos),
-	})
-	if err != nil {
+	s.mc.conn.Frontend().Send(&pgproto3.CopyData{Data: standbyStatus(s.pos, time.Now())})
+	if err := s.mc.conn.Frontend().Flush(); err != nil {
 		return serverError(s.mc.what, err)
 	}
 	return nil
+}
+
+// pgEpoch is PostgreSQL's epoch, which the replication protocol's clock
+// counts from.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// standbyStatus builds a Standby Status Update ('r') reporting write as
+// written and nothing as flushed or applied (InvalidXLogRecPtr), without
+// asking for a reply.
+func standbyStatus(write uint64, now time.Time) []byte {
+	b := make([]byte, 0, 34)
+	b = append(b, 'r')
+	b = binary.BigEndian.AppendUint64(b, write)
+	b = binary.BigEndian.AppendUint64(b, 0) // flush
+	b = binary.BigEndian.AppendUint64(b, 0) // apply
+	b = binary.BigEndian.AppendUint64(b, uint64(now.Sub(pgEpoch).Microseconds()))
+	return append(b, 0)
 }
 
 // finish pads the last segment, ends streaming with CopyDone and waits a
