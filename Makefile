@@ -50,8 +50,10 @@ fuzz:
 bench: build
 	$(GO) run ./internal/tools/bench
 
-# The example packages are served from examples/extensions; ARGS come
-# after, so --extensions there wins.
+# The example packages are served from examples/extensions; devrun adds a
+# backup root (./backups, git-ignored) and the HTTP listener on loopback
+# (127.0.0.1:9187, or a free port when that is taken) unless ARGS, the
+# environment or a --config file set them. ARGS come last, so they win.
 run: build
 	$(GO) run ./internal/tools/devrun -- $(BIN) --extensions examples/extensions $(ARGS)
 
