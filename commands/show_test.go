@@ -399,7 +399,13 @@ func showRepo(t *testing.T) *extension.Repo {
 // column names, the rows rendered as "a|b|NULL" and the error.
 func runShow(t *testing.T, repo *extension.Repo, c commands.Conn, cmd, sql string) ([]string, []string, error) {
 	t.Helper()
-	prep, err := showCommand(t, repo, cmd).Parse(sql)
+	return runShowCommand(t, showCommand(t, repo, cmd), c, sql)
+}
+
+// runShowCommand is runShow for a command at hand.
+func runShowCommand(t *testing.T, s *commands.Show, c commands.Conn, sql string) ([]string, []string, error) {
+	t.Helper()
+	prep, err := s.Parse(sql)
 	if err != nil {
 		t.Fatalf("Parse(%q): %v", sql, err)
 	}
