@@ -15,7 +15,8 @@
 // of an installed package (INSTALL ... VERSION, ALTER EXTENSION ... UPDATE)
 // in upgrade.go, the catalog work they share in catalog.go, objects.go
 // (tracking an extension's members) and scriptrun.go (running a package's
-// scripts); ALTER EXTENSION in alter.go; the SHOW EXTENSION listings in show.go; BASE BACKUP in
+// scripts); ALTER EXTENSION in alter.go; the SHOW EXTENSION listings in show.go,
+// and SHOW PGVERBS, which reports on pgverbs itself, in showpgverbs.go; BASE BACKUP in
 // basebackup.go with its grammar in basebackup_grammar.go; the shared
 // grammar in grammar.go; Conn, Prepared and the other interfaces in
 // command.go.
