@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgverbs/pgverbs/backup"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
+	"github.com/pgverbs/pgverbs/stats"
 )
 
 // ConnectFunc opens a connection of the proxy's own to the server, as user
@@ -224,6 +226,7 @@ func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	stats.BackupsFrom(ctx).Record(out.Bytes, out.Duration, time.Now())
 	format := "plain"
 	if out.Format == backup.Tar {
 		format = "tar"

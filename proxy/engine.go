@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgverbs/pgverbs/commands"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
+	"github.com/pgverbs/pgverbs/stats"
 )
 
 // The engine runs pgverbs commands inside the relayed stream. While a
@@ -65,24 +66,38 @@ type engine struct {
 	log            func() *zap.Logger
 	user, database string
 
-	stmts   map[string]commands.Prepared
+	stmts   map[string]stmt
 	portals map[string]portal
 	// cmdCancel cancels the standalone command running, if any, for a
 	// CancelRequest; it is the only field other goroutines touch.
 	cmdCancel atomic.Pointer[context.CancelFunc]
+
+	// What commands are counted in: the session's state and the server's
+	// recorders (stats.go).
+	st      *stats.Session
+	cmds    *stats.Commands
+	backups *stats.Backups
+}
+
+// stmt is a command prepared by the client, and the command's name.
+type stmt struct {
+	prep commands.Prepared
+	name string
 }
 
 // portal is a command bound by the client. It lives until the transaction
 // it was bound in ends, as the server's portals do.
 type portal struct {
 	prep  commands.Prepared
+	name  string
 	epoch uint64
 	// formats are the result format codes the client asked for in Bind.
 	formats []int16
 }
 
 func newEngine(p port, reg *commands.Registry, log func() *zap.Logger, user, database string) *engine {
-	return &engine{p: p, reg: reg, log: log, user: user, database: database}
+	return &engine{p: p, reg: reg, log: log, user: user, database: database,
+		st: new(stats.Session), cmds: new(stats.Commands)}
 }
 
 // wants reports whether client messages of this type must be shown to
@@ -149,14 +164,14 @@ func (e *engine) claim(typ pgwire.Frontend, msg []byte) (step func() error, ok b
 		if !ok1 || !ok2 {
 			return nil, false
 		}
-		prep, ok := e.stmts[string(stmt)]
+		st, ok := e.stmts[string(stmt)]
 		if !ok {
 			// The server's Bind replaces the portal of that name.
 			delete(e.portals, string(portalName))
 			return nil, false
 		}
 		name, params := string(portalName), bytes.Clone(rest)
-		return func() error { return e.extBind(name, prep, params) }, true
+		return func() error { return e.extBind(name, st, params) }, true
 	case pgwire.Describe, pgwire.Close:
 		if len(body) < 2 {
 			return nil, false
@@ -165,7 +180,9 @@ func (e *engine) claim(typ pgwire.Frontend, msg []byte) (step func() error, ok b
 		var p portal
 		var ok bool
 		if kind == pgwire.KindStatement {
-			p.prep, ok = e.stmts[name]
+			var st stmt
+			st, ok = e.stmts[name]
+			p.prep, p.name = st.prep, st.name
 		} else {
 			p, ok = e.lookupPortal(name)
 		}

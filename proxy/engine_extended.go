@@ -31,9 +31,9 @@ func (e *engine) extParse(name string, stmts []commands.Statement, nparams int) 
 			return e.fail(c, err)
 		}
 		if e.stmts == nil {
-			e.stmts = map[string]commands.Prepared{}
+			e.stmts = map[string]stmt{}
 		}
-		e.stmts[name] = prep
+		e.stmts[name] = stmt{prep: prep, name: stmts[0].Command.Name()}
 		e.p.writeClient(pgwire.ParseCompleteMsg)
 		return nil
 	})
@@ -41,7 +41,7 @@ func (e *engine) extParse(name string, stmts []commands.Statement, nparams int) 
 
 // extBind handles Bind of a command statement; rest is the Bind body after
 // the portal and statement names.
-func (e *engine) extBind(name string, prep commands.Prepared, rest []byte) error {
+func (e *engine) extBind(name string, st stmt, rest []byte) error {
 	return e.extStep(func(c *execConn) error {
 		if err := e.refuseIfAborted(c); err != nil || c.failed {
 			return err
@@ -55,14 +55,14 @@ func (e *engine) extBind(name string, prep commands.Prepared, rest []byte) error
 			return e.fail(c, pgerr.New(pgerr.ProtocolViolation,
 				"bind message supplies %d parameters, but prepared statement requires 0", len(b.Parameters)))
 		}
-		formats, err := resultFormats(prep.Columns(), b.ResultFormatCodes)
+		formats, err := resultFormats(st.prep.Columns(), b.ResultFormatCodes)
 		if err != nil {
 			return e.fail(c, err)
 		}
 		if e.portals == nil {
 			e.portals = map[string]portal{}
 		}
-		e.portals[name] = portal{prep: prep, epoch: e.p.txEpoch(), formats: formats}
+		e.portals[name] = portal{prep: st.prep, name: st.name, epoch: e.p.txEpoch(), formats: formats}
 		e.p.writeClient(pgwire.BindCompleteMsg)
 		return nil
 	})
@@ -103,7 +103,7 @@ func (e *engine) extExecute(p portal) error {
 		if err := e.refuseIfAborted(c); err != nil || c.failed {
 			return err
 		}
-		out, err := e.execute(c, p.prep)
+		out, err := e.execute(c, p.name, p.prep)
 		if err != nil {
 			return e.fail(c, err)
 		}

@@ -38,7 +38,7 @@ func (e *engine) simpleQuery(sql string, stmts []commands.Statement) error {
 		if st.Command == nil {
 			err = e.relayStatement(c, st.SQL)
 		} else {
-			err = e.runCommand(c, preps[i])
+			err = e.runCommand(c, st.Command.Name(), preps[i])
 		}
 		if err != nil {
 			return err
@@ -52,8 +52,8 @@ func (e *engine) simpleQuery(sql string, stmts []commands.Statement) error {
 
 // runCommand runs one parsed command of a simple query, writing its
 // replies.
-func (e *engine) runCommand(c *execConn, prep commands.Prepared) error {
-	out, err := e.execute(c, prep)
+func (e *engine) runCommand(c *execConn, name string, prep commands.Prepared) error {
+	out, err := e.execute(c, name, prep)
 	if err != nil {
 		return e.fail(c, err)
 	}
@@ -110,6 +110,7 @@ func (e *engine) syncEngine() error {
 		}
 		if m.typ == pgwire.ReadyForQuery {
 			e.p.afterSync(m.msg[pgwire.HeaderLen])
+			e.st.SetStatus(m.msg[pgwire.HeaderLen])
 			e.p.writeClient(m.msg)
 			return nil
 		}

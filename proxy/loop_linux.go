@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
+	"github.com/pgverbs/pgverbs/stats"
 )
 
 // loopsSupported reports whether this build has the event-loop relay.
@@ -379,6 +380,8 @@ func (ls *loopSession) moveUp() {
 		if !read {
 			return
 		}
+		// One clock read per read event, not per message.
+		ls.s.st.Touch()
 		ls.frameUp()
 	}
 }
@@ -417,6 +420,18 @@ func fill(fd int, f *flow, readable *bool, hup bool) (bool, error) {
 func (ls *loopSession) frameUp() {
 	f := &ls.up
 	f.need = 0
+	// Counted as the goroutine relay counts (publishUp): the messages
+	// passed on, whole, once framed.
+	var bytes int
+	var queries uint64
+	defer func() {
+		ls.s.st.AddIn(bytes)
+		// Before the queries can reach the server: see publishUp.
+		if queries > 0 {
+			ls.s.st.AddQueries(queries)
+			ls.s.st.SetState(stats.Active)
+		}
+	}()
 	for f.skipBody() {
 		b, total, ok, err := f.header()
 		if err != nil {
@@ -445,6 +460,10 @@ func (ls *loopSession) frameUp() {
 			}
 		}
 		ls.l.sent(typ)
+		bytes += total
+		if typ == pgwire.Query || typ == pgwire.Sync {
+			queries++
+		}
 		if typ == pgwire.Terminate {
 			ls.s.clientDone.Store(true)
 		}
@@ -491,6 +510,15 @@ func (ls *loopSession) moveDown() {
 func (ls *loopSession) frameDown() {
 	f := &ls.down
 	f.need = 0
+	var bytes int
+	var txs uint64
+	defer func() {
+		ls.s.st.AddOut(bytes)
+		if txs > 0 {
+			ls.s.st.AddTransactions(txs)
+			ls.s.st.SetStatus(ls.l.status)
+		}
+	}()
 	for f.skipBody() {
 		if ls.killed {
 			ls.setEnd(errKilled)
@@ -518,6 +546,10 @@ func (ls *loopSession) frameDown() {
 			}
 		}
 		ls.l.received(typ, msg)
+		bytes += total
+		if typ == pgwire.ReadyForQuery {
+			txs++
+		}
 		f.pass(total)
 	}
 	if ls.killed && f.atBoundary() {

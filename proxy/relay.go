@@ -159,6 +159,7 @@ func (s *session) finish(mid bool, err error) {
 // command statement or portal) are offered to it whole first.
 func (s *session) clientToBackend() error {
 	inspect := !s.replication && !s.srv.commands.Empty()
+	defer s.publishUp()
 	for {
 		b, total, err := peekHeader(s.cr)
 		if err != nil {
@@ -185,6 +186,7 @@ func (s *session) clientToBackend() error {
 			// not be taken for a lost backend.
 			s.clientDone.Store(true)
 		}
+		s.up.countUp(typ, total)
 		if _, _, err := copyMessage(s.bw, s.cr, total); err != nil {
 			return err
 		}
@@ -211,6 +213,7 @@ func (s *session) offer(typ pgwire.Frontend, total int) (handled bool, err error
 			return true, step()
 		}
 		s.h.sent(typ)
+		s.up.countUp(typ, total)
 		_, err := s.bw.Write(msg)
 		return true, err
 	}
@@ -238,8 +241,11 @@ func (s *session) flushIfIdle() error {
 }
 
 // flushBackend flushes the backend writer. A failed write means the
-// backend went away, not the client: writeError says so.
+// backend went away, not the client: writeError says so. What was
+// counted is published first: the client reader has nothing buffered, so
+// this is once per read.
 func (s *session) flushBackend() error {
+	s.publishUp()
 	if err := s.bw.Flush(); err != nil {
 		return writeError{err}
 	}
@@ -252,6 +258,7 @@ func (s *session) flushBackend() error {
 func (s *session) backendToClient() (mid bool, err error) {
 	h := s.h
 	defer h.close()
+	defer s.publishDown()
 	for {
 		b, total, err := s.peekBackend()
 		if err != nil {
@@ -281,7 +288,9 @@ func (s *session) backendToClient() (mid bool, err error) {
 		if typ == pgwire.ErrorResponse && msg != nil {
 			s.backendFatal = pgerr.IsFatalResponse(msg[pgwire.HeaderLen:])
 		}
+		s.down.countDown(typ, total, msg)
 		if s.br.Buffered() == 0 {
+			s.publishDown()
 			if err := s.cw.Flush(); err != nil {
 				h.writing.Store(false)
 				return false, writeError{err}

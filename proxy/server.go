@@ -14,6 +14,7 @@ import (
 	"github.com/pgverbs/pgverbs/backend"
 	"github.com/pgverbs/pgverbs/commands"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/stats"
 )
 
 // Limits are the settings a running server can change on reload.
@@ -61,12 +62,20 @@ type Server struct {
 	clients atomic.Int64
 	cancels sync.Map // cancelKey -> *session
 
+	// What operators are shown (stats.go). ended holds the counters of
+	// the sessions that ended, guarded by mu.
+	counters       stats.Counters
+	connectLatency *stats.Histogram
+	cmds           stats.Commands
+	backups        stats.Backups
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	closing   bool
 	sessWG    sync.WaitGroup
 	drained   chan struct{} // closed when closing and no session is left
+	ended     stats.Totals
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -81,6 +90,8 @@ func New(opts Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		drained:   make(chan struct{}),
+
+		connectLatency: stats.NewHistogram(stats.ConnectBuckets),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -174,6 +185,7 @@ func (s *Server) startSession(conn net.Conn) bool {
 	s.sessions[sess] = struct{}{}
 	s.sessWG.Add(1)
 	s.mu.Unlock()
+	s.counters.Accept()
 	go func() {
 		handed := false
 		defer func() {
@@ -191,6 +203,7 @@ func (s *Server) startSession(conn net.Conn) bool {
 func (s *Server) endSession(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
+	s.ended.AddSession(&sess.st)
 	if s.closing && len(s.sessions) == 0 {
 		select {
 		case <-s.drained:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
+	"github.com/pgverbs/pgverbs/stats"
 )
 
 // bufSize is the size of each of a session's four buffers. Large enough to
@@ -75,6 +76,17 @@ type session struct {
 	backendFatal bool
 	// clientDone is set when the client sent Terminate or went away.
 	clientDone atomic.Bool
+
+	// st is what the relay counts; info what startup settled (stats.go).
+	st          stats.Session
+	info        atomic.Pointer[clientInfo]
+	connectedAt time.Time
+	// refusalCounted is set once the session counted its refusal.
+	refusalCounted bool
+	// Counts of the goroutine relay not yet added to st: each goroutine
+	// adds per message to its own and publishes per read (relay.go).
+	up   pending // the client goroutine's
+	down pending // the backend goroutine's
 }
 
 // startupBufSize sizes the startup buffers of a session the event loop
@@ -88,12 +100,13 @@ func newSession(srv *Server, conn net.Conn) *session {
 		size = startupBufSize
 	}
 	return &session{
-		srv:        srv,
-		id:         srv.nextID.Add(1),
-		remoteAddr: conn.RemoteAddr().String(),
-		client:     conn,
-		cr:         bufio.NewReaderSize(conn, size),
-		cw:         bufio.NewWriterSize(conn, size),
+		srv:         srv,
+		id:          srv.nextID.Add(1),
+		remoteAddr:  conn.RemoteAddr().String(),
+		connectedAt: time.Now(),
+		client:      conn,
+		cr:          bufio.NewReaderSize(conn, size),
+		cw:          bufio.NewWriterSize(conn, size),
 	}
 }
 
@@ -153,8 +166,10 @@ func (s *session) serve() (handed bool) {
 	// Built again with the user and database when next needed.
 	s.log.Store(nil)
 	s.eng = newEngine(goPort{s}, s.srv.commands, s.logger, s.user, s.database)
+	s.eng.st, s.eng.cmds, s.eng.backups = &s.st, &s.srv.cmds, &s.srv.backups
 	if n := s.srv.clients.Add(1); n > int64(lim.MaxClientConns) {
 		s.srv.clients.Add(-1)
+		s.refuse(stats.RefusedLimit)
 		s.sendFatal(pgerr.TooManyClients())
 		s.logger().Warn("connection refused: max_client_conns reached", zap.Int("max_client_conns", lim.MaxClientConns))
 		return false
@@ -168,6 +183,7 @@ func (s *session) serve() (handed bool) {
 		s.endStartup(err)
 		return false
 	}
+	s.publishInfo(p)
 	_ = s.client.SetDeadline(time.Time{})
 	_ = s.backend.SetDeadline(time.Time{})
 	s.debug("session established", zap.Bool("replication", s.replication), zap.Uint32("backend_pid", s.backendPID))
@@ -227,11 +243,13 @@ func (s *session) endStartup(err error) {
 	switch {
 	case err == nil:
 	case errors.As(err, &pe):
+		s.refuse(stats.RefusedOther)
 		s.sendFatal(pe)
 		s.logger().Info("connection refused", zap.String("sqlstate", string(pe.Code)), zap.String("reason", pe.Message))
 	case isClosed(err):
 		s.logger().Debug("client left during startup", zap.Error(err))
 	default:
+		s.refuse(stats.RefusedOther)
 		s.logger().Info("startup failed", zap.Error(err))
 	}
 }
@@ -249,9 +267,11 @@ func (s *session) negotiate() (*startupPacket, error) {
 		}
 		if first[0] == 0x16 && !tlsDone {
 			if !s.srv.tlsEnabled() {
+				s.refuse(stats.RefusedTLS)
 				return nil, errors.New("direct TLS connection attempt, but TLS is not configured")
 			}
 			if err := s.startTLS(true); err != nil {
+				s.refuse(stats.RefusedTLS)
 				return nil, err
 			}
 			tlsDone, sslDone = true, true
@@ -284,6 +304,7 @@ func (s *session) negotiate() (*startupPacket, error) {
 			}
 			if answer == pgwire.EncryptionAccepted {
 				if err := s.startTLS(false); err != nil {
+					s.refuse(stats.RefusedTLS)
 					return nil, err
 				}
 				tlsDone = true
@@ -409,8 +430,11 @@ func (s *session) connectBackend(p *startupPacket) error {
 	s.minor = p.minor
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.limits.Load().AuthTimeout)
 	defer cancel()
+	start := time.Now()
 	conn, err := s.srv.target.Dial(ctx)
+	s.srv.observeConnect(start)
 	if err != nil {
+		s.refuse(stats.RefusedBackendUnreachable)
 		s.logger().Warn("cannot connect to backend", zap.Error(err))
 		return pgerr.BackendUnreachable(err)
 	}
@@ -498,12 +522,17 @@ func (s *session) relayAuth(p *startupPacket) (ok bool, err error) {
 			}
 		case pgwire.ErrorResponse:
 			// The server's own words, FATAL or not; a client that cannot
-			// take them is gone.
+			// take them is gone. A FATAL is counted before the client can
+			// see it.
+			fatal := pgerr.IsFatalResponse(body)
+			if fatal {
+				s.refuseFatal(body)
+			}
 			_, _ = s.cw.Write(msg) // sticky: surfaces at Flush
 			if err := s.cw.Flush(); err != nil {
 				return false, err
 			}
-			if pgerr.IsFatalResponse(body) {
+			if fatal {
 				return false, nil
 			}
 			continue
