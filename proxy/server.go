@@ -128,6 +128,10 @@ func (s *Server) SetLimits(l Limits) { s.limits.Store(&l) }
 // disables TLS for new connections.
 func (s *Server) SetCertificate(c *tls.Certificate) { s.cert.Store(c) }
 
+// Certificate returns the TLS certificate of new handshakes, nil without
+// one, for listeners that serve with the same (the HTTP listener).
+func (s *Server) Certificate() *tls.Certificate { return s.cert.Load() }
+
 // tlsEnabled reports whether SSLRequest is answered 'S'.
 func (s *Server) tlsEnabled() bool { return s.cert.Load() != nil }
 

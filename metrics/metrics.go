@@ -1,0 +1,145 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pgverbs/pgverbs/stats"
+)
+
+// Source is what the metrics read of the proxy (*proxy.Server implements
+// it): the sessions and totals, and the recorders of rare events.
+type Source interface {
+	stats.Source
+	// ConnectLatency is the backend connect latencies, in seconds.
+	ConnectLatency() stats.HistogramSnapshot
+	// CommandStats is the commands run, by command and outcome.
+	CommandStats() []stats.CommandStats
+	// BackupStats is what the base backups that succeeded recorded.
+	BackupStats() stats.BackupStats
+}
+
+// Every metric pgverbs exports besides the process and Go collectors'.
+// Names are under pgverbs_ with the unit in the name; label values come
+// from small fixed sets (states, reasons, directions, command names,
+// SQLSTATE classes), never from users.
+var (
+	clientConnections = prometheus.NewDesc("pgverbs_client_connections",
+		"Client connections being served, by state: startup (not yet authenticated), idle, active (a query forwarded, no ReadyForQuery yet), idle_in_transaction, idle_in_transaction_aborted, command (a pgverbs command runs).",
+		[]string{"state"}, nil)
+	connectionsAccepted = prometheus.NewDesc("pgverbs_client_connections_accepted_total",
+		"Client connections accepted by the listener.", nil, nil)
+	connectionsRefused = prometheus.NewDesc("pgverbs_client_connections_refused_total",
+		"Client connections refused before relaying, by reason: limit (max_client_conns), auth_failure (the server refused the login), backend_unreachable, tls_error, other.",
+		[]string{"reason"}, nil)
+	backendConnect = prometheus.NewDesc("pgverbs_backend_connect_duration_seconds",
+		"Time to open a backend connection for a client session (TCP and TLS), failed attempts included.", nil, nil)
+	relayedBytes = prometheus.NewDesc("pgverbs_relayed_bytes_total",
+		"Bytes of protocol messages relayed after startup, by direction: client_to_server, server_to_client. pgverbs's own commands and their replies are not counted.",
+		[]string{"direction"}, nil)
+	transactions = prometheus.NewDesc("pgverbs_transactions_total",
+		"ReadyForQuery messages relayed to clients: each ends a simple query or an extended-protocol run, in or out of a transaction block.", nil, nil)
+	queries = prometheus.NewDesc("pgverbs_queries_total",
+		"Query and Sync messages relayed to the server.", nil, nil)
+	commandsRun = prometheus.NewDesc("pgverbs_commands_total",
+		"pgverbs commands run, by command and outcome: ok, or the SQLSTATE class of the error (e.g. 42, 58).",
+		[]string{"command", "outcome"}, nil)
+	commandDuration = prometheus.NewDesc("pgverbs_command_duration_seconds",
+		"Duration of pgverbs commands, by command and outcome.", []string{"command", "outcome"}, nil)
+	backupsSucceeded = prometheus.NewDesc("pgverbs_base_backups_succeeded_total",
+		"BASE BACKUP runs that succeeded (failures are in pgverbs_commands_total by outcome).", nil, nil)
+	backupBytes = prometheus.NewDesc("pgverbs_base_backup_bytes_total",
+		"Bytes written by the BASE BACKUP runs that succeeded.", nil, nil)
+	backupLastBytes = prometheus.NewDesc("pgverbs_base_backup_last_bytes",
+		"Size of the last successful BASE BACKUP, in bytes; 0 before the first.", nil, nil)
+	backupLastDuration = prometheus.NewDesc("pgverbs_base_backup_last_duration_seconds",
+		"Duration of the last successful BASE BACKUP; 0 before the first.", nil, nil)
+	backupLastSuccess = prometheus.NewDesc("pgverbs_base_backup_last_success_timestamp_seconds",
+		"Unix time the last successful BASE BACKUP ended; 0 before the first since the process started.", nil, nil)
+)
+
+// New returns the registry /metrics serves: the process and Go
+// collectors, and the proxy's.
+func New(src Source) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		proxyCollector{src},
+	)
+	return reg
+}
+
+// proxyCollector reads the proxy at scrape time.
+type proxyCollector struct{ src Source }
+
+// Describe implements prometheus.Collector.
+func (proxyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		clientConnections, connectionsAccepted, connectionsRefused, backendConnect, relayedBytes,
+		transactions, queries, commandsRun, commandDuration,
+		backupsSucceeded, backupBytes, backupLastBytes, backupLastDuration, backupLastSuccess,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c proxyCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	histogram := func(d *prometheus.Desc, h stats.HistogramSnapshot, labels ...string) {
+		ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, h.Buckets, labels...)
+	}
+
+	byState := make(map[stats.State]int, len(stats.States))
+	for _, cl := range c.src.Clients() {
+		byState[cl.State]++
+	}
+	for _, st := range stats.States {
+		gauge(clientConnections, float64(byState[st]), stateLabel(st))
+	}
+
+	t := c.src.Totals()
+	counter(connectionsAccepted, t.Accepted)
+	for _, r := range stats.Refusals {
+		counter(connectionsRefused, t.Refused[r], r.String())
+	}
+	histogram(backendConnect, c.src.ConnectLatency())
+	counter(relayedBytes, t.BytesIn, "client_to_server")
+	counter(relayedBytes, t.BytesOut, "server_to_client")
+	counter(transactions, t.Transactions)
+	counter(queries, t.Queries)
+
+	for _, cs := range c.src.CommandStats() {
+		counter(commandsRun, cs.Duration.Count, cs.Command, cs.Outcome)
+		histogram(commandDuration, cs.Duration, cs.Command, cs.Outcome)
+	}
+
+	b := c.src.BackupStats()
+	counter(backupsSucceeded, b.Succeeded)
+	counter(backupBytes, b.Bytes)
+	gauge(backupLastBytes, float64(b.LastBytes))
+	gauge(backupLastDuration, b.LastDuration.Seconds())
+	last := 0.0
+	if !b.LastSuccess.IsZero() {
+		last = float64(b.LastSuccess.UnixNano()) / 1e9
+	}
+	gauge(backupLastSuccess, last)
+}
+
+// stateLabel spells a state as a label value: the words of
+// pg_stat_activity joined by underscores.
+func stateLabel(s stats.State) string {
+	switch s {
+	case stats.InTransaction:
+		return "idle_in_transaction"
+	case stats.FailedTransaction:
+		return "idle_in_transaction_aborted"
+	}
+	return s.String()
+}
