@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/pgverbs/pgverbs/stats"
 )
@@ -45,71 +45,48 @@ func (fakeSource) BackupStats() stats.BackupStats {
 	return stats.BackupStats{Succeeded: 1, Bytes: 4096, LastBytes: 4096, LastDuration: time.Second, LastSuccess: time.Unix(1700000000, 0)}
 }
 
-// value finds the metric of that name whose labels include those given.
-func value(t *testing.T, fams []*dto.MetricFamily, name string, labels ...string) float64 {
+// exposition returns what /metrics serves for src, as text.
+func exposition(t *testing.T, src Source) string {
 	t.Helper()
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			for i := 0; i < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	t.Fatalf("no metric %s%v", name, labels)
-	return 0
-}
-
-func TestCollectReadsSource(t *testing.T) {
-	fams, err := New(fakeSource{}).Gather()
+	fams, err := New(src).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
-		{"pgverbs_client_connections", []string{"state", "idle"}, 2},
-		{"pgverbs_client_connections", []string{"state", "idle_in_transaction"}, 1},
-		{"pgverbs_client_connections", []string{"state", "active"}, 0},
-		{"pgverbs_client_connections_accepted_total", nil, 7},
-		{"pgverbs_client_connections_refused_total", []string{"reason", "auth_failure"}, 2},
-		{"pgverbs_client_connections_refused_total", []string{"reason", "limit"}, 0},
-		{"pgverbs_backend_connect_duration_seconds", nil, 1},
-		{"pgverbs_relayed_bytes_total", []string{"direction", "client_to_server"}, 100},
-		{"pgverbs_relayed_bytes_total", []string{"direction", "server_to_client"}, 200},
-		{"pgverbs_transactions_total", nil, 3},
-		{"pgverbs_queries_total", nil, 4},
-		{"pgverbs_commands_total", []string{"command", "BASE BACKUP", "outcome", "58"}, 1},
-		{"pgverbs_command_duration_seconds", []string{"command", "BASE BACKUP", "outcome", "ok"}, 1},
-		{"pgverbs_base_backup_bytes_total", nil, 4096},
-		{"pgverbs_base_backup_last_success_timestamp_seconds", nil, 1700000000},
-	} {
-		if got := value(t, fams, tc.name, tc.labels...); got != tc.want {
-			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
-		}
-	}
+	var b strings.Builder
 	for _, f := range fams {
 		if n := f.GetName(); !strings.HasPrefix(n, "pgverbs_") && !strings.HasPrefix(n, "process_") && !strings.HasPrefix(n, "go_") {
 			t.Errorf("metric %s is outside pgverbs_, process_ and go_", n)
+		}
+		if _, err := expfmt.MetricFamilyToText(&b, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
+}
+
+func TestCollectReadsSource(t *testing.T) {
+	text := exposition(t, fakeSource{})
+	for _, line := range []string{
+		`pgverbs_client_connections{state="idle"} 2`,
+		`pgverbs_client_connections{state="idle_in_transaction"} 1`,
+		`pgverbs_client_connections{state="active"} 0`,
+		`pgverbs_client_connections_accepted_total 7`,
+		`pgverbs_client_connections_refused_total{reason="auth_failure"} 2`,
+		`pgverbs_client_connections_refused_total{reason="limit"} 0`,
+		`pgverbs_backend_connect_duration_seconds_bucket{le="0.0025"} 1`,
+		`pgverbs_backend_connect_duration_seconds_bucket{le="0.001"} 0`,
+		`pgverbs_backend_connect_duration_seconds_count 1`,
+		`pgverbs_relayed_bytes_total{direction="client_to_server"} 100`,
+		`pgverbs_relayed_bytes_total{direction="server_to_client"} 200`,
+		`pgverbs_transactions_total 3`,
+		`pgverbs_queries_total 4`,
+		`pgverbs_commands_total{command="BASE BACKUP",outcome="58"} 1`,
+		`pgverbs_command_duration_seconds_count{command="BASE BACKUP",outcome="ok"} 1`,
+		`pgverbs_base_backup_bytes_total 4096`,
+		`pgverbs_base_backup_last_success_timestamp_seconds 1.7e+09`,
+	} {
+		if !strings.Contains(text, line+"\n") {
+			t.Errorf("no line %s in:\n%s", line, text)
 		}
 	}
 }
