@@ -35,6 +35,13 @@
 // table show the spread; where it is of the size of a difference, the
 // difference means nothing.
 //
+// Counting cost. Unless -nocount is off, one more target runs a pgverbs
+// built with the tag pgverbs_nocount (built from the source tree when
+// -nocount is auto), which compiles the relay's per-session counting for
+// the metrics away, in the first of -relay-modes; a table gives the CPU
+// per transaction of the normal build over it, median of the per-pair
+// ratios (nocount.go).
+//
 // Idle memory. For every count in -idle (1,000 and 10,000), a fresh process
 // of each proxy is started in front of a second cluster made for this
 // measurement, the clients connect through it and stay idle, and its VmRSS
@@ -93,6 +100,7 @@
 //	                              [-pgbouncer auto|off|PATH] [-idle 1000,10000]
 //	                              [-install-rounds 5] [-pgtap-rounds 7]
 //	                              [-backup-scale 70] [-backup-rounds 5] [-tls-rounds 5]
+//	                              [-nocount auto|off|PATH]
 package main
 
 import (
@@ -178,6 +186,8 @@ type options struct {
 	backupScale, backupRounds int
 	// tlsRounds is the number of pairs of the TLS measurement; 0 skips it.
 	tlsRounds int
+	// nocount is the no-counting build: auto, off or a path.
+	nocount string
 }
 
 func main() {
@@ -215,6 +225,7 @@ func parseFlags(args []string) (options, error) {
 	clients := fs.String("clients", "1,16,100", "comma-separated pgbench client counts")
 	modes := fs.String("modes", "simple,extended,prepared", "comma-separated pgbench -M modes")
 	fs.StringVar(&o.pgbouncer, "pgbouncer", "auto", "pgbouncer binary: auto (PATH, then /usr/sbin/pgbouncer), off, or a path")
+	fs.StringVar(&o.nocount, "nocount", "auto", "pgverbs built with -tags pgverbs_nocount, a target of its own in the first relay mode to measure what counting costs: auto (built from this source tree), off, or a path")
 	idle := fs.String("idle", "1000,10000", "comma-separated idle client counts for the memory measurement (0 skips it)")
 	fs.IntVar(&o.installRounds, "install-rounds", 5, "INSTALL + UNINSTALL EXTENSION round trips of a 10,000-line script (0 skips them)")
 	fs.IntVar(&o.pgtapRounds, "pgtap-rounds", 7, "pairs of native CREATE EXTENSION pgtap and INSTALL EXTENSION pgtap through pgverbs (0 skips them)")
@@ -379,6 +390,20 @@ func run(ctx context.Context, o options) (err error) {
 		targets := []*target{{name: direct, port: cluster.Port}}
 		for _, p := range proxies {
 			targets = append(targets, &target{name: p.name, port: p.port, daemon: p, pgverbs: true})
+		}
+		nocountPath, cleanup, err := nocountBinary(ctx, o.nocount)
+		defer cleanup()
+		if err != nil {
+			return err
+		}
+		if nocountPath != "" {
+			name := pgverbsName(modes[0] + nocountSuffix)
+			p, err := startPgverbs(ctx, nocountPath, backendURL(cluster.Port, "disable"), extDir, name, proxyMaxClients, relayModeArgs(o, modes[0])...)
+			if err != nil {
+				return err
+			}
+			proxies = append(proxies, p)
+			targets = append(targets, &target{name: name, port: p.port, daemon: p, countingOf: proxies[0].name})
 		}
 		if bouncerPath != "" {
 			// Session mode gives every client a server connection of its
@@ -558,6 +583,8 @@ type target struct {
 	port    int
 	daemon  *daemon // nil for the server itself
 	pgverbs bool
+	// countingOf names the target this one is the no-counting build of.
+	countingOf string
 	// sslmode is pgbench's against the target; "" leaves libpq's default.
 	sslmode string
 }
@@ -1120,6 +1147,7 @@ func printRelay(o options, targets []*target, res results) {
 		}
 		printMarkdown(summary)
 	}
+	printCountingCost(o, targets, res)
 	printPairs(o, targets, res)
 }
 
