@@ -80,6 +80,15 @@
 //
 // Either way the engine sees the session only through its port.
 //
+// # Counting
+//
+// What operators see (stats.go, package stats) is counted by whoever
+// relays: the loop when it frames a read's messages, each relay goroutine
+// in plain fields published at its flush points, the engine around each
+// command; all into atomics the session owns, once per read, never per
+// message. Server.Clients and Server.Totals read them at scrape time; a
+// session's counters are folded into the totals as it ends.
+//
 // # Shutdown
 //
 // Server.Shutdown stops accepting and waits for sessions to end by
