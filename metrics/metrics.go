@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -17,6 +19,8 @@ type Source interface {
 	CommandStats() []stats.CommandStats
 	// BackupStats is what the base backups that succeeded recorded.
 	BackupStats() stats.BackupStats
+	// MaxClientConns is the client connection limit in effect.
+	MaxClientConns() int
 }
 
 // Every metric pgverbs exports besides the process and Go collectors'.
@@ -24,6 +28,10 @@ type Source interface {
 // from small fixed sets (states, reasons, directions, command names,
 // SQLSTATE classes), never from users.
 var (
+	up = prometheus.NewDesc("pgverbs_ready",
+		"1 when the backend accepts connections (the /readyz check, cached for a second), else 0.", nil, nil)
+	maxClientConns = prometheus.NewDesc("pgverbs_max_client_conns",
+		"The max_client_conns limit in effect (it changes on SIGHUP), for alerts on the connections in use.", nil, nil)
 	clientConnections = prometheus.NewDesc("pgverbs_client_connections",
 		"Client connections being served, by state: startup (not yet authenticated), idle, active (a query forwarded, no ReadyForQuery yet), idle_in_transaction, idle_in_transaction_aborted, command (a pgverbs command runs).",
 		[]string{"state"}, nil)
@@ -38,7 +46,7 @@ var (
 		"Bytes of protocol messages relayed after startup, by direction: client_to_server, server_to_client. pgverbs's own commands and their replies are not counted.",
 		[]string{"direction"}, nil)
 	transactions = prometheus.NewDesc("pgverbs_transactions_total",
-		"ReadyForQuery messages relayed to clients: each ends a simple query or an extended-protocol run, in or out of a transaction block.", nil, nil)
+		"Transactions ended, counted from the ReadyForQuery messages relayed to clients that say idle: an autocommit statement or a transaction block's COMMIT or ROLLBACK each count one.", nil, nil)
 	queries = prometheus.NewDesc("pgverbs_queries_total",
 		"Query and Sync messages relayed to the server.", nil, nil)
 	commandsRun = prometheus.NewDesc("pgverbs_commands_total",
@@ -59,24 +67,28 @@ var (
 )
 
 // New returns the registry /metrics serves: the process and Go
-// collectors, and the proxy's.
-func New(src Source) *prometheus.Registry {
+// collectors, and the proxy's. ready, when not nil, is the readiness
+// check behind pgverbs_ready.
+func New(src Source, ready func(context.Context) error) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		proxyCollector{src},
+		proxyCollector{src, ready},
 	)
 	return reg
 }
 
 // proxyCollector reads the proxy at scrape time.
-type proxyCollector struct{ src Source }
+type proxyCollector struct {
+	src   Source
+	ready func(context.Context) error
+}
 
 // Describe implements prometheus.Collector.
 func (proxyCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		clientConnections, connectionsAccepted, connectionsRefused, backendConnect, relayedBytes,
+		up, maxClientConns, clientConnections, connectionsAccepted, connectionsRefused, backendConnect, relayedBytes,
 		transactions, queries, commandsRun, commandDuration,
 		backupsSucceeded, backupBytes, backupLastBytes, backupLastDuration, backupLastSuccess,
 	} {
@@ -95,6 +107,17 @@ func (c proxyCollector) Collect(ch chan<- prometheus.Metric) {
 	histogram := func(d *prometheus.Desc, h stats.HistogramSnapshot, labels ...string) {
 		ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, h.Buckets, labels...)
 	}
+
+	if c.ready != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		ok := 0.0
+		if c.ready(ctx) == nil {
+			ok = 1
+		}
+		cancel()
+		gauge(up, ok)
+	}
+	gauge(maxClientConns, float64(c.src.MaxClientConns()))
 
 	byState := make(map[stats.State]int, len(stats.States))
 	for _, cl := range c.src.Clients() {

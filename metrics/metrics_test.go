@@ -41,6 +41,8 @@ func (fakeSource) CommandStats() []stats.CommandStats {
 	return c.Snapshot()
 }
 
+func (fakeSource) MaxClientConns() int { return 250 }
+
 func (fakeSource) BackupStats() stats.BackupStats {
 	return stats.BackupStats{Succeeded: 1, Bytes: 4096, LastBytes: 4096, LastDuration: time.Second, LastSuccess: time.Unix(1700000000, 0)}
 }
@@ -48,7 +50,7 @@ func (fakeSource) BackupStats() stats.BackupStats {
 // exposition returns what /metrics serves for src, as text.
 func exposition(t *testing.T, src Source) string {
 	t.Helper()
-	fams, err := New(src).Gather()
+	fams, err := New(src, func(context.Context) error { return errStartingUp }).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +69,8 @@ func exposition(t *testing.T, src Source) string {
 func TestCollectReadsSource(t *testing.T) {
 	text := exposition(t, fakeSource{})
 	for _, line := range []string{
+		`pgverbs_ready 0`,
+		`pgverbs_max_client_conns 250`,
 		`pgverbs_client_connections{state="idle"} 2`,
 		`pgverbs_client_connections{state="idle_in_transaction"} 1`,
 		`pgverbs_client_connections{state="active"} 0`,

@@ -58,15 +58,15 @@ func Start(opts Options) (*Server, error) {
 			},
 		})
 	}
+	ready := newReadiness(pgIsReady(opts.Dial, opts.User, opts.Database))
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(New(opts.Source), promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(New(opts.Source, ready.check), promhttp.HandlerOpts{
 		ErrorLog: zap.NewStdLog(log), ErrorHandling: promhttp.ContinueOnError,
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	ready := newReadiness(pgIsReady(opts.Dial, opts.User, opts.Database))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := ready.check(r.Context()); err != nil {

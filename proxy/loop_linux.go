@@ -511,11 +511,12 @@ func (ls *loopSession) frameDown() {
 	f := &ls.down
 	f.need = 0
 	var bytes int
-	var txs uint64
+	var txs uint64 // ended: see pending.msgs
+	var ready bool
 	defer func() {
 		ls.s.st.AddOut(bytes)
-		if txs > 0 {
-			ls.s.st.AddTransactions(txs)
+		ls.s.st.AddTransactions(txs)
+		if ready {
 			ls.s.st.SetStatus(ls.l.status)
 		}
 	}()
@@ -547,8 +548,11 @@ func (ls *loopSession) frameDown() {
 		}
 		ls.l.received(typ, msg)
 		bytes += total
-		if typ == pgwire.ReadyForQuery {
-			txs++
+		if typ == pgwire.ReadyForQuery && len(msg) > pgwire.HeaderLen {
+			ready = true
+			if msg[pgwire.HeaderLen] == pgwire.TxIdle {
+				txs++
+			}
 		}
 		f.pass(total)
 	}

@@ -91,6 +91,9 @@ func (s *Server) CommandStats() []stats.CommandStats { return s.cmds.Snapshot() 
 // BackupStats returns what the base backups that succeeded recorded.
 func (s *Server) BackupStats() stats.BackupStats { return s.backups.Snapshot() }
 
+// MaxClientConns is the client connection limit in effect.
+func (s *Server) MaxClientConns() int { return s.limits.Load().MaxClientConns }
+
 // observeConnect records how long a backend dial took, failed or not.
 func (s *Server) observeConnect(start time.Time) {
 	s.connectLatency.ObserveDuration(time.Since(start))
@@ -116,9 +119,14 @@ func responseCode(body []byte) string {
 // once per read (publishUp, publishDown), so that a message costs no
 // atomic operation.
 type pending struct {
-	bytes  int
-	msgs   uint64 // queries sent (up), ReadyForQuery received (down)
-	status byte   // of the last ReadyForQuery (down)
+	bytes int
+	// msgs counts queries sent (up) or transactions ended (down): a
+	// ReadyForQuery that says idle ends one, whether an autocommit
+	// statement or a block's COMMIT or ROLLBACK; those inside a block
+	// end none.
+	msgs   uint64
+	ready  bool // a ReadyForQuery was received (down)
+	status byte // of the last ReadyForQuery (down)
 }
 
 // publishUp publishes the client goroutine's counts. It runs before the
@@ -145,8 +153,8 @@ func (s *session) publishDown() {
 		return
 	}
 	s.st.AddOut(d.bytes)
-	if d.msgs > 0 {
-		s.st.AddTransactions(d.msgs)
+	s.st.AddTransactions(d.msgs)
+	if d.ready {
 		s.st.SetStatus(d.status)
 	}
 	*d = pending{}
@@ -165,7 +173,10 @@ func (p *pending) countUp(typ pgwire.Frontend, total int) {
 func (p *pending) countDown(typ pgwire.Backend, total int, msg []byte) {
 	p.bytes += total
 	if typ == pgwire.ReadyForQuery && len(msg) > pgwire.HeaderLen {
-		p.msgs++
+		p.ready = true
 		p.status = msg[pgwire.HeaderLen]
+		if p.status == pgwire.TxIdle {
+			p.msgs++
+		}
 	}
 }

@@ -49,17 +49,19 @@ func TestCountsRelayedTraffic(t *testing.T) {
 	// 1+4+6 and 6 bytes.
 	bc.send(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")}, &pgproto3.ReadyForQuery{TxStatus: 'T'})
 	c.expectBackend(&pgproto3.CommandComplete{}, &pgproto3.ReadyForQuery{})
-	if cl := onlyClient(t, p.srv); cl.State != stats.InTransaction || cl.Transactions != 1 || cl.BytesOut != 17 {
+	// Inside the block: no transaction has ended yet.
+	if cl := onlyClient(t, p.srv); cl.State != stats.InTransaction || cl.Transactions != 0 || cl.BytesOut != 17 {
 		t.Fatalf("in the transaction: %+v", cl)
 	}
 
-	// An extended-protocol run counts its Sync as the query.
+	// An extended-protocol run counts its Sync as the query; its idle
+	// ReadyForQuery ends the transaction.
 	c.send(&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	bc.expectFrontend(&pgproto3.Parse{}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	bc.send(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
 		&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	c.expectBackend(&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.CommandComplete{}, &pgproto3.ReadyForQuery{})
-	if cl := onlyClient(t, p.srv); cl.State != stats.Idle || cl.Queries != 2 || cl.Transactions != 2 {
+	if cl := onlyClient(t, p.srv); cl.State != stats.Idle || cl.Queries != 2 || cl.Transactions != 1 {
 		t.Fatalf("after the extended run: %+v", cl)
 	}
 
@@ -98,7 +100,7 @@ func TestCountsRelayedTraffic(t *testing.T) {
 
 	// The engine's own traffic is not relayed traffic.
 	live := p.srv.Totals()
-	if live.Accepted != 1 || live.Queries != 2 || live.Transactions != 2 || live.BytesIn != 11+45 || live.BytesOut != 17+30 {
+	if live.Accepted != 1 || live.Queries != 2 || live.Transactions != 1 || live.BytesIn != 11+45 || live.BytesOut != 17+30 {
 		t.Fatalf("totals while the session lives: %+v", live)
 	}
 	c.send(&pgproto3.Terminate{})

@@ -41,8 +41,9 @@ func (s *Session) AddQueries(n uint64) {
 	}
 }
 
-// AddTransactions counts n transactions relayed: ReadyForQuery messages,
-// each of which ends a query or an extended-protocol run.
+// AddTransactions counts n transactions ended: ReadyForQuery messages
+// saying idle, each ending an autocommit statement or a transaction block
+// (as PgBouncer's xact counts; those inside a block end none).
 func (s *Session) AddTransactions(n uint64) {
 	if Counting && n > 0 {
 		s.transactions.Add(n)

@@ -145,9 +145,9 @@ const (
 	// so that a run never races with the sessions of the one before.
 	proxyMaxClients = 2000
 	dialParallelism = 16
-	// defaultRelayMode is pgverbs' relay mode when it gets no --relay-mode
+	// defaultRelayMode is pgverbs' relay mode on Linux when it gets no --relay-mode
 	// flag, which binaries before that flag cannot parse.
-	defaultRelayMode = "goroutines"
+	defaultRelayMode = "loop"
 	// minPairs is the fewest pairs worth calling a measurement; fewer is
 	// a try-out, and the output says so.
 	minPairs = 5
