@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -179,7 +180,9 @@ func (l showStats) rows(c Conn, _ *extension.Repo, _ string) ([][]*string, error
 	for _, sc := range statsCounters {
 		var rate *string
 		if v, ok := r.PerSecond(sc.get); ok {
-			rate = strp(strconv.FormatFloat(v, 'g', -1, 64))
+			// Three decimals: a rate over a minute of samples is not
+			// worth the 17 digits of the float's shortest form.
+			rate = strp(strconv.FormatFloat(math.Round(v*1000)/1000, 'g', -1, 64))
 		}
 		rows = append(rows, []*string{strp(sc.name), showUint(sc.get(r.Now)), rate})
 	}
