@@ -1,0 +1,44 @@
+// Package walarchive is the on-disk half of pgverbs's WAL archive (issue
+// 13): the names of WAL files and the writer of segment files. It has no
+// database access and knows nothing of the proxy; the receiving side
+// (START_REPLICATION, status updates, timeline switches) builds on it.
+//
+// # File names
+//
+// A segment is named as PostgreSQL names it: timeline, then the segment
+// number split in two halves, 24 upper-case hex digits (SegmentName).
+// ParseName accepts exactly the names the archive may hold, a complete
+// segment, a segment's NAME.partial and a timeline's XXXXXXXX.history,
+// and refuses everything else (lower-case hex, which PostgreSQL never
+// writes and its IsXLogFileName refuses too; timeline 0; other suffixes;
+// anything with a separator), so that a name taken from a request can be
+// opened in the archive directory without further checks.
+//
+// # Writing a segment
+//
+// The writer follows pg_receivewal's discipline, with the position it
+// reports kept honest:
+//
+//  1. Open creates NAME.partial preallocated to the segment size (a full
+//     disk fails here, with ENOSPC, and not in the middle of WAL), then
+//     fsyncs the file and the directory, so that a later fdatasync of the
+//     file's data is enough for the data to survive a crash.
+//  2. Write puts WAL bytes at their offset in the segment; they must
+//     continue where the previous write ended.
+//  3. Sync is one fdatasync; only then does Durable move. This is the
+//     position the archive may report upstream as flushed.
+//  4. Complete fdatasyncs, renames NAME.partial to NAME and fsyncs the
+//     directory. A segment that stays partial (the end of a timeline)
+//     is just closed.
+//
+// Nothing here truncates or deletes WAL. An error from Write or Sync
+// takes the written position back to the durable one: what was written
+// since is suspect (on Linux a failed fdatasync may already have dropped
+// the dirty pages, and a second fdatasync would report success for data
+// that is not on disk), so the caller writes it again from Durable.
+//
+// Opening a segment whose NAME.partial exists resumes it from a durable
+// position the caller passes; opening one whose NAME exists compares
+// every write with the bytes already there and refuses a difference
+// (ErrDiffers): a complete segment is never overwritten.
+package walarchive
