@@ -117,3 +117,15 @@ func ServerDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// TempBase returns the parent for temporary directories the server's OS
+// user must reach: "" (os.TempDir) when pgtest runs the server as the
+// current user, else a directory every user can traverse (/tmp when
+// $TMPDIR is private to root).
+func TempBase() (string, error) {
+	own, err := currentOwner()
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	return tempBase(own), nil
+}

@@ -1443,30 +1443,19 @@ func chownToPostgres(dir string) error {
 }
 
 // tempBase returns a directory the postgres user can traverse when we run
-// as root, where TMPDIR may point into root's private home.
+// as root, where TMPDIR may point into root's private home (pgtest's own
+// rule, so that the bench's files sit where its clusters' do).
 func tempBase() string {
-	if os.Geteuid() != 0 {
-		return ""
+	dir, err := pgtest.TempBase()
+	if err != nil {
+		return "/tmp"
 	}
-	for dir := os.TempDir(); ; dir = filepath.Dir(dir) {
-		fi, err := os.Stat(dir)
-		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			return "/tmp"
-		}
-		if dir == filepath.Dir(dir) {
-			return ""
-		}
-	}
+	return dir
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	return port, l.Close()
-}
+// freePort is pgtest's: a port free at the moment, which a caller that
+// binds it later may lose to someone else.
+func freePort() (int, error) { return pgtest.FreePort() }
 
 // tailBuffer keeps the last max bytes written to it, so that a chatty
 // process cannot grow our memory during a long run.
