@@ -3,6 +3,8 @@ package walarchive
 import (
 	"context"
 	"time"
+
+	"github.com/pgverbs/pgverbs/stats"
 )
 
 // Compression of completed segments.
@@ -103,6 +105,9 @@ type Status struct {
 	Fsyncs         uint64
 	BytesReceived  uint64
 	SegmentsClosed uint64
+	// FsyncSeconds is the distribution of the archive's fdatasync calls;
+	// nil before the first Start.
+	FsyncSeconds *stats.HistogramSnapshot
 }
 
 // SegmentState is what SHOW WAL ARCHIVE SEGMENTS says of a file.
