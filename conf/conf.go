@@ -63,6 +63,11 @@ type Config struct {
 	// HTTPListen is the host:port of the HTTP listener serving /metrics,
 	// /healthz and /readyz (HTTPS with TLSCert/TLSKey); "" disables it.
 	HTTPListen string
+	// HTTPToken is the bearer token the WAL archive's /wal/ requires; it
+	// is a secret (String shows xxxxx). HTTPTokenFile names a file holding
+	// it instead, so that it appears neither in ps nor in the environment.
+	// Read it with Token.
+	HTTPToken, HTTPTokenFile string
 	// ConfigFile is the YAML file this configuration was loaded from, ""
 	// if none.
 	ConfigFile string

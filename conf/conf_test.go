@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,7 @@ max_client_conns: 10
 shutdown_timeout: 10s
 extensions_dir: /file/ext
 `)
+	tokenFile := writeFile(t, "token", "t0ken\n")
 	everyKey := writeFile(t, "every.yaml", `
 listen: ":7000"
 backend: host=db
@@ -99,6 +101,7 @@ backup_root: /b
 backup_conninfo: host=replica
 extension_collision: package
 http_listen: 127.0.0.1:9187
+http_token_file: `+tokenFile+`
 relay_mode: goroutines
 `)
 	tests := []struct {
@@ -191,12 +194,13 @@ relay_mode: goroutines
 				"PGVERBS_EXTENSION_COLLISION": "package",
 				"PGVERBS_RELAY_MODE":          "goroutines",
 				"PGVERBS_HTTP_LISTEN":         ":9000",
+				"PGVERBS_HTTP_TOKEN":          "t0ken",
 			},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db port=5433", LogLevel: "error", LogFormat: "json",
 					MaxClientConns: 5, ShutdownTimeout: time.Second, AuthTimeout: 2 * time.Second,
 					ExtensionsDir: "/ext", BackupRoot: "/backups", ExtensionCollision: "package", RelayMode: "goroutines",
-					HTTPListen: ":9000"}
+					HTTPListen: ":9000", HTTPToken: "t0ken"}
 				if !sameValues(*c, want) {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -210,7 +214,7 @@ relay_mode: goroutines
 				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "warn", LogFormat: "json",
 					MaxClientConns: 8, ShutdownTimeout: 4 * time.Second, AuthTimeout: 5 * time.Second,
 					ExtensionsDir: "/ext", BackupRoot: "/b", BackupConninfo: "host=replica",
-					ExtensionCollision: "package", RelayMode: "goroutines", HTTPListen: "127.0.0.1:9187", ConfigFile: everyKey}
+					ExtensionCollision: "package", RelayMode: "goroutines", HTTPListen: "127.0.0.1:9187", HTTPTokenFile: tokenFile, ConfigFile: everyKey}
 				if !sameValues(*c, want) {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -222,12 +226,12 @@ relay_mode: goroutines
 			args: []string{"--listen", ":7000", "--backend", "host=db", "--log-level", "debug",
 				"--log-format", "json", "--max-client-conns", "7", "--shutdown-timeout", "0s", "--auth-timeout", "3s",
 				"--extensions", "/ext", "--backup-root", "/b", "--extension-collision", "package", "--relay-mode", "goroutines",
-				"--http-listen", "[::1]:9187"},
+				"--http-listen", "[::1]:9187", "--http-token", "t0ken"},
 			check: func(c *Config) string {
 				want := Config{Listen: ":7000", Backend: "host=db", LogLevel: "debug", LogFormat: "json",
 					MaxClientConns: 7, ShutdownTimeout: 0, AuthTimeout: 3 * time.Second,
 					ExtensionsDir: "/ext", BackupRoot: "/b", ExtensionCollision: "package", RelayMode: "goroutines",
-					HTTPListen: "[::1]:9187"}
+					HTTPListen: "[::1]:9187", HTTPToken: "t0ken"}
 				if !sameValues(*c, want) {
 					return fmt.Sprintf("got %+v", *c)
 				}
@@ -313,6 +317,8 @@ func TestHelp(t *testing.T) {
 		{"--backup-conninfo CONNINFO", "PGVERBS_BACKUP_CONNINFO", "backup_conninfo"},
 		{"--extension-collision server|package", "PGVERBS_EXTENSION_COLLISION", "extension_collision"},
 		{"--http-listen ADDR", "PGVERBS_HTTP_LISTEN", "http_listen"},
+		{"--http-token TOKEN", "PGVERBS_HTTP_TOKEN", "http_token"},
+		{"--http-token-file FILE", "PGVERBS_HTTP_TOKEN_FILE", "http_token_file"},
 		{"--relay-mode loop|goroutines", "PGVERBS_RELAY_MODE", "relay_mode"},
 	}
 	// Whole entries, pinning the layout, descriptions and defaults.
@@ -489,12 +495,13 @@ func TestValidateReportsEveryField(t *testing.T) {
 		// ExtensionCollision left empty: neither server nor package.
 		RelayMode:  "threads",
 		HTTPListen: "nonsense",
+		HTTPToken:  "two words",
 	}
 	err := c.Validate()
 	mustContainAll(t, err, "listen: ", "backend: ", "tls_key: ", "log_level: ", "log_format: ",
-		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ", "extension_collision: ", "http_listen: ", "relay_mode: ")
-	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 12 {
-		t.Errorf("got %d errors, want 12:\n%v", n, err)
+		"max_client_conns: ", "shutdown_timeout: ", "auth_timeout: ", "backup_root: ", "extension_collision: ", "http_listen: ", "http_token: ", "relay_mode: ")
+	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 13 {
+		t.Errorf("got %d errors, want 13:\n%v", n, err)
 	}
 }
 
@@ -829,10 +836,11 @@ func TestString(t *testing.T) {
 	c.Backend = "postgres://alice:" + password + "@db/app"
 	c.BackupConninfo = "host=replica password=" + password
 	c.ConfigFile = "/etc/pgverbs.yaml"
+	c.HTTPToken = password
 	want := `listen="127.0.0.1:6432" backend="postgres://alice:xxxxx@db/app" tls_cert="" tls_key="" ` +
 		`log_level="info" log_format="console" max_client_conns=1000 shutdown_timeout=30s auth_timeout=1m0s ` +
 		`extensions_dir="./extensions" backup_root="" backup_conninfo="host=replica password=xxxxx" ` +
-		`extension_collision="server" http_listen="" relay_mode="` + DefaultRelayMode + `" config_file="/etc/pgverbs.yaml"`
+		`extension_collision="server" http_listen="" http_token="xxxxx" http_token_file="" relay_mode="` + DefaultRelayMode + `" config_file="/etc/pgverbs.yaml"`
 	if got := c.String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
@@ -847,9 +855,9 @@ func TestRestartNeeded(t *testing.T) {
 	// limits, certificate) or reads them when it needs them (shutdown).
 	cur := Config{Listen: ":1", Backend: "host=b", TLSCert: "c", TLSKey: "k", LogLevel: "debug", LogFormat: "json",
 		MaxClientConns: 1, ShutdownTimeout: 1, AuthTimeout: 1, ExtensionsDir: "/e", BackupRoot: "/b",
-		BackupConninfo: "host=r", ExtensionCollision: "package", HTTPListen: ":2", RelayMode: "other"}
+		BackupConninfo: "host=r", ExtensionCollision: "package", HTTPListen: ":2", HTTPToken: "t", HTTPTokenFile: "f", RelayMode: "other"}
 	want := []string{"listen", "backend", "log_format", "extensions_dir", "backup_root", "backup_conninfo",
-		"extension_collision", "http_listen", "relay_mode"}
+		"extension_collision", "http_listen", "http_token", "http_token_file", "relay_mode"}
 	if got := RestartNeeded(&old, &cur); !slices.Equal(got, want) {
 		t.Errorf("RestartNeeded = %q, want %q", got, want)
 	}
@@ -925,5 +933,68 @@ func TestSources(t *testing.T) {
 	}
 	for name := range want {
 		t.Errorf("Settings() does not list %s", name)
+	}
+}
+
+// TestHTTPToken checks that /wal/ is never served beyond the loopback
+// interface without a token, and that the token, from the setting or its
+// file, is never shown.
+func TestHTTPToken(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := file("good", password+"\n")
+	empty := file("empty", "\n")
+	twoLines := file("two", password+"\nmore\n")
+	tests := []struct {
+		name            string
+		listen, tok, tf string
+		want            string // "" means valid
+		token           string // what Token returns when valid
+	}{
+		{"no listener", "", "", "", "", ""},
+		{"ipv4 loopback", "127.0.0.1:9187", "", "", "", ""},
+		{"other 127 address", "127.3.2.1:9187", "", "", "", ""},
+		{"ipv6 loopback", "[::1]:9187", "", "", "", ""},
+		{"localhost", "localhost:9187", "", "", "", ""},
+		{"every interface", ":9187", "", "", `http_token: must be set (or http_token_file) when http_listen ":9187" is not a loopback address`, ""},
+		{"any address", "0.0.0.0:9187", "", "", "http_token: must be set", ""},
+		{"a host name", "metrics.internal:9187", "", "", "http_token: must be set", ""},
+		{"a public address", "10.1.2.3:9187", "", "", "set a token, or bind http_listen to 127.0.0.1", ""},
+		{"token", ":9187", password, "", "", password},
+		{"token file", ":9187", "", good, "", password},
+		{"both", ":9187", password, good, "http_token: set either http_token or http_token_file, not both", ""},
+		{"space in token", ":9187", "two words", "", "http_token: the token may hold only visible ASCII", ""},
+		{"missing file", ":9187", "", filepath.Join(dir, "none"), "http_token_file: cannot read the token", ""},
+		{"empty file", ":9187", "", empty, "http_token_file: " + strconv.Quote(empty) + " is empty", ""},
+		{"two lines", ":9187", "", twoLines, "http_token_file: ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.HTTPListen, c.HTTPToken, c.HTTPTokenFile = tt.listen, tt.tok, tt.tf
+			err := c.Validate()
+			if err != nil && strings.Contains(err.Error(), password) {
+				t.Errorf("the error shows the token: %v", err)
+			}
+			if strings.Contains(c.String(), password) || strings.Contains(fmt.Sprint(c.Settings()), password) {
+				t.Errorf("String or Settings shows the token: %s", c.String())
+			}
+			if tt.want != "" {
+				mustContainAll(t, err, tt.want)
+				return
+			}
+			if err != nil {
+				t.Fatalf("want valid, got %v", err)
+			}
+			if tok, err := c.Token(); err != nil || tok != tt.token {
+				t.Errorf("Token() = %q, %v; want %q", tok, err, tt.token)
+			}
+		})
 	}
 }

@@ -26,6 +26,9 @@ type setting struct {
 	// secret marks a connection string that may hold a password: String
 	// shows it redacted.
 	secret bool
+	// token marks a value that is a secret as a whole (a bearer token):
+	// String shows only whether it is set.
+	token bool
 	// restart marks a setting read only at startup, so that a reload
 	// changing it can say the change waits for a restart (RestartNeeded).
 	restart bool
@@ -34,8 +37,11 @@ type setting struct {
 // text is s's value in c as text, a connection string redacted.
 func (s setting) text(c *Config) string {
 	v := fieldValue{s.field(c)}.String()
-	if s.secret {
+	switch {
+	case s.secret:
 		v, _ = redactConnString(v)
+	case s.token && v != "":
+		v = mask
 	}
 	return v
 }
@@ -141,13 +147,44 @@ var settings = []setting{{
 	restart: true,
 }, {
 	key: "http_listen", flag: "http-listen", arg: "ADDR",
-	usage: "host:port serving /metrics, /healthz and /readyz over HTTP (HTTPS with --tls-cert); empty disables it",
+	usage: "host:port serving /metrics, /healthz, /readyz and the WAL archive's /wal/ over HTTP (HTTPS with --tls-cert); empty disables it",
 	field: func(c *Config) any { return &c.HTTPListen },
 	check: func(c *Config) error {
 		if c.HTTPListen == "" {
 			return nil
 		}
 		return validateListen(c.HTTPListen)
+	},
+	restart: true,
+}, {
+	key: "http_token", flag: "http-token", arg: "TOKEN",
+	usage: "bearer token /wal/ requires (required when http_listen is not a loopback address); prefer http_token_file",
+	field: func(c *Config) any { return &c.HTTPToken },
+	check: func(c *Config) error {
+		if c.HTTPToken != "" && c.HTTPTokenFile != "" {
+			return errors.New("set either http_token or http_token_file, not both")
+		}
+		if c.HTTPToken != "" {
+			return validateToken(c.HTTPToken)
+		}
+		if c.HTTPListen != "" && c.HTTPTokenFile == "" && !loopback(c.HTTPListen) {
+			return fmt.Errorf("must be set (or http_token_file) when http_listen %q is not a loopback address: "+
+				"/wal/ serves the WAL, which holds every row of the database; set a token, or bind http_listen to 127.0.0.1 or [::1]", c.HTTPListen)
+		}
+		return nil
+	},
+	token:   true,
+	restart: true,
+}, {
+	key: "http_token_file", flag: "http-token-file", arg: "FILE",
+	usage: "file holding the bearer token /wal/ requires (one line), instead of http_token",
+	field: func(c *Config) any { return &c.HTTPTokenFile },
+	check: func(c *Config) error {
+		if c.HTTPTokenFile == "" {
+			return nil
+		}
+		_, err := readTokenFile(c.HTTPTokenFile)
+		return err
 	},
 	restart: true,
 }, {
