@@ -401,17 +401,7 @@ func (s *SegmentFile) Close() error {
 
 // syncDir fsyncs the archive directory, which makes its entries (a new
 // NAME.partial, a rename) survive a crash.
-func (s *SegmentFile) syncDir() error {
-	d, err := s.dir.Open(".")
-	if err != nil {
-		return fileError("open", "the archive directory", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fileError("sync", "the archive directory", err)
-	}
-	return nil
-}
+func (s *SegmentFile) syncDir() error { return syncDir(s.dir) }
 
 // fileError wraps an os or syscall error with what was done to which
 // file; errors.Is(err, syscall.ENOSPC) still sees a full disk.

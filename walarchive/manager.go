@@ -1,0 +1,534 @@
+package walarchive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walstream"
+)
+
+// DialFunc opens a physical replication connection (replication=true) to
+// the upstream as user (or the configured user when the connection string
+// names one) with application_name set to applicationName.
+type DialFunc func(ctx context.Context, user, applicationName string) (*pgconn.PgConn, error)
+
+// Config is what a Manager needs from pgverbs.
+type Config struct {
+	// Root is the backup root: archive directories lie inside it, and
+	// it holds the pointer to the running archive.
+	Root string
+	Dial DialFunc
+	// Upstream is shown in SHOW WAL ARCHIVE (an address, no password).
+	Upstream string
+	Logger   *zap.Logger
+}
+
+// Backoff bounds between reconnection attempts.
+const (
+	minBackoff = time.Second
+	maxBackoff = 30 * time.Second
+)
+
+// fsyncBuckets are the fsync duration histogram's bounds: fdatasync costs
+// about 0.1 ms on a VM's disk and tens of ms on a busy spinning one.
+var fsyncBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+
+// Manager is the one WAL archive of a pgverbs process: it implements
+// Archiver.
+type Manager struct {
+	cfg   Config
+	log   *zap.Logger
+	fsync *stats.Histogram
+
+	mu       sync.Mutex
+	status   Status
+	caughtUp time.Time // when Flushed last reached UpstreamFlush
+	cur      *archiveRun
+	backoff  time.Duration
+}
+
+// archiveRun is one started archive.
+type archiveRun struct {
+	opts   Options
+	dir    *os.Root
+	st     state
+	paused bool
+	cancel context.CancelFunc // ends the run
+	kick   context.CancelFunc // ends the current receiver (pause, alter)
+	wake   chan struct{}      // resume, alter
+	done   chan struct{}
+	// work is signalled when a file was completed, for compression and
+	// retention.
+	work chan struct{}
+}
+
+// NewManager returns the archive of a pgverbs process; nothing runs until
+// Start or Recover.
+func NewManager(cfg Config) *Manager {
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Manager{cfg: cfg, log: log, fsync: stats.NewHistogram(fsyncBuckets), status: Status{State: Stopped}}
+}
+
+// Recover resumes the archive that was running when pgverbs stopped (or
+// crashed), if any: a restart needs no new START.
+func (m *Manager) Recover() error {
+	if m.cfg.Root == "" {
+		return nil
+	}
+	rel, err := os.ReadFile(filepath.Join(m.cfg.Root, pointerFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(m.cfg.Root, strings.TrimSpace(string(rel)))
+	if _, err := relInside(m.cfg.Root, dir); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("walarchive: cannot open the archive to resume: %w", err)
+	}
+	st, ok, err := readState(root)
+	if err != nil || !ok || !st.Running {
+		root.Close()
+		if err == nil {
+			err = fmt.Errorf("walarchive: %s names %s, which holds no running archive", pointerFile, dir)
+		}
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.launch(st.Options.options(dir), root, st)
+	m.log.Info("WAL archive resumed", zap.String("dir", dir), zap.String("slot", st.Options.Slot))
+	return nil
+}
+
+// Start implements Archiver.
+func (m *Manager) Start(ctx context.Context, o Options) error {
+	if m.cfg.Root == "" {
+		e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "WAL ARCHIVE is disabled: no backup root is configured")
+		e.Hint = "Start pgverbs with --backup-root DIR (config backup_root)."
+		return e
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur != nil {
+		e := pgerr.New(pgerr.ObjectInUse, "a WAL archive is already running")
+		e.Detail = "pgverbs runs one WAL archive; it writes to " + m.cur.opts.Dir + "."
+		e.Hint = "Use ALTER WAL ARCHIVE to change it, or STOP WAL ARCHIVE first."
+		return e
+	}
+	rel, err := relInside(m.cfg.Root, o.Dir)
+	if err != nil {
+		return pgerr.New(pgerr.InsufficientPrivilege, "the WAL archive must be inside the backup root")
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return archiveError("create the directory", err)
+	}
+	root, err := os.OpenRoot(o.Dir)
+	if err != nil {
+		return archiveError("open the directory", err)
+	}
+	st, err := m.probe(ctx, root, o)
+	if err == nil {
+		err = writeState(root, st)
+	}
+	if err == nil {
+		err = m.writePointer(rel)
+	}
+	if err != nil {
+		root.Close()
+		return err
+	}
+	m.status = Status{State: Reconnecting}
+	m.launch(o, root, st)
+	m.log.Info("WAL archive started", zap.String("dir", o.Dir), zap.String("slot", o.Slot), zap.Bool("synchronous", o.Synchronous))
+	return nil
+}
+
+// writePointer records rel as the running archive's directory, or
+// removes the record when rel is "".
+func (m *Manager) writePointer(rel string) error {
+	root, err := os.OpenRoot(m.cfg.Root)
+	if err != nil {
+		return archiveError("open the backup root", err)
+	}
+	defer root.Close()
+	if rel != "" {
+		return writeDurable(root, pointerFile, []byte(rel+"\n"))
+	}
+	if err := root.Remove(pointerFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return archiveError("remove "+pointerFile, err)
+	}
+	return syncDir(root)
+}
+
+// probe connects once, so that START reports at once what would make the
+// archive fail (no login, no slot, another system's WAL in the
+// directory), and returns the state to record.
+func (m *Manager) probe(ctx context.Context, root *os.Root, o Options) (state, error) {
+	pc, err := m.cfg.Dial(ctx, o.User, o.ApplicationName)
+	if err != nil {
+		return state{}, upstreamError("cannot connect to the upstream", err)
+	}
+	conn, err := walstream.New(pc)
+	if err != nil {
+		return state{}, upstreamError("cannot connect to the upstream", err)
+	}
+	defer conn.Close()
+	sys, err := conn.IdentifySystem(ctx)
+	if err != nil {
+		return state{}, upstreamError("IDENTIFY_SYSTEM failed", err)
+	}
+	segSize, err := conn.SegmentSize(ctx)
+	if err != nil {
+		return state{}, upstreamError("SHOW wal_segment_size failed", err)
+	}
+	old, ok, err := readState(root)
+	if err != nil {
+		return state{}, archiveError("read the state", err)
+	}
+	if ok && (old.SystemID != sys.ID || old.SegmentSize != segSize) {
+		e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the directory holds the WAL archive of another database system (system identifier %s)", old.SystemID)
+		e.Hint = "Archive each cluster into a directory of its own."
+		return state{}, e
+	}
+	if !ok {
+		files, err := scan(root, segSize)
+		if err != nil {
+			return state{}, archiveError("list", err)
+		}
+		if len(files) > 0 {
+			e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the directory holds WAL files but no %s", StateFile)
+			e.Hint = "Archive into an empty directory."
+			return state{}, e
+		}
+	}
+	if _, err := ensureSlot(ctx, conn, o); err != nil {
+		return state{}, err
+	}
+	return state{SystemID: sys.ID, SegmentSize: segSize, Running: true, Options: toState(o)}, nil
+}
+
+// launch starts the run's goroutine; m.mu is held.
+func (m *Manager) launch(o Options, root *os.Root, st state) {
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &archiveRun{opts: o, dir: root, st: st, cancel: cancel, kick: func() {}, wake: make(chan struct{}, 1), done: make(chan struct{}), work: make(chan struct{}, 1)}
+	m.cur = run
+	m.status.Dir, m.status.Slot, m.status.ApplicationName = o.Dir, o.Slot, o.ApplicationName
+	m.status.Synchronous, m.status.Compression, m.status.Upstream = o.Synchronous, o.Compression, m.cfg.Upstream
+	m.status.State = Reconnecting
+	m.backoff = minBackoff
+	go m.loop(ctx, run)
+	go m.maintain(ctx, run)
+}
+
+// loop runs receivers until the run ends, with backoff between failures.
+func (m *Manager) loop(ctx context.Context, run *archiveRun) {
+	defer close(run.done)
+	for ctx.Err() == nil {
+		m.mu.Lock()
+		paused, opts, st := run.paused, run.opts, run.st
+		rctx, kick := context.WithCancel(ctx)
+		run.kick = kick
+		if paused {
+			m.status.State = Paused
+		}
+		m.mu.Unlock()
+		if paused {
+			select {
+			case <-ctx.Done():
+			case <-run.wake:
+			}
+			kick()
+			continue
+		}
+		r := &receiver{m: m, opts: opts, dir: run.dir, st: st}
+		err := r.run(rctx)
+		kick()
+		if ctx.Err() != nil {
+			return
+		}
+		m.mu.Lock()
+		paused = run.paused
+		delay := m.backoff
+		if rctx.Err() == nil || !paused {
+			m.backoff = min(2*m.backoff, maxBackoff)
+		}
+		m.mu.Unlock()
+		if errors.Is(err, context.Canceled) {
+			// Paused or altered: go round at once.
+			continue
+		}
+		m.failed(err)
+		select {
+		case <-ctx.Done():
+		case <-run.wake:
+		case <-time.After(delay):
+		}
+	}
+}
+
+// failed records why the receiver stopped.
+func (m *Manager) failed(err error) {
+	code, msg := string(pgerr.InternalError), err.Error()
+	var pe *pgerr.Error
+	if errors.As(err, &pe) {
+		code, msg = string(pe.Code), pe.Message
+	}
+	m.log.Warn("WAL archive: streaming stopped, retrying", zap.String("sqlstate", code), zap.String("error", msg))
+	m.update(func(s *Status) {
+		s.State, s.LastError, s.LastErrorCode = Reconnecting, msg, code
+		s.Reconnects++
+	})
+}
+
+// resetBackoff is called once streaming started.
+func (m *Manager) resetBackoff() {
+	m.mu.Lock()
+	m.backoff = minBackoff
+	m.mu.Unlock()
+}
+
+// update changes the status under the lock.
+func (m *Manager) update(f func(*Status)) {
+	m.mu.Lock()
+	f(&m.status)
+	if m.status.Flushed >= m.status.UpstreamFlush {
+		m.caughtUp = time.Now()
+	}
+	m.mu.Unlock()
+}
+
+// fsynced records an fdatasync's duration.
+func (m *Manager) fsynced(d time.Duration) {
+	m.fsync.ObserveDuration(d)
+	m.mu.Lock()
+	m.status.Fsyncs++
+	m.mu.Unlock()
+}
+
+// segmentDone notes a completed file, for the maintenance goroutine.
+func (m *Manager) segmentDone(name string) {
+	m.mu.Lock()
+	m.status.SegmentsClosed++
+	run := m.cur
+	m.mu.Unlock()
+	m.log.Debug("WAL archive: file complete", zap.String("file", name))
+	if run != nil {
+		select {
+		case run.work <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stop implements Archiver.
+func (m *Manager) Stop(ctx context.Context, dropSlot bool) error {
+	m.mu.Lock()
+	run := m.cur
+	m.mu.Unlock()
+	if run == nil {
+		return notRunning()
+	}
+	run.cancel()
+	select {
+	case <-run.done:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cur = nil
+	m.status.State = Stopped
+	run.st.Running = false
+	err := writeState(run.dir, run.st)
+	if perr := m.writePointer(""); err == nil {
+		err = perr
+	}
+	run.dir.Close()
+	if err != nil {
+		return archiveError("record the stop", err)
+	}
+	m.log.Info("WAL archive stopped", zap.String("dir", run.opts.Dir))
+	if dropSlot {
+		return m.dropSlot(ctx, run.opts)
+	}
+	return nil
+}
+
+// dropSlot drops the archive's slot; the walsender that used it may take
+// a moment to exit after the connection closed.
+func (m *Manager) dropSlot(ctx context.Context, o Options) error {
+	pc, err := m.cfg.Dial(ctx, o.User, o.ApplicationName)
+	if err != nil {
+		return upstreamError("cannot connect to drop the slot", err)
+	}
+	conn, err := walstream.New(pc)
+	if err != nil {
+		return upstreamError("cannot connect to drop the slot", err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := conn.DropSlot(ctx, o.Slot)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == string(pgerr.ObjectInUse) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return upstreamError("cannot drop replication slot "+o.Slot, err)
+		}
+		return nil
+	}
+}
+
+func notRunning() error {
+	e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "no WAL archive is running")
+	e.Hint = "Start one with START WAL ARCHIVE TO 'dir'."
+	return e
+}
+
+// Alter implements Archiver.
+func (m *Manager) Alter(ctx context.Context, change func(*Options) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	run := m.cur
+	if run == nil {
+		return notRunning()
+	}
+	o := run.opts
+	if err := change(&o); err != nil {
+		return err
+	}
+	if o.Dir != run.opts.Dir {
+		return pgerr.New(pgerr.FeatureNotSupported, "the directory of a running WAL archive cannot change")
+	}
+	st := run.st
+	st.Options = toState(o)
+	if err := writeState(run.dir, st); err != nil {
+		return err
+	}
+	run.opts, run.st = o, st
+	m.status.Slot, m.status.ApplicationName = o.Slot, o.ApplicationName
+	m.status.Synchronous, m.status.Compression = o.Synchronous, o.Compression
+	// The receiver reads its options at connect: reconnect now.
+	run.kick()
+	m.signal(run)
+	return nil
+}
+
+func (m *Manager) signal(run *archiveRun) {
+	select {
+	case run.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case run.work <- struct{}{}:
+	default:
+	}
+}
+
+// SetPaused implements Archiver.
+func (m *Manager) SetPaused(paused bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	run := m.cur
+	if run == nil {
+		return notRunning()
+	}
+	if run.paused == paused {
+		return nil
+	}
+	run.paused = paused
+	if paused {
+		m.status.State = Paused
+	} else {
+		m.status.State = Reconnecting
+		m.backoff = minBackoff
+	}
+	run.kick()
+	m.signal(run)
+	return nil
+}
+
+// Status implements Archiver.
+func (m *Manager) Status() (Status, bool) {
+	m.mu.Lock()
+	s := m.status
+	run := m.cur
+	caughtUp := m.caughtUp
+	m.mu.Unlock()
+	snap := m.fsync.Snapshot()
+	s.FsyncSeconds = &snap
+	if run == nil && s.Dir == "" {
+		return s, false
+	}
+	if s.UpstreamFlush > s.Flushed {
+		s.LagBytes = int64(s.UpstreamFlush - s.Flushed)
+		if !caughtUp.IsZero() {
+			s.LagSeconds = time.Since(caughtUp).Seconds()
+		}
+	}
+	if run != nil {
+		if files, err := scan(run.dir, run.st.SegmentSize); err == nil {
+			for _, f := range files {
+				s.Bytes += f.Bytes
+				if f.State == SegHistory {
+					continue
+				}
+				s.Segments++
+				if s.Oldest == "" {
+					s.Oldest = f.Name
+				}
+				s.Newest = f.Name
+			}
+		}
+	}
+	return s, true
+}
+
+// Segments implements Archiver.
+func (m *Manager) Segments() ([]SegmentInfo, error) {
+	m.mu.Lock()
+	run := m.cur
+	m.mu.Unlock()
+	if run == nil {
+		return nil, notRunning()
+	}
+	files, err := scan(run.dir, run.st.SegmentSize)
+	if err != nil {
+		return nil, archiveError("list", err)
+	}
+	return files, nil
+}
+
+// maintain compresses completed segments and applies retention when
+// files are completed or options change.
+func (m *Manager) maintain(ctx context.Context, run *archiveRun) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-run.work:
+		}
+	}
+}
