@@ -29,11 +29,11 @@ type receiver struct {
 	st   state
 	conn *walstream.Conn
 
-	tli     uint32
-	pos     uint64 // LSN of the next byte expected
-	seg     *SegmentFile
-	floor   uint64 // flush position reported by an earlier run (the slot's restart_lsn)
-	dirty   bool   // bytes written since the last fsync
+	tli   uint32
+	pos   uint64 // LSN of the next byte expected
+	seg   *SegmentFile
+	floor uint64 // flush position reported by an earlier run (the slot's restart_lsn)
+	dirty bool   // bytes written since the last fsync
 }
 
 // run streams until an error; the error says why (a *pgerr.Error for what

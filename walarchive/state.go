@@ -19,7 +19,7 @@ type state struct {
 	SegmentSize uint64 `json:"segment_size"`
 	// Running is false once STOP WAL ARCHIVE ran: the WAL stays, nothing
 	// resumes it.
-	Running bool          `json:"running"`
+	Running bool         `json:"running"`
 	Options stateOptions `json:"options"`
 }
 
