@@ -35,6 +35,11 @@ type Conn struct {
 	pid    uint32
 	// streaming is true between CopyBothResponse and the end of the copy.
 	streaming bool
+	// The message being read: its header (hdrN bytes of it so far) and
+	// bodyN bytes of buf, kept across a read that timed out.
+	hdr   [5]byte
+	hdrN  int
+	bodyN int
 }
 
 // New takes over pc, which must be idle (right after Connect): the
@@ -104,25 +109,37 @@ func (c *Conn) watch(ctx context.Context) (stop func(err error) error) {
 	}
 }
 
-// readMessage reads one message; its body stays valid until the next.
+// readMessage reads one message; its body stays valid until the next. A
+// read that times out (a deadline set on NetConn to wake up, see
+// ReadMessage) keeps what it read of the message, and the next call goes
+// on from there: losing those bytes would break the framing of the rest
+// of the stream.
 func (c *Conn) readMessage() (byte, []byte, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+	if c.hdrN < len(c.hdr) {
+		n, err := io.ReadFull(c.r, c.hdr[c.hdrN:])
+		c.hdrN += n
+		if err != nil {
+			return 0, nil, err
+		}
+		n32 := binary.BigEndian.Uint32(c.hdr[1:])
+		if n32 < 4 || n32 > maxMessage {
+			c.hdrN = 0
+			return 0, nil, fmt.Errorf("walstream: invalid message length %d for type %q", n32, c.hdr[0])
+		}
+		size := int(n32 - 4)
+		if cap(c.buf) < size {
+			c.buf = make([]byte, size)
+		}
+		c.buf = c.buf[:size]
+		c.bodyN = 0
+	}
+	n, err := io.ReadFull(c.r, c.buf[c.bodyN:])
+	c.bodyN += n
+	if err != nil {
 		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[1:])
-	if n < 4 || n > maxMessage {
-		return 0, nil, fmt.Errorf("walstream: invalid message length %d for type %q", n, hdr[0])
-	}
-	size := int(n - 4)
-	if cap(c.buf) < size {
-		c.buf = make([]byte, size)
-	}
-	c.buf = c.buf[:size]
-	if _, err := io.ReadFull(c.r, c.buf); err != nil {
-		return 0, nil, err
-	}
-	return hdr[0], c.buf, nil
+	c.hdrN = 0
+	return c.hdr[0], c.buf, nil
 }
 
 // write sends one message.
