@@ -100,7 +100,7 @@ func run(args []string) int {
 		log.Error("cannot listen", zap.Error(err))
 		return 1
 	}
-	stopOperations, err := startOperations(cfg, srv, target, source, log)
+	stopOperations, err := startOperations(cfg, srv, target, source, nil, log)
 	if err != nil {
 		log.Error("cannot serve HTTP", zap.Error(err))
 		return 1

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
@@ -9,11 +11,14 @@ import (
 	"github.com/pgverbs/pgverbs/metrics"
 	"github.com/pgverbs/pgverbs/proxy"
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walarchive"
 )
 
 // startOperations points src at the server and starts the HTTP listener
-// for metrics and health when http_listen is set. stop ends it.
-func startOperations(cfg *conf.Config, srv *proxy.Server, target *backend.Target, src *stats.Deferred, log *zap.Logger) (stop func(), err error) {
+// for metrics, health and the WAL archive's /wal/ when http_listen is
+// set. archiver, which may be nil (none), is the WAL archive /metrics
+// reports and /wal/ serves. stop ends it.
+func startOperations(cfg *conf.Config, srv *proxy.Server, target *backend.Target, src *stats.Deferred, archiver walarchive.Archiver, log *zap.Logger) (stop func(), err error) {
 	src.Set(srv)
 	if cfg.HTTPListen == "" {
 		return func() {}, nil
@@ -27,6 +32,15 @@ func startOperations(cfg *conf.Config, srv *proxy.Server, target *backend.Target
 			database = user
 		}
 	}
+	token, err := cfg.Token()
+	if err != nil {
+		return nil, fmt.Errorf("http_token_file: %w", err)
+	}
+	archive := walarchive.ArchiveFunc(func() (string, uint64, bool) { return "", 0, false })
+	var status func() (walarchive.Status, bool)
+	if archiver != nil {
+		archive, status = walarchive.StatusArchive(archiver), archiver.Status
+	}
 	hs, err := metrics.Start(metrics.Options{
 		Addr:        cfg.HTTPListen,
 		Certificate: srv.Certificate,
@@ -34,11 +48,14 @@ func startOperations(cfg *conf.Config, srv *proxy.Server, target *backend.Target
 		Dial:        target.Dial,
 		User:        user,
 		Database:    database,
+		WAL:         walarchive.NewHandler(archive, token, log.Named("wal")),
+		Archive:     status,
 		Logger:      log.Named("http"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("HTTP listener ready", zap.String("http_listen", hs.Addr().String()), zap.Bool("tls", srv.Certificate() != nil))
+	log.Info("HTTP listener ready", zap.String("http_listen", hs.Addr().String()), zap.Bool("tls", srv.Certificate() != nil),
+		zap.Bool("wal_token", token != ""))
 	return hs.Close, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walarchive"
 )
 
 // Source is what the metrics read of the proxy (*proxy.Server implements
@@ -64,19 +65,80 @@ var (
 		"Duration of the last successful BASE BACKUP; 0 before the first.", nil, nil)
 	backupLastSuccess = prometheus.NewDesc("pgverbs_base_backup_last_success_timestamp_seconds",
 		"Unix time the last successful BASE BACKUP ended; 0 before the first since the process started.", nil, nil)
+
+	// The WAL archive's. They are exported, as zeros, when no archive
+	// runs too, so that a dashboard and the alerts need no absent().
+	archiveState = prometheus.NewDesc("pgverbs_wal_archive_state",
+		"1 for the state the WAL archive is in (streaming, paused, reconnecting, stopped, failed), 0 for the others; all 0 when no archive was started.",
+		[]string{"state"}, nil)
+	archiveTimeline = prometheus.NewDesc("pgverbs_wal_archive_timeline",
+		"Timeline the WAL archive receives; 0 when none.", nil, nil)
+	archiveReceived = prometheus.NewDesc("pgverbs_wal_archive_received_lsn_bytes",
+		"LSN after the last WAL byte the archive received, as a byte position.", nil, nil)
+	archiveFlushed = prometheus.NewDesc("pgverbs_wal_archive_flushed_lsn_bytes",
+		"LSN after the last WAL byte the archive fsynced: the flush position it reports upstream.", nil, nil)
+	archiveUpstream = prometheus.NewDesc("pgverbs_wal_archive_upstream_flush_lsn_bytes",
+		"The upstream's WAL end as it last said.", nil, nil)
+	archiveLagBytes = prometheus.NewDesc("pgverbs_wal_archive_lag_bytes",
+		"WAL the upstream has that the archive has not made durable, in bytes.", nil, nil)
+	archiveLagSeconds = prometheus.NewDesc("pgverbs_wal_archive_lag_seconds",
+		"How long the archive has been behind the upstream's WAL end; 0 when caught up.", nil, nil)
+	archiveSegments = prometheus.NewDesc("pgverbs_wal_archive_segments",
+		"WAL segment files the archive holds (complete, compressed and partial; history files not counted).", nil, nil)
+	archiveBytes = prometheus.NewDesc("pgverbs_wal_archive_bytes",
+		"Bytes the archive's files take on disk.", nil, nil)
+	archiveFsAvail = prometheus.NewDesc("pgverbs_wal_archive_filesystem_avail_bytes",
+		"Bytes free for pgverbs in the file system of the archive directory; 0 when no archive or unknown.", nil, nil)
+	archiveFsSize = prometheus.NewDesc("pgverbs_wal_archive_filesystem_size_bytes",
+		"Size of the file system of the archive directory; 0 when no archive or unknown.", nil, nil)
+	archiveFsync = prometheus.NewDesc("pgverbs_wal_archive_fsync_duration_seconds",
+		"Duration of the archive's fdatasync calls: with SYNCHRONOUS on, what a synchronous commit waits for besides the network.", nil, nil)
+	archiveReconnects = prometheus.NewDesc("pgverbs_wal_archive_reconnects_total",
+		"Times the archive reconnected to its upstream since pgverbs started.", nil, nil)
+	archiveReceivedBytes = prometheus.NewDesc("pgverbs_wal_archive_received_bytes_total",
+		"WAL bytes the archive received since pgverbs started.", nil, nil)
+	archiveSegmentsClosed = prometheus.NewDesc("pgverbs_wal_archive_segments_completed_total",
+		"Segments the archive completed (renamed from .partial) since pgverbs started.", nil, nil)
 )
 
+// archiveStates are the states pgverbs_wal_archive_state has a series
+// for, always all of them: an alert on one needs its series to exist.
+var archiveStates = []walarchive.State{walarchive.Streaming, walarchive.Paused, walarchive.Reconnecting, walarchive.Stopped, walarchive.Failed}
+
 // New returns the registry /metrics serves: the process and Go
-// collectors, and the proxy's. ready, when not nil, is the readiness
-// check behind pgverbs_ready.
-func New(src Source, ready func(context.Context) error) *prometheus.Registry {
+// collectors, the proxy's and the WAL archive's. ready, when not nil, is
+// the readiness check behind pgverbs_ready; archive, which may be nil
+// (no archive), reports the WAL archive.
+func New(src Source, ready func(context.Context) error, archive func() (walarchive.Status, bool)) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		proxyCollector{src, ready},
+		archiveCollector{archive},
 	)
 	return reg
+}
+
+// constMetrics sends constant metrics to ch, read at scrape time.
+type constMetrics chan<- prometheus.Metric
+
+func (ch constMetrics) counter(d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func (ch constMetrics) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func (ch constMetrics) histogram(d *prometheus.Desc, h stats.HistogramSnapshot, labels ...string) {
+	ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, h.Buckets, labels...)
+}
+
+func describe(ch chan<- *prometheus.Desc, descs ...*prometheus.Desc) {
+	for _, d := range descs {
+		ch <- d
+	}
 }
 
 // proxyCollector reads the proxy at scrape time.
@@ -87,26 +149,15 @@ type proxyCollector struct {
 
 // Describe implements prometheus.Collector.
 func (proxyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
-		up, maxClientConns, clientConnections, connectionsAccepted, connectionsRefused, backendConnect, relayedBytes,
+	describe(ch, up, maxClientConns, clientConnections, connectionsAccepted, connectionsRefused, backendConnect, relayedBytes,
 		transactions, queries, commandsRun, commandDuration,
-		backupsSucceeded, backupBytes, backupLastBytes, backupLastDuration, backupLastSuccess,
-	} {
-		ch <- d
-	}
+		backupsSucceeded, backupBytes, backupLastBytes, backupLastDuration, backupLastSuccess)
 }
 
 // Collect implements prometheus.Collector.
-func (c proxyCollector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	histogram := func(d *prometheus.Desc, h stats.HistogramSnapshot, labels ...string) {
-		ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, h.Buckets, labels...)
-	}
+func (c proxyCollector) Collect(out chan<- prometheus.Metric) {
+	ch := constMetrics(out)
+	counter, gauge, histogram := ch.counter, ch.gauge, ch.histogram
 
 	if c.ready != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
@@ -165,4 +216,57 @@ func stateLabel(s stats.State) string {
 		return "idle_in_transaction_aborted"
 	}
 	return s.String()
+}
+
+// archiveCollector reads the WAL archive's Status at scrape time.
+type archiveCollector struct {
+	status func() (walarchive.Status, bool)
+}
+
+// Describe implements prometheus.Collector.
+func (archiveCollector) Describe(ch chan<- *prometheus.Desc) {
+	describe(ch, archiveState, archiveTimeline, archiveReceived, archiveFlushed, archiveUpstream,
+		archiveLagBytes, archiveLagSeconds, archiveSegments, archiveBytes, archiveFsAvail, archiveFsSize,
+		archiveFsync, archiveReconnects, archiveReceivedBytes, archiveSegmentsClosed)
+}
+
+// Collect implements prometheus.Collector.
+func (c archiveCollector) Collect(out chan<- prometheus.Metric) {
+	ch := constMetrics(out)
+	var st walarchive.Status
+	ok := false
+	if c.status != nil {
+		st, ok = c.status()
+	}
+	for _, s := range archiveStates {
+		v := 0.0
+		if ok && st.State == s {
+			v = 1
+		}
+		ch.gauge(archiveState, v, string(s))
+	}
+	ch.gauge(archiveTimeline, float64(st.Timeline))
+	ch.gauge(archiveReceived, float64(st.Received))
+	ch.gauge(archiveFlushed, float64(st.Flushed))
+	ch.gauge(archiveUpstream, float64(st.UpstreamFlush))
+	ch.gauge(archiveLagBytes, float64(st.LagBytes))
+	ch.gauge(archiveLagSeconds, st.LagSeconds)
+	ch.gauge(archiveSegments, float64(st.Segments))
+	ch.gauge(archiveBytes, float64(st.Bytes))
+	var avail, size uint64
+	if ok && st.Dir != "" {
+		// Asked at each scrape: a full disk is what stops the archive,
+		// and this is what shows it coming.
+		avail, size, _ = diskSpace(st.Dir)
+	}
+	ch.gauge(archiveFsAvail, float64(avail))
+	ch.gauge(archiveFsSize, float64(size))
+	fsync := stats.HistogramSnapshot{}
+	if st.FsyncSeconds != nil {
+		fsync = *st.FsyncSeconds
+	}
+	ch.histogram(archiveFsync, fsync)
+	ch.counter(archiveReconnects, st.Reconnects)
+	ch.counter(archiveReceivedBytes, st.BytesReceived)
+	ch.counter(archiveSegmentsClosed, st.SegmentsClosed)
 }

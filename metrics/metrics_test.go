@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walarchive"
 )
 
 type fakeSource struct{}
@@ -48,9 +51,9 @@ func (fakeSource) BackupStats() stats.BackupStats {
 }
 
 // exposition returns what /metrics serves for src, as text.
-func exposition(t *testing.T, src Source) string {
+func exposition(t *testing.T, src Source, archive func() (walarchive.Status, bool)) string {
 	t.Helper()
-	fams, err := New(src, func(context.Context) error { return errStartingUp }).Gather()
+	fams, err := New(src, func(context.Context) error { return errStartingUp }, archive).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +70,7 @@ func exposition(t *testing.T, src Source) string {
 }
 
 func TestCollectReadsSource(t *testing.T) {
-	text := exposition(t, fakeSource{})
+	text := exposition(t, fakeSource{}, nil)
 	for _, line := range []string{
 		`pgverbs_ready 0`,
 		`pgverbs_max_client_conns 250`,
@@ -92,6 +95,115 @@ func TestCollectReadsSource(t *testing.T) {
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("no line %s in:\n%s", line, text)
 		}
+	}
+}
+
+func mustContainLines(t *testing.T, text string, lines ...string) {
+	t.Helper()
+	for _, line := range lines {
+		if !strings.Contains(text, line+"\n") {
+			t.Errorf("no line %s in:\n%s", line, text)
+		}
+	}
+}
+
+func TestArchiveMetrics(t *testing.T) {
+	h := stats.NewHistogram(stats.CommandBuckets)
+	h.Observe(0.003)
+	h.Observe(0.2)
+	fsync := h.Snapshot()
+	st := walarchive.Status{
+		State: walarchive.Reconnecting, Dir: t.TempDir(), Timeline: 2,
+		Received: 0x3000100, Flushed: 0x3000000, UpstreamFlush: 0x3000200, LagBytes: 0x200, LagSeconds: 1.5,
+		Segments: 3, Bytes: 3 << 24, Reconnects: 4, BytesReceived: 5000, SegmentsClosed: 2, FsyncSeconds: &fsync,
+	}
+	text := exposition(t, fakeSource{}, func() (walarchive.Status, bool) { return st, true })
+	mustContainLines(t, text,
+		`pgverbs_wal_archive_state{state="reconnecting"} 1`,
+		`pgverbs_wal_archive_state{state="streaming"} 0`,
+		`pgverbs_wal_archive_state{state="failed"} 0`,
+		`pgverbs_wal_archive_timeline 2`,
+		`pgverbs_wal_archive_received_lsn_bytes 5.0331904e+07`,
+		`pgverbs_wal_archive_flushed_lsn_bytes 5.0331648e+07`,
+		`pgverbs_wal_archive_upstream_flush_lsn_bytes 5.033216e+07`,
+		`pgverbs_wal_archive_lag_bytes 512`,
+		`pgverbs_wal_archive_lag_seconds 1.5`,
+		`pgverbs_wal_archive_segments 3`,
+		`pgverbs_wal_archive_bytes 5.0331648e+07`,
+		`pgverbs_wal_archive_fsync_duration_seconds_bucket{le="0.005"} 1`,
+		`pgverbs_wal_archive_fsync_duration_seconds_count 2`,
+		`pgverbs_wal_archive_reconnects_total 4`,
+		`pgverbs_wal_archive_received_bytes_total 5000`,
+		`pgverbs_wal_archive_segments_completed_total 2`,
+	)
+	// The directory's file system is asked at the scrape.
+	if strings.Contains(text, "pgverbs_wal_archive_filesystem_size_bytes 0\n") ||
+		!strings.Contains(text, "pgverbs_wal_archive_filesystem_avail_bytes ") {
+		t.Errorf("no file system size of the archive directory in:\n%s", text)
+	}
+}
+
+// TestNoArchiveMetrics: with no archive every series exists, at 0, and
+// no state is 1.
+func TestNoArchiveMetrics(t *testing.T) {
+	for name, archive := range map[string]func() (walarchive.Status, bool){
+		"not wired":   nil,
+		"not started": func() (walarchive.Status, bool) { return walarchive.Status{}, false },
+	} {
+		t.Run(name, func(t *testing.T) {
+			text := exposition(t, fakeSource{}, archive)
+			mustContainLines(t, text,
+				`pgverbs_wal_archive_state{state="streaming"} 0`,
+				`pgverbs_wal_archive_state{state="paused"} 0`,
+				`pgverbs_wal_archive_state{state="reconnecting"} 0`,
+				`pgverbs_wal_archive_state{state="stopped"} 0`,
+				`pgverbs_wal_archive_state{state="failed"} 0`,
+				`pgverbs_wal_archive_lag_bytes 0`,
+				`pgverbs_wal_archive_filesystem_size_bytes 0`,
+				`pgverbs_wal_archive_fsync_duration_seconds_count 0`,
+				`pgverbs_wal_archive_reconnects_total 0`,
+			)
+		})
+	}
+}
+
+// TestServerRoutesWAL: /wal/ goes to the WAL handler as sent, not cleaned
+// into a redirect by the mux, and the other endpoints are the mux's.
+func TestServerRoutesWAL(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	wal := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.Path)
+		mu.Unlock()
+		w.WriteHeader(http.StatusTeapot)
+	})
+	srv, err := Start(Options{Addr: "127.0.0.1:0", Source: fakeSource{}, Dial: fakeServer(t, nil), WAL: wal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	base := "http://" + srv.Addr().String()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{
+		"/wal/000000010000000000000001": http.StatusTeapot,
+		"/wal/../x":                     http.StatusTeapot,
+		"/wal/..%2Fx":                   http.StatusTeapot,
+		"/healthz":                      http.StatusOK,
+		"/metrics":                      http.StatusOK,
+		"/walx":                         http.StatusNotFound,
+	} {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	if !slices.Contains(got, "/wal/../x") {
+		t.Errorf("the WAL handler saw %q, want the paths as sent", got)
 	}
 }
 

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/pgverbs/pgverbs/walarchive"
 )
 
 // Options configure the HTTP listener.
@@ -26,7 +29,13 @@ type Options struct {
 	// what the readiness probe's startup packet asks for.
 	Dial           Dialer
 	User, Database string
-	Logger         *zap.Logger
+	// WAL, when not nil, serves walarchive.WALPath (restore_command's
+	// GET /wal/NAME); it checks its own token, the other endpoints need
+	// none.
+	WAL http.Handler
+	// Archive, when not nil, reports the WAL archive for /metrics.
+	Archive func() (walarchive.Status, bool)
+	Logger  *zap.Logger
 }
 
 // Server is the running HTTP listener.
@@ -36,8 +45,8 @@ type Server struct {
 	done chan struct{}
 }
 
-// Start listens on opts.Addr and serves /metrics, /healthz and /readyz
-// until Close.
+// Start listens on opts.Addr and serves /metrics, /healthz, /readyz and,
+// with opts.WAL, /wal/ until Close.
 func Start(opts Options) (*Server, error) {
 	log := opts.Logger
 	if log == nil {
@@ -60,7 +69,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	ready := newReadiness(pgIsReady(opts.Dial, opts.User, opts.Database))
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(New(opts.Source, ready.check), promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(New(opts.Source, ready.check, opts.Archive), promhttp.HandlerOpts{
 		ErrorLog: zap.NewStdLog(log), ErrorHandling: promhttp.ContinueOnError,
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -79,8 +88,21 @@ func Start(opts Options) (*Server, error) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	var handler http.Handler = mux
+	if opts.WAL != nil {
+		// Routed before the mux, which would answer a path it cleans
+		// (/wal/../x) with a redirect out of /wal/: the WAL handler
+		// refuses such a name itself, with 400.
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, walarchive.WALPath) {
+				opts.WAL.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
 	s := &Server{
-		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)},
+		http: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)},
 		ln:   ln,
 		done: make(chan struct{}),
 	}
