@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -13,6 +12,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgverbs/pgverbs/walarchive"
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // pollInterval bounds how long a receive blocks before the loops check
@@ -21,6 +23,8 @@ const pollInterval = 500 * time.Millisecond
 
 // msgConn reads protocol messages with a read deadline, so that the loops
 // notice ctx ending within pollInterval without a goroutine per message.
+// It serves BASE_BACKUP's connection and the SQL method's; the WAL
+// streamer's is a walstream.Conn, shared with the WAL archive.
 type msgConn struct {
 	ctx      context.Context
 	conn     *pgconn.PgConn
@@ -163,45 +167,22 @@ func showSetting(ctx context.Context, conn *pgconn.PgConn, name string) (string,
 	return string(res[0].Rows[0][0]), nil
 }
 
-// walSegmentSize asks the server for wal_segment_size in bytes.
+// walSegmentSize asks the server for wal_segment_size in bytes, on a
+// connection that is not a walstream one (the SQL method's).
 func walSegmentSize(ctx context.Context, conn *pgconn.PgConn) (uint64, error) {
 	v, err := showSetting(ctx, conn, "wal_segment_size")
 	if err != nil {
 		return 0, err
 	}
-	n, err := parseSize(v)
-	if err != nil || n < 1<<20 || n > 1<<30 || n&(n-1) != 0 {
+	n, err := walstream.ParseSize(v)
+	if err != nil || !walarchive.ValidSegmentSize(n) {
 		return 0, protocolError("invalid wal_segment_size %q", v)
 	}
 	return n, nil
 }
 
-// parseSize parses a memory setting as SHOW displays it ("16MB").
-func parseSize(v string) (uint64, error) {
-	i := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
-	num, unit := v, ""
-	if i >= 0 {
-		num, unit = v[:i], strings.TrimSpace(v[i:])
-	}
-	n, err := strconv.ParseUint(num, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	switch unit {
-	case "", "B":
-	case "kB":
-		n <<= 10
-	case "MB":
-		n <<= 20
-	case "GB":
-		n <<= 30
-	default:
-		return 0, fmt.Errorf("unknown unit %q", unit)
-	}
-	return n, nil
-}
-
-// readBufferSize is the read buffer of a backup connection. pgconn reads
+// readBufferSize is the read buffer of a backup connection (the WAL
+// streamer's has walstream's own, as large). pgconn reads
 // messages into an 8 kB buffer, which costs a read system call per 8 kB of
 // the server's 32 kB CopyData and 1 MB DataRow messages; a buffer the size
 // of several messages cuts the system calls of a backup's main loop by

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // errAborted stops the helpers of a backup that failed.
@@ -84,9 +85,9 @@ type replBackup struct {
 	mc    *msgConn       // reads conn
 	major int            // the server's major version
 
-	wconn  *pgconn.PgConn // WAL streaming's connection, nil without
-	ws     *walStreamer   // nil without WAL streaming
-	wsDone chan error     // the streamer's result while it runs, else nil
+	wc     *walstream.Conn // WAL streaming's connection, nil without
+	ws     *walStreamer    // nil without WAL streaming
+	wsDone chan error      // the streamer's result while it runs, else nil
 }
 
 // release closes the connections, which ends the backup on the server and
@@ -102,7 +103,9 @@ func (rb *replBackup) release(parent context.Context, err error) error {
 		rb.cancel(errAborted)
 		<-rb.wsDone
 	}
-	closeConn(rb.wconn)
+	if rb.wc != nil {
+		_ = rb.wc.Close()
+	}
 	if rb.ws != nil && err != nil {
 		rb.ws.out.abort()
 		if werr := rb.ws.failure(); werr != nil && parent.Err() == nil {
@@ -133,24 +136,30 @@ func (rb *replBackup) connect() error {
 // now on in a temporary slot, before BASE_BACKUP starts, so that none of
 // the WAL the backup needs can be removed before it is streamed.
 func (rb *replBackup) prepareWAL() error {
-	var err error
-	if rb.wconn, err = rb.s.connect(rb.ctx, true); err != nil {
+	// Not rb.s.connect: walstream reads through its own large buffer.
+	pc, err := rb.s.Connect(rb.ctx, true)
+	if err != nil {
 		return connectError(rb.ctx, err)
 	}
-	segSize, err := walSegmentSize(rb.ctx, rb.wconn)
+	if rb.wc, err = walstream.New(pc); err != nil {
+		closeConn(pc)
+		return connectError(rb.ctx, err)
+	}
+	segSize, err := rb.wc.SegmentSize(rb.ctx)
 	if err != nil {
-		return serverError("SHOW wal_segment_size", err)
+		return walError(rb.ctx, "SHOW wal_segment_size", err)
 	}
 	slot := "pgverbs_" + randomSuffix()
-	if _, err := rb.wconn.Exec(rb.ctx, "CREATE_REPLICATION_SLOT "+slot+" TEMPORARY PHYSICAL RESERVE_WAL").ReadAll(); err != nil {
-		return serverError("CREATE_REPLICATION_SLOT", err)
+	if err := rb.wc.CreateSlot(rb.ctx, slot, true); err != nil {
+		return walError(rb.ctx, "CREATE_REPLICATION_SLOT", err)
 	}
 	out, err := rb.walSink()
 	if err != nil {
 		return err
 	}
 	rb.ws = &walStreamer{
-		mc:      &msgConn{ctx: rb.ctx, conn: rb.wconn, what: "WAL streaming", warnings: nil},
+		ctx:     rb.ctx,
+		wc:      rb.wc,
 		slot:    slot,
 		segSize: segSize,
 		out:     out,

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // wantCode checks that err is a *pgerr.Error with the given SQLSTATE and
@@ -354,8 +355,8 @@ func TestWALSegmentName(t *testing.T) {
 	if l, err := parseLSN("16/B374D848"); err != nil || l != 0x16_B374D848 || l.String() != "16/B374D848" {
 		t.Errorf("parseLSN: %v %v", l, err)
 	}
-	if n, err := parseSize("16MB"); err != nil || n != 16<<20 {
-		t.Errorf("parseSize: %d %v", n, err)
+	if n, err := walstream.ParseSize("16MB"); err != nil || n != 16<<20 {
+		t.Errorf("walstream.ParseSize: %d %v", n, err)
 	}
 }
 

@@ -1,36 +1,38 @@
 package backup
 
 import (
+	"context"
 	"encoding/binary"
-	"fmt"
+	"errors"
+	"io"
+	"net"
 	"path"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/walarchive"
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // statusInterval is how often the WAL receiver reports its position, as
 // pg_basebackup's default --status-interval.
 const statusInterval = 10 * time.Second
 
-// walSegmentName returns the file name of the segment holding lsn.
+// walSegmentName returns the file name of the segment holding lsn; the
+// SQL method names the segments it copies with it.
 func walSegmentName(tli uint32, lsn, segSize uint64) string {
-	segno := lsn / segSize
-	perID := 0x100000000 / segSize
-	return fmt.Sprintf("%08X%08X%08X", tli, segno/perID, segno%perID)
+	return walarchive.SegmentName(tli, lsn, segSize)
 }
-
-// historyName matches the timeline history file names the server sends.
-var historyName = regexp.MustCompile(`^[0-9A-F]{8}\.history$`)
 
 // walStreamer receives the WAL of a backup on its own replication
 // connection, from a temporary physical slot.
 type walStreamer struct {
-	mc      *msgConn
+	ctx     context.Context // the backup's: its end stops the streamer
+	wc      *walstream.Conn
 	slot    string
 	segSize uint64
 	out     sink // pg_wal/ or pg_wal.tar (run.walSink)
@@ -40,6 +42,10 @@ type walStreamer struct {
 	marks bool
 
 	end atomic.Uint64 // the backup's end LSN once known, else 0
+	// streaming is set once START_REPLICATION has started the copy: only
+	// from then on may setEnd wake a read, as the commands before it
+	// cannot resume a read that timed out.
+	streaming atomic.Bool
 
 	// Owned by the run goroutine until it ends.
 	pos   uint64 // next WAL byte expected
@@ -65,6 +71,26 @@ func (s *walStreamer) failure() error {
 	return s.failed
 }
 
+// walError turns an error of a WAL connection into the backup's own, as
+// msgConn does for BASE_BACKUP's connection: a canceled ctx is 57014, the
+// server's errors and a lost connection go through serverError, and an
+// answer walstream could not make sense of is a protocol violation.
+func walError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return canceledError(ctx)
+	}
+	var pe *pgconn.PgError
+	var ne net.Error
+	if errors.As(err, &pe) || errors.As(err, &ne) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return serverError(what, err)
+	}
+	return pgerr.New(pgerr.ProtocolViolation, "unexpected answer from the server during %s: %v", what, err).WithCause(err)
+}
+
+// fail is walError for the streamer's connection.
+func (s *walStreamer) fail(err error) error { return walError(s.ctx, "WAL streaming", err) }
+
 // run streams from the segment holding start on timeline tli until the
 // end LSN set by setEnd has been written.
 func (s *walStreamer) run(start LSN, tli uint32) (err error) {
@@ -82,81 +108,68 @@ func (s *walStreamer) run(start LSN, tli uint32) (err error) {
 		}
 	}
 	s.pos = uint64(start) - uint64(start)%s.segSize
-	cmd := fmt.Sprintf("START_REPLICATION SLOT %s PHYSICAL %s TIMELINE %d", s.slot, LSN(s.pos), tli)
-	if err := s.mc.send(cmd); err != nil {
-		return err
+	ended, err := s.wc.StartReplication(s.ctx, s.slot, s.pos, tli)
+	if err != nil {
+		return s.fail(err)
 	}
-	for started := false; !started; {
-		msg, err := s.mc.next()
-		if err != nil {
-			return err
-		}
-		switch msg.(type) {
-		case *pgproto3.CopyBothResponse:
-			started = true
-		default:
-			return protocolError("unexpected %T in answer to START_REPLICATION", msg)
-		}
+	if ended != nil {
+		return protocolError("the server ended WAL streaming at %s, before the end of the backup", LSN(s.pos))
 	}
+	s.streaming.Store(true)
 
+	nc := s.wc.NetConn()
 	lastStatus := time.Now()
 	for {
+		if s.ctx.Err() != nil {
+			return canceledError(s.ctx)
+		}
 		if end := s.end.Load(); end != 0 && s.pos >= end {
 			return s.finish()
 		}
 		if time.Since(lastStatus) >= statusInterval {
-			if err := s.status(); err != nil {
+			if err := s.status(time.Now()); err != nil {
 				return err
 			}
 			lastStatus = time.Now()
 		}
-		msg, err := s.mc.receive()
-		if err == errTimeout {
-			continue
-		}
+		// walstream has no poll of its own: the deadline bounds how long
+		// a read blocks before ctx and the end are looked at again (and
+		// setEnd moves it to now). A read that times out resumes.
+		_ = nc.SetReadDeadline(time.Now().Add(pollInterval))
+		msg, err := s.wc.ReadMessage()
 		if err != nil {
-			return err
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && s.ctx.Err() == nil {
+				continue
+			}
+			return s.fail(err)
 		}
 		switch m := msg.(type) {
-		case *pgproto3.CopyData:
-			if len(m.Data) == 0 {
-				return protocolError("empty CopyData in the WAL stream")
+		case *walstream.XLogData:
+			if err := s.write(m.Start, m.Data); err != nil {
+				return err
 			}
-			switch m.Data[0] {
-			case 'w':
-				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
-				if err != nil {
-					return protocolError("invalid WAL data message: %v", err)
-				}
-				if err := s.write(uint64(xld.WALStart), xld.WALData); err != nil {
+		case *walstream.Keepalive:
+			if m.ReplyRequested {
+				if err := s.status(time.Now()); err != nil {
 					return err
 				}
-			case 'k':
-				if len(m.Data) != 18 {
-					return protocolError("invalid keepalive message in the WAL stream")
-				}
-				if m.Data[17] != 0 {
-					if err := s.status(); err != nil {
-						return err
-					}
-					lastStatus = time.Now()
-				}
-			default:
-				return protocolError("unexpected message type %q in the WAL stream", m.Data[0])
+				lastStatus = time.Now()
 			}
-		case *pgproto3.CopyDone:
+		case *walstream.CopyDone:
 			return protocolError("the server ended WAL streaming at %s, before the end of the backup", LSN(s.pos))
-		default:
-			return protocolError("unexpected %T in the WAL stream", msg)
 		}
 	}
 }
 
 // setEnd tells the streamer where the backup's WAL ends, and wakes its
-// receive so that it need not wait out pollInterval to notice.
+// read so that it need not wait out pollInterval to notice. Before the
+// copy started there is nothing to wake: run looks at the end first.
 func (s *walStreamer) setEnd(end LSN) {
 	s.end.Store(uint64(end))
-	_ = s.mc.conn.Conn().SetReadDeadline(time.Now())
+	if s.streaming.Load() {
+		_ = s.wc.NetConn().SetReadDeadline(time.Now())
+	}
 }
 
 // write stores WAL data that starts at LSN start.
@@ -172,7 +185,7 @@ func (s *walStreamer) write(start uint64, data []byte) error {
 	}
 	for len(data) > 0 {
 		if s.cur == nil {
-			s.curNm = walSegmentName(s.tli, s.pos, s.segSize)
+			s.curNm = walarchive.SegmentName(s.tli, s.pos, s.segSize)
 			w, err := createFile(s.out, s.curNm, int64(s.segSize), time.Now(), true)
 			if err != nil {
 				return err
@@ -205,33 +218,16 @@ func (s *walStreamer) write(start uint64, data []byte) error {
 // status reports the write position, and an invalid flush and apply
 // position, as pg_basebackup does. The backup's WAL is durable only when
 // the backup is synced at its end, so the streamer must never count as a
-// synchronous standby's flush: pglogrepl's SendStandbyStatusUpdate would
-// copy the write position into the flush position, and a primary whose
-// synchronous_standby_names matched this connection would release commits
-// that are durable nowhere else.
-func (s *walStreamer) status() error {
-	s.mc.conn.Frontend().Send(&pgproto3.CopyData{Data: standbyStatus(s.pos, time.Now())})
-	if err := s.mc.conn.Frontend().Flush(); err != nil {
-		return serverError(s.mc.what, err)
+// synchronous standby's flush: a flush position equal to the write
+// position (pglogrepl's SendStandbyStatusUpdate puts one there; walstream
+// sends what it is given) would let a primary whose
+// synchronous_standby_names matched this connection release commits that
+// are durable nowhere else.
+func (s *walStreamer) status(now time.Time) error {
+	if err := s.wc.SendStatus(s.pos, 0, 0, now, false); err != nil {
+		return s.fail(err)
 	}
 	return nil
-}
-
-// pgEpoch is PostgreSQL's epoch, which the replication protocol's clock
-// counts from.
-var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// standbyStatus builds a Standby Status Update ('r') reporting write as
-// written and nothing as flushed or applied (InvalidXLogRecPtr), without
-// asking for a reply.
-func standbyStatus(write uint64, now time.Time) []byte {
-	b := make([]byte, 0, 34)
-	b = append(b, 'r')
-	b = binary.BigEndian.AppendUint64(b, write)
-	b = binary.BigEndian.AppendUint64(b, 0) // flush
-	b = binary.BigEndian.AppendUint64(b, 0) // apply
-	b = binary.BigEndian.AppendUint64(b, uint64(now.Sub(pgEpoch).Microseconds()))
-	return append(b, 0)
 }
 
 // finish pads the last segment, ends streaming with CopyDone and waits a
@@ -245,43 +241,20 @@ func (s *walStreamer) finish() error {
 			return err
 		}
 	}
-	s.mc.conn.Frontend().Send(&pgproto3.CopyDone{})
-	if err := s.mc.conn.Frontend().Flush(); err != nil {
-		return nil
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		msg, err := s.mc.receive()
-		if err == errTimeout {
-			continue
-		}
-		if err != nil {
-			return nil
-		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			return nil
-		}
-	}
+	_ = s.wc.NetConn().SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = s.wc.EndStreaming(s.ctx)
 	return nil
 }
 
 // history fetches the timeline history file of tli into the WAL, as
-// pg_basebackup does: recovery needs it to follow the timeline.
+// pg_basebackup does: recovery needs it to follow the timeline. walstream
+// refuses an answer that names another file than tli's.
 func (s *walStreamer) history(tli uint32) error {
-	if err := s.mc.send(fmt.Sprintf("TIMELINE_HISTORY %d", tli)); err != nil {
-		return err
-	}
-	_, rows, err := s.mc.resultSet()
+	_, content, err := s.wc.TimelineHistory(s.ctx, tli)
 	if err != nil {
-		return err
+		return s.fail(err)
 	}
-	if err := s.mc.untilReady(); err != nil {
-		return err
-	}
-	if len(rows) != 1 || len(rows[0]) != 2 || !historyName.Match(rows[0][0]) {
-		return protocolError("unexpected answer to TIMELINE_HISTORY")
-	}
-	name, content := string(rows[0][0]), rows[0][1]
+	name := walarchive.HistoryName(tli)
 	w, err := createFile(s.out, name, int64(len(content)), time.Now(), true)
 	if err != nil {
 		return err
