@@ -61,7 +61,10 @@
 // the WAL into base.tar (WAL option of BASE_BACKUP); "none" leaves it out,
 // and the backup is only restorable with a WAL archive. With stream or
 // fetch, BASE_BACKUP is sent WAIT false (the backup does not wait for WAL
-// archiving), as pg_basebackup does.
+// archiving), as pg_basebackup does. The streaming connection is a
+// walstream.Conn, the replication client the WAL archive uses too, and
+// like pg_basebackup's it reports the WAL it wrote but none as flushed, so
+// that a primary never counts a backup as a synchronous standby.
 //
 // # SQL method
 //
