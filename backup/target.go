@@ -45,6 +45,21 @@ func ResolveTarget(root, target string) (string, error) {
 	return r.path, nil
 }
 
+// ResolveDir is ResolveTarget for a directory that is reused and so may
+// already hold files (a WAL archive): the same refusals, of escapes above
+// all, except that an existing directory need not be empty; only one that
+// a BASE BACKUP is writing is refused. ResolveDir creates nothing.
+func ResolveDir(root, target string) (string, error) {
+	r, err := resolve(root, target)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(filepath.Join(r.path, markerName)); err == nil {
+		return "", inUse(target)
+	}
+	return r.path, nil
+}
+
 func resolve(root, target string) (*resolved, error) {
 	if root == "" {
 		return nil, pgerr.New(pgerr.ObjectNotInPrerequisiteState, "BASE BACKUP is disabled: no backup_root configured").WithCause(ErrDisabled)
