@@ -4,6 +4,7 @@
 // Usage:
 //
 //	pgverbs [--config FILE] [--listen ADDR] [--backend CONNINFO] [flags]
+//	pgverbs wal-get [--url URL] [--token-file FILE] [--partial] FILE DEST
 //
 // pgverbs --help lists every flag with its setting and environment
 // variable; README.md's configuration section explains them.
@@ -41,6 +42,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == walGetCommand {
+		return runWalGet(args[1:], os.Getenv, os.Stderr)
+	}
 	cfg, err := conf.Load(args, os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
