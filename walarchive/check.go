@@ -140,14 +140,9 @@ type checker struct {
 // history (the state file, a compression's leftover .tmp) are not the
 // archive's WAL and are passed over.
 func (c *checker) list() error {
-	d, err := c.dir.Open(".")
+	entries, err := readDir(c.dir)
 	if err != nil {
-		return fileError("open", "the archive directory", err)
-	}
-	defer d.Close()
-	entries, err := d.ReadDir(-1)
-	if err != nil {
-		return fileError("read", "the archive directory", err)
+		return err
 	}
 	c.timelines = map[uint32]bool{}
 	first := true
