@@ -14,6 +14,7 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walarchive"
 )
 
 // The SHOW PGVERBS commands report on pgverbs itself, for its operators:
@@ -40,13 +41,31 @@ const monitorRole = "pg_monitor"
 // ShowPgverbsCommands returns SHOW PGVERBS CLIENTS, STATS, CONFIG and
 // VERSION. src is the proxy, rates a Window over it, and config returns the
 // configuration in effect.
-func ShowPgverbsCommands(src stats.Source, rates *stats.Window, config func() *conf.Config) []*Show {
+func ShowPgverbsCommands(src stats.Source, rates *stats.Window, config func() *conf.Config, opts ...PgverbsOption) []*Show {
+	var o pgverbsOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return []*Show{
 		{list: showClients{src: src}},
-		{list: showStats{rates: rates}},
+		{list: showStats{rates: rates, archive: o.archive}},
 		{list: showConfig{config: config}},
 		{list: showVersion{}},
 	}
+}
+
+// PgverbsOption adds a part of pgverbs to what SHOW PGVERBS reports.
+type PgverbsOption func(*pgverbsOptions)
+
+type pgverbsOptions struct {
+	archive walarchive.Archiver
+}
+
+// WithArchive has SHOW PGVERBS STATS report a, the WAL archive, once it
+// was started (or resumed): its state, lag, flushed position, files and
+// reconnections, after the proxy's counters.
+func WithArchive(a walarchive.Archiver) PgverbsOption {
+	return func(o *pgverbsOptions) { o.archive = a }
 }
 
 // pgverbsListing is the part of listing all SHOW PGVERBS commands share:
@@ -141,7 +160,8 @@ WHERE rolname = ANY ($1::pg_catalog.text[]) AND pg_catalog.pg_has_role(current_u
 // beside its rate.
 type showStats struct {
 	pgverbsListing
-	rates *stats.Window
+	rates   *stats.Window
+	archive walarchive.Archiver // nil: no archive rows
 }
 
 func (showStats) words() []string { return []string{"PGVERBS", "STATS"} }
@@ -186,7 +206,43 @@ func (l showStats) rows(c Conn, _ *extension.Repo, _ string) ([][]*string, error
 		}
 		rows = append(rows, []*string{strp(sc.name), showUint(sc.get(r.Now)), rate})
 	}
-	return rows, nil
+	return append(rows, archiveStatsRows(l.archive)...), nil
+}
+
+// archiveStates are the states the archive's rows count, one row each
+// (1 for the current one), so that the set of rows does not change with
+// the state and a script tests one name.
+var archiveStates = []walarchive.State{walarchive.Streaming, walarchive.Paused, walarchive.Reconnecting, walarchive.Stopped, walarchive.Failed}
+
+// archiveStatsRows are the WAL archive's rows of SHOW PGVERBS STATS, none
+// before it was started. They carry no rate: the window samples the
+// proxy's counters only. The flushed position is the LSN as a number of
+// bytes, as pg_wal_lsn_diff counts them.
+func archiveStatsRows(a walarchive.Archiver) [][]*string {
+	if a == nil {
+		return nil
+	}
+	s, ok := a.Status()
+	if !ok {
+		return nil
+	}
+	var rows [][]*string
+	add := func(name string, v int64) {
+		rows = append(rows, []*string{strp("wal_archive_" + name), strp(strconv.FormatInt(v, 10)), nil})
+	}
+	for _, st := range archiveStates {
+		var current int64
+		if s.State == st {
+			current = 1
+		}
+		add("state_"+string(st), current)
+	}
+	add("lag_bytes", s.LagBytes)
+	add("flushed_lsn", int64(s.Flushed))
+	add("segments", int64(s.Segments))
+	add("bytes", s.Bytes)
+	add("reconnects", int64(s.Reconnects))
+	return rows
 }
 
 // showConfig is SHOW PGVERBS CONFIG.
