@@ -48,7 +48,10 @@ func ResolveTarget(root, target string) (string, error) {
 // ResolveDir is ResolveTarget for a directory that is reused and so may
 // already hold files (a WAL archive): the same refusals, of escapes above
 // all, except that an existing directory need not be empty; only one that
-// a BASE BACKUP is writing is refused. ResolveDir creates nothing.
+// a BASE BACKUP is writing is refused. The path returned starts with root
+// as configured, even when root is a symbolic link, so that it stays
+// lexically inside root for whoever checks that later; links below root
+// are resolved. ResolveDir creates nothing.
 func ResolveDir(root, target string) (string, error) {
 	r, err := resolve(root, target)
 	if err != nil {
@@ -57,7 +60,7 @@ func ResolveDir(root, target string) (string, error) {
 	if _, err := os.Lstat(filepath.Join(r.path, markerName)); err == nil {
 		return "", inUse(target)
 	}
-	return r.path, nil
+	return filepath.Join(filepath.Clean(root), r.rel), nil
 }
 
 func resolve(root, target string) (*resolved, error) {

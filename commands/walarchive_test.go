@@ -310,7 +310,13 @@ func TestStartWALArchiveDirectory(t *testing.T) {
 	if len(f.a.started) != 0 {
 		t.Fatalf("refused directories reached the archiver: %+v", f.a.started)
 	}
-	for dir, want := range map[string]string{"used": "used", filepath.Join(f.root, "abs"): "abs", "x/./y/": "x/y"} {
+	if err := os.MkdirAll(filepath.Join(f.root, "real"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(f.root, "inside")); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{"used": "used", filepath.Join(f.root, "abs"): "abs", "x/./y/": "x/y", "inside/wal": "real/wal"} {
 		f.a.started = nil
 		if _, err := f.run(t, c, "START WAL ARCHIVE TO '"+dir+"'"); err != nil {
 			t.Fatalf("%q: %v", dir, err)
@@ -319,6 +325,29 @@ func TestStartWALArchiveDirectory(t *testing.T) {
 			t.Errorf("%q: Dir %q", dir, got)
 		}
 	}
+}
+
+// TestStartWALArchiveLinkedRoot: a backup root that is a symbolic link
+// (/var/backups on another disk, say) names the directory as configured,
+// so that it is inside the root for the archiver's own check too.
+func TestStartWALArchiveLinkedRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	if err := os.Symlink(t.TempDir(), root); err != nil {
+		t.Fatal(err)
+	}
+	a := &fakeArchiver{}
+	f := &walFixture{root: root, a: a, reg: commands.NewRegistry()}
+	for _, c := range commands.WALArchiveCommands(root, a) {
+		f.reg.Register(c)
+	}
+	if _, err := f.run(t, &walConn{t: t, replication: true}, "START WAL ARCHIVE TO 'w'"); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.started[0].Dir; got != filepath.Join(root, "w") {
+		t.Fatalf("Dir %q, want %q", got, filepath.Join(root, "w"))
+	}
+	_, err := f.run(t, &walConn{t: t, replication: true}, "START WAL ARCHIVE TO '../w'")
+	wantPgCode(t, err, pgerr.InsufficientPrivilege)
 }
 
 // TestWALArchiveRefusals: without an archiver or a root every command
