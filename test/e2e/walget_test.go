@@ -210,3 +210,21 @@ func TestHTTPTokenOffLoopback(t *testing.T) {
 		t.Errorf("pgverbs's log (at debug) shows the token")
 	}
 }
+
+// TestWalGetTLS: with tls_cert set the listener is HTTPS, and wal-get
+// reaches it with --ca-file (the answer is the archive's 404, not a
+// handshake error) and refuses the self-signed certificate without it.
+func TestWalGetTLS(t *testing.T) {
+	certFile, keyFile := pgtest.WriteSelfSigned(t, t.TempDir(), "pgverbs-wal")
+	w := startWALHTTP(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	https := "https://" + strings.TrimPrefix(w.base, "http://")
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	code, stderr := runWalGet(t, nil, "--url", https, "--ca-file", certFile, "--token-file", w.tokenFile, "00000002.history", dest)
+	if code != 1 || !strings.Contains(stderr, "not in the archive") {
+		t.Errorf("over HTTPS with the CA: exit %d, %q; want 1 and the archive's 404", code, stderr)
+	}
+	code, stderr = runWalGet(t, nil, "--url", https, "--token-file", w.tokenFile, "00000002.history", dest)
+	if code != 1 || !strings.Contains(stderr, "certificate") {
+		t.Errorf("over HTTPS without the CA: exit %d, %q; want 1 and a certificate error", code, stderr)
+	}
+}
