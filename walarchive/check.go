@@ -2,6 +2,7 @@ package walarchive
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -43,7 +44,9 @@ var pageMagics = map[uint16]string{0xD106: "13", 0xD10D: "14", 0xD110: "15", 0xD
 // begins in the segment holding its switch point; when the archive held the
 // parent before the switch, the parent's copy of that segment must be there
 // too (pg_receivewal keeps it as NAME.partial). A .partial is allowed only
-// there and as the newest segment.
+// there and as the newest segment. Such a .partial older than every other
+// segment (retention removed what followed it, and never removes a
+// .partial) has its pages checked but does not start the range.
 //
 // Pages (XLOG_BLCKSZ from the long header, 8 kB by default): every page's
 // xlp_magic equals the first page's (so archives of PostgreSQL 15, 16 or 17
@@ -196,8 +199,14 @@ func (c *checker) run() error {
 	if len(c.files) == 0 {
 		return nil
 	}
+	islands := c.skipIslands()
 	if err := c.placeFiles(); err != nil {
 		return err
+	}
+	for _, f := range islands {
+		if err := c.checkFile(f); err != nil {
+			return err
+		}
 	}
 	for s := c.minSeg; s <= c.maxSeg; s++ {
 		owner, ok := c.owner(s)
@@ -230,6 +239,33 @@ func (c *checker) run() error {
 		}
 	}
 	return nil
+}
+
+// skipIslands moves the start of the continuity check past the .partial
+// ends of past timelines that retention left behind (it never removes
+// them) when the rest of the archive begins after them, and returns those
+// files, whose pages are still checked.
+func (c *checker) skipIslands() []archFile {
+	newest := c.path[len(c.path)-1].tli
+	var islands []archFile
+	first := true
+	var minSeg uint64
+	for k, files := range c.files {
+		for _, f := range files {
+			if f.partial && k.tli != newest {
+				islands = append(islands, f)
+			} else if first || k.segno < minSeg {
+				minSeg, first = k.segno, false
+			}
+		}
+	}
+	if first {
+		return nil // nothing but such partials: check them in order
+	}
+	islands = slices.DeleteFunc(islands, func(f archFile) bool { return f.segno >= minSeg })
+	slices.SortFunc(islands, func(a, b archFile) int { return cmp.Compare(a.segno, b.segno) })
+	c.minSeg = minSeg
+	return islands
 }
 
 // buildPath reads the newest timeline's history and checks that every

@@ -563,11 +563,32 @@ func TestCheckAcrossPromotion(t *testing.T) {
 	if oldPartial == "" {
 		t.Fatalf("the promoted standby kept no .partial of timeline 1: %v", old)
 	}
-	if err := os.Rename(filepath.Join(dir, oldPartial), filepath.Join(t.TempDir(), oldPartial)); err != nil {
+	aside := filepath.Join(t.TempDir(), oldPartial)
+	if err := os.Rename(filepath.Join(dir, oldPartial), aside); err != nil {
 		t.Fatal(err)
 	}
 	if res := checkDir(t, dir, id); res.OK || !strings.Contains(res.Problem, "missing "+oldPartial) {
 		t.Errorf("without %s: OK %v, problem %q", oldPartial, res.OK, res.Problem)
+	}
+
+	// Retention removes the complete segments up to the second of
+	// timeline 2 and keeps the .partial: the archive starts after it.
+	if err := os.Rename(aside, filepath.Join(dir, oldPartial)); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range append(slices.DeleteFunc(old, func(n string) bool { return !strings.HasPrefix(n, "00000001") || n == oldPartial }), complete[0]) {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res := checkDir(t, dir, id); !res.OK || res.Segments != len(complete)+1 { // less complete[0], plus both partials
+		t.Errorf("after retention: OK %v, problem %q, checked %s", res.OK, res.Problem, res.Checked)
+	}
+	if err := os.Remove(filepath.Join(dir, complete[1])); err != nil {
+		t.Fatal(err)
+	}
+	if res := checkDir(t, dir, id); !res.OK {
+		t.Errorf("after more retention: problem %q", res.Problem)
 	}
 }
 
