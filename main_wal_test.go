@@ -126,6 +126,19 @@ func TestWALCommandsThroughProxy(t *testing.T) {
 	_, err = super.Exec(ctx, "START WAL ARCHIVE TO '../out'")
 	walWantCode(t, err, "42501")
 
+	// Slot names the server would refuse are refused as the server
+	// refuses them, before the archive ever connects. (A name too long,
+	// the server truncates before it checks, so it never says so.)
+	direct := walConnect(t, ctx, c.SuperURL())
+	for _, slot := range []string{"Arch", "", "a-b", "é"} {
+		_, serr := direct.Exec(ctx, "SELECT pg_create_physical_replication_slot($1)", slot)
+		_, err := super.Exec(ctx, "START WAL ARCHIVE TO 'w' WITH (SLOT '"+slot+"')")
+		var want, got *pgconn.PgError
+		if !errors.As(serr, &want) || !errors.As(err, &got) || got.Code != want.Code || got.Message != want.Message || got.Hint != want.Hint {
+			t.Errorf("slot %q: got %v, the server says %v", slot, err, serr)
+		}
+	}
+
 	// Standalone: refused in a block and in a multi-statement query; SHOW
 	// runs anywhere.
 	tx, err := super.Begin(ctx)
