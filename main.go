@@ -85,12 +85,15 @@ func run(args []string) int {
 		registry.Register(show)
 	}
 	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupTarget)))
+	archive, closeArchive := newArchive(cfg, backupTarget, log)
+	defer closeArchive()
+	registerWALCommands(registry, cfg.BackupRoot, archive)
 	// current is the configuration in effect, for SHOW PGVERBS CONFIG;
 	// source is the proxy, once it exists, for what reports on it.
 	var current atomic.Pointer[conf.Config]
 	current.Store(cfg)
 	source := new(stats.Deferred)
-	registerOperatorCommands(registry, current.Load, source)
+	registerOperatorCommands(registry, current.Load, source, archive)
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,
@@ -104,7 +107,7 @@ func run(args []string) int {
 		log.Error("cannot listen", zap.Error(err))
 		return 1
 	}
-	stopOperations, err := startOperations(cfg, srv, target, source, nil, log)
+	stopOperations, err := startOperations(cfg, srv, target, source, archive, log)
 	if err != nil {
 		log.Error("cannot serve HTTP", zap.Error(err))
 		return 1

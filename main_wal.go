@@ -1,7 +1,14 @@
 package main
 
 import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/pgverbs/pgverbs/backend"
 	"github.com/pgverbs/pgverbs/commands"
+	"github.com/pgverbs/pgverbs/conf"
 	"github.com/pgverbs/pgverbs/walarchive"
 )
 
@@ -13,5 +20,45 @@ import (
 func registerWALCommands(registry *commands.Registry, backupRoot string, a walarchive.Archiver) {
 	for _, c := range commands.WALArchiveCommands(backupRoot, a) {
 		registry.Register(c)
+	}
+}
+
+// newArchive returns the process's WAL archive, fed from target
+// (backup_conninfo, else the backend), and resumes the one that was
+// running when pgverbs last stopped. Without a backup root there is none:
+// the interface is nil then (never a nil *Manager inside it), which the
+// commands and the HTTP listener test for.
+func newArchive(cfg *conf.Config, target *backend.Target, log *zap.Logger) (walarchive.Archiver, func()) {
+	if cfg.BackupRoot == "" {
+		return nil, func() {}
+	}
+	network, address := target.Address()
+	m := walarchive.NewManager(walarchive.Config{
+		Root:     cfg.BackupRoot,
+		Dial:     archiveDial(target),
+		Upstream: network + ":" + address,
+		Logger:   log,
+	})
+	if err := m.Recover(); err != nil {
+		// The archive stays stopped; the operator sees why and can START
+		// it again. pgverbs itself serves on.
+		log.Error("cannot resume the WAL archive", zap.Error(err))
+	}
+	return m, m.Close
+}
+
+// archiveDial opens the archive's physical replication connections, with
+// the credentials of target when it names a user, else as the role that
+// ran START WAL ARCHIVE, and with the archive's application_name: the
+// name a primary's synchronous_standby_names lists.
+func archiveDial(target *backend.Target) walarchive.DialFunc {
+	return func(ctx context.Context, user, applicationName string) (*pgconn.PgConn, error) {
+		if target.HasUser() {
+			user = ""
+		}
+		return target.Connect(ctx, user, "", map[string]string{
+			"replication":      "true",
+			"application_name": applicationName,
+		})
 	}
 }

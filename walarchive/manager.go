@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +74,8 @@ type archiveRun struct {
 	// retention.
 	work chan struct{}
 }
+
+var _ Archiver = (*Manager)(nil)
 
 // NewManager returns the archive of a pgverbs process; nothing runs until
 // Start or Recover.
@@ -531,4 +534,35 @@ func (m *Manager) maintain(ctx context.Context, run *archiveRun) {
 		case <-run.work:
 		}
 	}
+}
+
+// Check implements Archiver.
+func (m *Manager) Check(ctx context.Context) (CheckResult, error) {
+	m.mu.Lock()
+	run := m.cur
+	m.mu.Unlock()
+	if run == nil {
+		return CheckResult{}, notRunning()
+	}
+	sysID, err := strconv.ParseUint(run.st.SystemID, 10, 64)
+	if err != nil {
+		return CheckResult{}, fmt.Errorf("walarchive: invalid system identifier %q in %s", run.st.SystemID, StateFile)
+	}
+	return Check(run.dir, run.st.SegmentSize, sysID)
+}
+
+// Close ends the archive for a shutdown of pgverbs: what was written is
+// fsynced and the archive stays recorded as running, so that the next
+// start resumes it.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	run := m.cur
+	m.cur = nil
+	m.mu.Unlock()
+	if run == nil {
+		return
+	}
+	run.cancel()
+	<-run.done
+	run.dir.Close()
 }
