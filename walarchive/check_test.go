@@ -91,12 +91,8 @@ var checkpointRE = regexp.MustCompile(`(?m)^Latest checkpoint location:\s+([0-9A
 // and returns the LSN of its shutdown checkpoint, the last record of its
 // WAL.
 func stopCluster(c *pgtest.Cluster) (uint64, error) {
-	cmd := exec.Command(c.Bin("pg_ctl"), "-D", c.DataDir, "-m", "fast", "-w", "stop")
-	if err := pgtest.RunAsPostgres(cmd); err != nil {
+	if err := runServerBin(c, "pg_ctl", "-D", c.DataDir, "-m", "fast", "-w", "stop"); err != nil {
 		return 0, err
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("pg_ctl stop: %v\n%s", err, out)
 	}
 	out, err := exec.Command(c.Bin("pg_controldata"), c.DataDir).CombinedOutput()
 	if err != nil {
@@ -109,6 +105,19 @@ func stopCluster(c *pgtest.Cluster) (uint64, error) {
 	hi, _ := strconv.ParseUint(string(m[1]), 16, 32)
 	lo, _ := strconv.ParseUint(string(m[2]), 16, 32)
 	return hi<<32 | lo, nil
+}
+
+// runServerBin runs one of c's PostgreSQL programs as the server's OS
+// user.
+func runServerBin(c *pgtest.Cluster, name string, args ...string) error {
+	cmd := exec.Command(c.Bin(name), args...)
+	if err := pgtest.RunAsPostgres(cmd); err != nil {
+		return err
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", name, err, out)
+	}
+	return nil
 }
 
 // copyWAL copies timeline tli's segments of pg_wal up to segment last into
@@ -472,12 +481,8 @@ func TestCheckAcrossPromotion(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
 	data := filepath.Join(base, "standby")
-	bb := exec.Command(p.Bin("pg_basebackup"), "-d", p.SuperURL(), "-D", data, "-R", "-X", "stream", "-c", "fast")
-	if err := pgtest.RunAsPostgres(bb); err != nil {
+	if err := runServerBin(p, "pg_basebackup", "-d", p.SuperURL(), "-D", data, "-R", "-X", "stream", "-c", "fast"); err != nil {
 		t.Fatal(err)
-	}
-	if out, err := bb.CombinedOutput(); err != nil {
-		t.Fatalf("pg_basebackup: %v\n%s", err, out)
 	}
 	s := pgtest.StartCopy(t, data, pgtest.Options{Settings: walSettings}, nil)
 	if err := p.Exec(ctx, "INSERT INTO t SELECT generate_series(1, 10000); SELECT pg_switch_wal(); INSERT INTO t SELECT generate_series(1, 3000)"); err != nil {
