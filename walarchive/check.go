@@ -57,7 +57,7 @@ var pageMagics = map[uint16]string{0xD106: "13", 0xD10D: "14", 0xD110: "15", 0xD
 // xlp_seg_size = segSize and the archive's xlp_xlog_blcksz. A .partial is
 // checked up to its first page whose header is all zeros, and only zeros
 // may follow. A complete segment may end in zero pages too, but only after
-// an XLOG_SWITCH record (the last record of the page before them):
+// an XLOG_SWITCH record (the last record that began before them):
 // PostgreSQL leaves the rest of a switched segment as the zeros the file
 // was created with, and the walsender sends them as they are. The header
 // layout and XLOG_SWITCH are the same in PostgreSQL 15, 16 and 17 (the
@@ -522,7 +522,7 @@ func (c *checker) checkFile(f archFile) error {
 	r := bufio.NewReaderSize(rc, 64<<10)
 	start := f.segno * c.segSize
 	page := make([]byte, max(c.blcksz, defaultBlckSz))
-	prev := make([]byte, 0, len(page)) // the last page checked, for the XLOG_SWITCH before zeros
+	var rec lastRecord
 	var lastTLI uint32
 	zeros := false // the zeros of the segment's rest have begun
 	for off := uint64(0); off < c.segSize; {
@@ -543,7 +543,7 @@ func (c *checker) checkFile(f archFile) error {
 			// A partial segment's unwritten rest, or what follows an
 			// XLOG_SWITCH record, which PostgreSQL leaves as zeros.
 			if !f.partial {
-				if err := endsInSwitch(prev, off == uint64(len(prev))); err != nil {
+				if err := rec.switchBefore(lsn); err != nil {
 					return problemf("%s: zero page at LSN %s: %v", f.name, formatLSN(lsn), err)
 				}
 			}
@@ -559,6 +559,7 @@ func (c *checker) checkFile(f archFile) error {
 		if err := c.checkHeader(f, page[:n], lsn, off == 0, &lastTLI); err != nil {
 			return err
 		}
+		hdrSize := shortHeaderSize
 		if off == 0 {
 			if uint64(len(page)) < uint64(c.blcksz) {
 				page = append(page[:n], make([]byte, int(c.blcksz)-int(n))...)
@@ -566,12 +567,12 @@ func (c *checker) checkFile(f archFile) error {
 			if _, err := io.ReadFull(r, page[n:c.blcksz]); err != nil {
 				return c.readProblem(f, n, err)
 			}
-			n = uint64(c.blcksz)
+			n, hdrSize = uint64(c.blcksz), longHeaderSize
 		}
+		rec.page(page[:n], lsn, hdrSize)
 		c.pages++
 		c.to = lsn + n
 		off += n
-		prev = append(prev[:0], page[:n]...)
 	}
 	// A segment holds exactly segSize bytes.
 	if n, err := r.Read(make([]byte, 1)); n > 0 || (err != nil && err != io.EOF) {
@@ -594,7 +595,7 @@ func (c *checker) checkFile(f archFile) error {
 	return nil
 }
 
-// The record header fields endsInSwitch reads (XLogRecord).
+// The record header fields lastRecord reads (XLogRecord).
 const (
 	recordHeaderSize = 24 // SizeOfXLogRecord
 	rmXLOG           = 0  // RM_XLOG_ID
@@ -602,37 +603,58 @@ const (
 	xlpFirstIsCont   = 0x0001 // XLP_FIRST_IS_CONTRECORD
 )
 
-// endsInSwitch checks that the last record of page (first: the segment's
-// first page, with the long header) is an XLOG_SWITCH: only then may the
-// rest of a complete segment be zeros. It walks the records that start in
-// the page; one that continues into the next page would continue into the
-// zeros.
-func endsInSwitch(page []byte, first bool) error {
-	if len(page) == 0 {
-		return errors.New("no WAL before it")
-	}
+// lastRecord follows the record boundaries of a segment page by page (by
+// xlp_rem_len and the records' xl_tot_len) and keeps the header of the
+// last record that began, which may be split across two pages: only an
+// XLOG_SWITCH may be followed by the zeros of a complete segment.
+type lastRecord struct {
+	hdr   [recordHeaderSize]byte
+	have  int    // bytes of hdr known
+	start uint64 // the record's LSN
+	seen  bool
+}
+
+// page follows the records of page p at LSN lsn, whose header takes
+// hdrSize bytes.
+func (r *lastRecord) page(p []byte, lsn uint64, hdrSize int) {
 	le := binary.LittleEndian
-	pos := uint64(shortHeaderSize)
-	if first {
-		pos = longHeaderSize
-	}
-	if le.Uint16(page[2:])&xlpFirstIsCont != 0 {
-		pos += uint64(le.Uint32(page[16:]))
-	}
-	pos = maxAlign(pos)
-	last := -1
-	for pos < uint64(len(page)) {
-		tot := uint64(le.Uint32(page[pos:]))
-		if tot == 0 {
-			break
+	pos := uint64(hdrSize)
+	size := uint64(len(p))
+	if le.Uint16(p[2:])&xlpFirstIsCont != 0 {
+		rem := uint64(le.Uint32(p[16:]))
+		if r.seen && r.have < recordHeaderSize {
+			r.have += copy(r.hdr[r.have:], p[pos:min(size, pos+rem)])
 		}
-		if pos+tot > uint64(len(page)) {
-			return errors.New("the previous page's last record continues into it")
+		if rem >= size-pos {
+			return // the whole page continues a record
 		}
-		last = int(pos)
-		pos = maxAlign(pos + tot)
+		pos = maxAlign(pos + rem)
 	}
-	if last < 0 || page[last+17] != rmXLOG || page[last+16]&0xF0 != xlogSwitch {
+	for pos < size {
+		// pos and size are multiples of 8: xl_tot_len is in the page.
+		if le.Uint32(p[pos:]) == 0 {
+			return // the rest of the page is unused
+		}
+		r.seen, r.start = true, lsn+pos
+		r.have = copy(r.hdr[:], p[pos:])
+		if r.have < recordHeaderSize {
+			return // the header goes on in the next page
+		}
+		pos = maxAlign(pos + uint64(le.Uint32(r.hdr[:])))
+	}
+}
+
+// switchBefore checks that the last record is an XLOG_SWITCH that ended
+// by lsn, where zeros begin.
+func (r *lastRecord) switchBefore(lsn uint64) error {
+	switch {
+	case !r.seen:
+		return errors.New("no record before it")
+	case r.have < recordHeaderSize:
+		return errors.New("the last record's header continues into it")
+	case r.start+uint64(binary.LittleEndian.Uint32(r.hdr[:])) > lsn:
+		return errors.New("the last record continues into it")
+	case r.hdr[17] != rmXLOG || r.hdr[16]&0xF0 != xlogSwitch:
 		return errors.New("the segment's WAL does not end in an XLOG_SWITCH record")
 	}
 	return nil

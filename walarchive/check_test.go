@@ -371,55 +371,101 @@ func partialSeg(t *testing.T, f walFixture) uint64 {
 	return n.SegNo
 }
 
-// walPage builds a page whose records (given by their total lengths, the
-// last one's rmid and info as given) start after a continuation of cont
-// bytes.
-func walPage(first bool, cont uint32, lens []uint32, rmid, info byte) []byte {
-	p := make([]byte, defaultBlckSz)
-	le := binary.LittleEndian
-	pos := uint64(shortHeaderSize)
-	if first {
-		pos = longHeaderSize
-	}
-	if cont > 0 {
-		le.PutUint16(p[2:], xlpFirstIsCont)
-		le.PutUint32(p[16:], cont)
-		pos += uint64(cont)
-	}
-	for i, n := range lens {
-		pos = maxAlign(pos)
-		le.PutUint32(p[pos:], n)
-		p[pos+16], p[pos+17] = 0x10, 3 // some other record
-		if i == len(lens)-1 {
-			p[pos+16], p[pos+17] = info, rmid
-		}
-		pos += uint64(n)
-	}
-	return p
+// rec is a record for recordPages: its length, xl_info and xl_rmid.
+type rec struct {
+	size       uint32
+	info, rmid byte
 }
 
-func TestEndsInSwitch(t *testing.T) {
+// recordPages lays records out on WAL pages as PostgreSQL does: each at a
+// MAXALIGNed position after pad bytes of a record continued from before,
+// split across pages anywhere (headers too), a page that begins inside a
+// record marked XLP_FIRST_IS_CONTRECORD with the bytes left in xlp_rem_len.
+// The first page has the long header.
+func recordPages(npages, pad int, recs []rec) []byte {
+	le := binary.LittleEndian
+	b := make([]byte, npages*defaultBlckSz)
+	pos := longHeaderSize + pad
+	if pad > 0 {
+		le.PutUint16(b[2:], xlpFirstIsCont)
+		le.PutUint32(b[16:], uint32(pad))
+	}
+	put := func(c byte, left int) {
+		if pos%defaultBlckSz == 0 {
+			le.PutUint16(b[pos+2:], xlpFirstIsCont)
+			le.PutUint32(b[pos+16:], uint32(left))
+			pos += shortHeaderSize
+		}
+		b[pos] = c
+		pos++
+	}
+	for _, r := range recs {
+		pos = int(maxAlign(uint64(pos)))
+		if pos%defaultBlckSz == 0 {
+			pos += shortHeaderSize
+		}
+		var hdr [recordHeaderSize]byte
+		le.PutUint32(hdr[:], r.size)
+		hdr[16], hdr[17] = r.info, r.rmid
+		for i := 0; i < int(r.size); i++ {
+			c := byte(0x5A)
+			if i < recordHeaderSize {
+				c = hdr[i]
+			}
+			put(c, int(r.size)-i)
+		}
+	}
+	return b
+}
+
+func TestLastRecordSwitch(t *testing.T) {
+	sw := rec{recordHeaderSize, xlogSwitch, rmXLOG}
+	other := rec{100, 0x10, 3}
 	for _, tc := range []struct {
-		name  string
-		page  []byte
-		first bool
-		ok    bool
+		name   string
+		npages int
+		pad    int
+		recs   []rec
+		ok     bool
+		fed    int // pages fed before the zeros (0: all)
 	}{
-		{"switch last", walPage(false, 0, []uint32{100, 51, 24}, rmXLOG, xlogSwitch), false, true},
-		{"switch after a continuation", walPage(false, 3001, []uint32{24}, rmXLOG, xlogSwitch), false, true},
-		{"switch on a first page", walPage(true, 0, []uint32{24}, rmXLOG, xlogSwitch), true, true},
-		{"switch ending at the page end", walPage(false, 0, []uint32{defaultBlckSz - shortHeaderSize - 24, 24}, rmXLOG, xlogSwitch), false, true},
-		{"other record last", walPage(false, 0, []uint32{100, 24}, rmXLOG, 0x00), false, false},
-		{"other resource manager", walPage(false, 0, []uint32{24}, 1, xlogSwitch), false, false},
-		{"record into the next page", walPage(false, 0, []uint32{24, 9000}, rmXLOG, xlogSwitch), false, false},
-		{"continuation over the whole page", walPage(false, 9000, nil, 0, 0), false, false},
-		{"no record", walPage(false, 0, nil, 0, 0), false, false},
-		{"no page", nil, false, false},
+		{"switch last", 1, 0, []rec{other, {51, 0, 1}, sw}, true, 0},
+		{"switch after a continuation", 1, 3001, []rec{sw}, true, 0},
+		{"switch on the second page", 2, 0, []rec{{9000, 0, 1}, other, sw}, true, 0},
+		{"switch ending at the page end", 1, defaultBlckSz - recordHeaderSize - 104 - longHeaderSize, []rec{other, sw}, true, 0},
+		{"switch header split across pages", 2, defaultBlckSz - longHeaderSize - 24 - 8, []rec{{24, 0, 1}, sw}, true, 0},
+		{"switch header split after its length", 2, defaultBlckSz - longHeaderSize - 24 - 16, []rec{{24, 0, 1}, sw}, true, 0},
+		{"other record header split across pages", 2, defaultBlckSz - longHeaderSize - 24 - 8, []rec{{24, 0, 1}, other}, false, 0},
+		{"other record last", 1, 0, []rec{other, {24, 0x00, rmXLOG}}, false, 0},
+		{"other resource manager", 1, 0, []rec{{24, xlogSwitch, 1}}, false, 0},
+		{"record into the zeros", 2, 0, []rec{sw, {9000, 0, 1}}, false, 1},
+		{"no record", 1, 0, nil, false, 0},
+		{"continuation only", 2, 3 * defaultBlckSz, nil, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := endsInSwitch(tc.page, tc.first)
+			b := recordPages(tc.npages, tc.pad, tc.recs)
+			if tc.pad >= len(b) {
+				// A record continued over every page from before.
+				b = make([]byte, tc.npages*defaultBlckSz)
+				for off := 0; off < len(b); off += defaultBlckSz {
+					binary.LittleEndian.PutUint16(b[off+2:], xlpFirstIsCont)
+					binary.LittleEndian.PutUint32(b[off+16:], uint32(tc.pad))
+				}
+			}
+			if tc.fed > 0 {
+				b = b[:tc.fed*defaultBlckSz] // the zeros begin there
+			}
+			var r lastRecord
+			for off := 0; off < len(b); off += defaultBlckSz {
+				hdr := shortHeaderSize
+				if off == 0 {
+					hdr = longHeaderSize
+				}
+				r.page(b[off:off+defaultBlckSz], uint64(off), hdr)
+			}
+			err := r.switchBefore(uint64(len(b)))
 			if (err == nil) != tc.ok {
-				t.Errorf("endsInSwitch: %v, want ok %v", err, tc.ok)
+				t.Errorf("switchBefore: %v, want ok %v", err, tc.ok)
 			}
 		})
 	}
