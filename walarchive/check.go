@@ -58,8 +58,9 @@ var pageMagics = map[uint16]string{0xD106: "13", 0xD10D: "14", 0xD110: "15", 0xD
 // checked up to its first page whose header is all zeros, and only zeros
 // may follow. A complete segment may end in zero pages too, but only after
 // an XLOG_SWITCH record (the last record that began before them):
-// PostgreSQL leaves the rest of a switched segment as the zeros the file
-// was created with, and the walsender sends them as they are. The header
+// since 13, PostgreSQL writes the pages after an XLOG_SWITCH as zeros,
+// their headers too (CopyXLogRecordToWAL, for compressibility), and the
+// walsender sends them as they are. The header
 // layout and XLOG_SWITCH are the same in PostgreSQL 15, 16 and 17 (the
 // tests run on 15 only).
 //
@@ -541,7 +542,7 @@ func (c *checker) checkFile(f archFile) error {
 		lsn := start + off
 		if !zeros && (f.partial || off > 0) && allZero(page[:min(n, shortHeaderSize)]) {
 			// A partial segment's unwritten rest, or what follows an
-			// XLOG_SWITCH record, which PostgreSQL leaves as zeros.
+			// XLOG_SWITCH record, which PostgreSQL writes as zeros.
 			if !f.partial {
 				if err := rec.switchBefore(lsn); err != nil {
 					return problemf("%s: zero page at LSN %s: %v", f.name, formatLSN(lsn), err)
@@ -750,11 +751,15 @@ func (c *checker) result() CheckResult {
 			tlis = append(tlis, fmt.Sprint(sp.tli))
 		}
 	}
+	res.Checked = fmt.Sprintf("%d segments %s to %s (LSN %s to %s), timelines %s, %d pages",
+		c.segments, c.firstSeg, c.lastSeg, formatLSN(c.from), formatLSN(c.to), strings.Join(tlis, ", "), c.pages)
+	if c.pages == 0 {
+		return res // only unwritten partial segments
+	}
 	version := "unknown PostgreSQL version"
 	if v, ok := pageMagics[c.magic]; ok {
 		version = "PostgreSQL " + v
 	}
-	res.Checked = fmt.Sprintf("%d segments %s to %s (LSN %s to %s), timelines %s, %d pages of %d bytes, page magic 0x%04X (%s)",
-		c.segments, c.firstSeg, c.lastSeg, formatLSN(c.from), formatLSN(c.to), strings.Join(tlis, ", "), c.pages, c.blcksz, c.magic, version)
+	res.Checked += fmt.Sprintf(" of %d bytes, page magic 0x%04X (%s)", c.blcksz, c.magic, version)
 	return res
 }

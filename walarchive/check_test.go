@@ -651,3 +651,31 @@ func pollUntil(t *testing.T, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestCheckWithoutWAL(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		files   map[string][]byte
+		ok      bool
+		checked string
+	}{
+		{"empty", nil, true, "no WAL segment"},
+		{"a segment just opened", map[string][]byte{"000000010000000000000005.partial": make([]byte, testSegSize)}, true, "1 segments 000000010000000000000005.partial to 000000010000000000000005.partial (LSN 0/500000 to 0/500000), timelines 1, 0 pages"},
+		{"a history without its segments", map[string][]byte{"00000002.history": []byte("1\t0/500000\tno recovery target specified\n")}, true, "no WAL segment"},
+		{"a broken history", map[string][]byte{"00000002.history": []byte("one\n")}, false, ""},
+		{"an empty complete segment", map[string][]byte{"000000010000000000000005": make([]byte, testSegSize)}, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for n, b := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := checkDir(t, dir, 0)
+			if res.OK != tc.ok || !strings.Contains(res.Checked, tc.checked) {
+				t.Errorf("OK %v, checked %q, problem %q", res.OK, res.Checked, res.Problem)
+			}
+		})
+	}
+}
