@@ -55,13 +55,11 @@ func PlanRemoval(files []SegmentInfo, p Protect, now time.Time, retention time.D
 	}
 	var total int64
 	var segs []SegmentInfo
-	newest := -1
 	for _, f := range files {
 		total += f.Bytes
-		if f.State != SegComplete && f.State != SegCompressed {
-			continue
+		if f.State == SegComplete || f.State == SegCompressed {
+			segs = append(segs, f)
 		}
-		segs = append(segs, f)
 	}
 	sort.SliceStable(segs, func(i, j int) bool {
 		if segs[i].Start != segs[j].Start {
@@ -69,23 +67,33 @@ func PlanRemoval(files []SegmentInfo, p Protect, now time.Time, retention time.D
 		}
 		return segs[i].Timeline < segs[j].Timeline
 	})
-	if len(segs) > 0 {
-		newest = len(segs) - 1
-	}
 	keepFrom := p.KeepFrom()
 	cutoff := now.Add(-retention)
 	var out []string
-	for i, f := range segs {
-		if i == newest || (keepFrom != 0 && f.End > keepFrom) {
-			break
+	for i := 0; i < len(segs); {
+		// One segment may be there twice, NAME and NAME.zst (a
+		// compression between its rename and its removal of NAME): both
+		// go or both stay, and it completed when the first did.
+		j, done := i+1, segs[i].CompletedAt
+		for j < len(segs) && segs[j].Start == segs[i].Start && segs[j].Timeline == segs[i].Timeline {
+			if at := segs[j].CompletedAt; done.IsZero() || (!at.IsZero() && at.Before(done)) {
+				done = at
+			}
+			j++
 		}
-		old := retention > 0 && !f.CompletedAt.IsZero() && f.CompletedAt.Before(cutoff)
+		if j == len(segs) || (keepFrom != 0 && segs[i].End > keepFrom) {
+			break // the newest complete segment, or protected
+		}
+		old := retention > 0 && !done.IsZero() && done.Before(cutoff)
 		big := maxSize > 0 && total > maxSize
 		if !old && !big {
 			break
 		}
-		out = append(out, f.Name)
-		total -= f.Bytes
+		for _, f := range segs[i:j] {
+			out = append(out, f.Name)
+			total -= f.Bytes
+		}
+		i = j
 	}
 	return out
 }
@@ -116,8 +124,8 @@ const backupMarker = ".pgverbs-backup-in-progress"
 // descending into a backup's own data directory. A backup still being
 // written (its .pgverbs-backup-in-progress marker) is left out: it may
 // fail, and protecting WAL for it could let that of an older, finished one
-// go. WAL archive directories are not searched. Symbolic links are not
-// followed.
+// go. WAL archive directories are not searched. Symbolic links below root
+// are not followed.
 //
 // The start LSN and timeline are backup_label's START WAL LOCATION and
 // START TIMELINE, else the manifest's earliest WAL-Ranges Start-LSN; the
@@ -130,8 +138,14 @@ const backupMarker = ".pgverbs-backup-in-progress"
 // A directory that has the files but whose start cannot be read is an
 // error: retention must not guess.
 func BackupStarts(root string) ([]BackupStart, error) {
+	// The root itself may be a link (WalkDir would not enter it); the
+	// links below it are not followed.
+	root, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, fmt.Errorf("walarchive: the backup root: %w", err)
+	}
 	var out []BackupStart
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -80,6 +80,11 @@ func TestPlanRemoval(t *testing.T) {
 		{name: "size with unknown times", files: []SegmentInfo{c(1, -1), c(2, -1), c(3, -1)}, maxSize: 2 * retSegSize, want: names(c(1, -1))},
 		{name: "across a timeline switch: never history or .partial", files: switched, retention: time.Hour, want: names(switched[1], switched[2], switched[4], switched[5])},
 		{name: "compressed segments count their own bytes", files: []SegmentInfo{seg(1, 1, SegCompressed, 1), seg(1, 2, SegCompressed, 1), c(3, 1), c(4, 1)}, maxSize: 2*retSegSize + 1<<20, want: names(seg(1, 1, SegCompressed, 1))},
+		{name: "NAME and NAME.zst go together", files: []SegmentInfo{c(1, 50), seg(1, 1, SegCompressed, 49), c(2, 40), seg(1, 2, SegCompressed, 39), c(3, 30)}, retention: time.Hour,
+			want: []string{c(1, 50).Name, seg(1, 1, SegCompressed, 49).Name, c(2, 40).Name, seg(1, 2, SegCompressed, 39).Name}},
+		{name: "NAME and NAME.zst of the newest stay", files: []SegmentInfo{c(1, 50), c(2, 40), seg(1, 2, SegCompressed, 39)}, retention: time.Hour, want: names(c(1, 50))},
+		{name: "NAME and NAME.zst are as old as the older", files: []SegmentInfo{seg(1, 1, SegCompressed, 1), c(1, 50), c(2, 1)}, retention: 8 * time.Hour,
+			want: []string{seg(1, 1, SegCompressed, 1).Name, c(1, 50).Name}},
 		{name: "only a partial", files: []SegmentInfo{history(2), seg(1, 7, SegPartial, 100)}, retention: time.Hour, maxSize: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,7 +187,12 @@ func TestBackupStarts(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := BackupStarts(root)
+	// The root is reached through a link, as a configured path may be.
+	viaLink := filepath.Join(t.TempDir(), "backups")
+	if err := os.Symlink(root, viaLink); err != nil {
+		t.Fatal(err)
+	}
+	got, err := BackupStarts(viaLink)
 	if err != nil {
 		t.Fatal(err)
 	}
