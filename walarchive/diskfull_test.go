@@ -86,7 +86,7 @@ func TestDiskFull(t *testing.T) {
 	// Wake the retry at once rather than waiting out the backoff.
 	_ = m.SetPaused(true)
 	_ = m.SetPaused(false)
-	next := query(t, c, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	next := query(t, c, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
 	query(t, c, "INSERT INTO t VALUES (1); SELECT pg_switch_wal()")
 	query(t, c, "INSERT INTO t VALUES (2)")
 	waitFor(t, next+" after space was freed", func() bool { return exists(dir, next) })

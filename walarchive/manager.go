@@ -524,16 +524,92 @@ func (m *Manager) Segments() ([]SegmentInfo, error) {
 	return files, nil
 }
 
+// maintenanceInterval is how often retention runs without a completed
+// file to prompt it: an age limit moves with the clock.
+const maintenanceInterval = time.Minute
+
 // maintain compresses completed segments and applies retention when
-// files are completed or options change.
+// files are completed, options change, and once a minute.
 func (m *Manager) maintain(ctx context.Context, run *archiveRun) {
+	if err := cleanTemp(run.dir); err != nil {
+		m.log.Warn("WAL archive: cannot remove interrupted compressions", zap.Error(err))
+	}
+	tick := time.NewTicker(maintenanceInterval)
+	defer tick.Stop()
 	for {
+		m.mu.Lock()
+		o, st := run.opts, run.st
+		m.mu.Unlock()
+		if err := m.maintainOnce(run.dir, o, st, time.Now()); err != nil {
+			m.log.Warn("WAL archive: maintenance failed", zap.Error(err))
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-run.work:
+		case <-tick.C:
 		}
 	}
+}
+
+// maintainOnce compresses what COMPRESSION asks for and removes what
+// RETENTION and MAX_SIZE let go (PlanRemoval decides, under the
+// protection of the newest base backup older than the window and of the
+// position reported upstream).
+func (m *Manager) maintainOnce(dir *os.Root, o Options, st state, now time.Time) error {
+	segSize, sysID := st.SegmentSize, st.SystemID
+	files, err := scan(dir, segSize)
+	if err != nil {
+		return err
+	}
+	if o.Compression == Zstd {
+		for i, f := range files {
+			if f.State != SegComplete {
+				continue
+			}
+			if err := compressSegment(dir, f.Name, o.Level); err != nil {
+				return err
+			}
+			files[i].Name, files[i].State = f.Name+compressedSuffix, SegCompressed
+			if fi, err := dir.Stat(files[i].Name); err == nil {
+				files[i].Bytes = fi.Size()
+			}
+		}
+	}
+	if o.Retention <= 0 && o.MaxSize <= 0 {
+		return nil
+	}
+	all, err := BackupStarts(m.cfg.Root)
+	if err != nil {
+		// Without knowing the backups, nothing may go.
+		return err
+	}
+	// Backups of other clusters in the root are not this archive's to
+	// protect; a tar backup's system is not known (0) and counts.
+	var starts []BackupStart
+	for _, b := range all {
+		if b.SystemID == 0 || strconv.FormatUint(b.SystemID, 10) == sysID {
+			starts = append(starts, b)
+		}
+	}
+	var p Protect
+	if b, ok := NewestBefore(starts, now.Add(-o.Retention)); ok {
+		p.BackupStart = b.Start
+	}
+	m.mu.Lock()
+	p.SlotRestart = m.status.Flushed
+	m.mu.Unlock()
+	remove := PlanRemoval(files, p, now, o.Retention, o.MaxSize)
+	for _, name := range remove {
+		if err := dir.Remove(name); err != nil {
+			return fileError("remove", name, err)
+		}
+	}
+	if len(remove) > 0 {
+		m.log.Info("WAL archive: retention removed old segments", zap.Int("files", len(remove)), zap.String("oldest_kept_after", remove[len(remove)-1]))
+		return syncDir(dir)
+	}
+	return nil
 }
 
 // Check implements Archiver.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/pgverbs/pgverbs/internal/pgtest"
 	"github.com/pgverbs/pgverbs/walstream"
@@ -70,7 +72,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func newArchive(t *testing.T, c *pgtest.Cluster, root string) *Manager {
-	return NewManager(Config{Root: root, Dial: dialer(c), Upstream: "test"})
+	return NewManager(Config{Root: root, Dial: dialer(c), Upstream: "test", Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
 }
 
 func defaultOptions(dir string) Options {
@@ -116,7 +118,7 @@ func TestArchiveStreams(t *testing.T) {
 	query(t, c, "SELECT pg_reload_conf()")
 
 	// A completed segment holds the server's bytes.
-	first := query(t, c, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	first := query(t, c, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
 	query(t, c, "SELECT pg_switch_wal()")
 	query(t, c, "INSERT INTO acked VALUES (2)")
 	waitFor(t, first+" complete", func() bool { _, err := os.Stat(filepath.Join(dir, first)); return err == nil })
@@ -136,7 +138,7 @@ func TestArchiveStreams(t *testing.T) {
 	if err := m2.Recover(); err != nil {
 		t.Fatal(err)
 	}
-	second := query(t, c, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	second := query(t, c, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
 	query(t, c, "INSERT INTO acked VALUES (3); SELECT pg_switch_wal()")
 	query(t, c, "INSERT INTO acked VALUES (4)")
 	waitFor(t, second+" complete after the restart", func() bool { _, err := os.Stat(filepath.Join(dir, second)); return err == nil })

@@ -48,7 +48,7 @@ func TestTimelineSwitch(t *testing.T) {
 	defer func() { _ = rw.Process.Kill(); _ = rw.Wait() }()
 
 	query(t, primary, "CREATE TABLE t AS SELECT generate_series(1, 50000) AS i")
-	tl1 := query(t, primary, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	tl1 := query(t, primary, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
 	query(t, primary, "SELECT pg_switch_wal()")
 	query(t, primary, "INSERT INTO t VALUES (0)")
 	// The switch point must lie inside a segment, for the old
@@ -62,7 +62,7 @@ func TestTimelineSwitch(t *testing.T) {
 		t.Fatalf("pg_promote = %s", got)
 	}
 	query(t, standby, "INSERT INTO t SELECT generate_series(1, 50000)")
-	tl2 := query(t, standby, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	tl2 := query(t, standby, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
 	if !strings.HasPrefix(tl2, "00000002") {
 		t.Fatalf("after the promotion the standby writes %s", tl2)
 	}
