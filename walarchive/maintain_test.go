@@ -97,3 +97,14 @@ func TestCompressionAndRetention(t *testing.T) {
 	}
 	assertNoGap(t, files)
 }
+
+// TestFailedState: errors that pass by themselves (connections, a full
+// disk, a server starting or shutting down, I/O) leave the archive
+// reconnecting; the others (a missing slot, another system) failed.
+func TestFailedState(t *testing.T) {
+	for code, want := range map[string]bool{"08006": true, "53100": true, "57P03": true, "58030": true, "42704": false, "55000": false, "XX000": false} {
+		if got := transient(code); got != want {
+			t.Errorf("transient(%s) = %v", code, got)
+		}
+	}
+}

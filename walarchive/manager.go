@@ -296,11 +296,30 @@ func (m *Manager) failed(err error) {
 	if errors.As(err, &pe) {
 		code, msg = string(pe.Code), pe.Message
 	}
+	state := Reconnecting
+	if !transient(code) {
+		// Retried all the same (a slot can be created, a directory
+		// fixed), but an operator has to look.
+		state = Failed
+	}
 	m.log.Warn("WAL archive: streaming stopped, retrying", zap.String("sqlstate", code), zap.String("error", msg))
 	m.update(func(s *Status) {
-		s.State, s.LastError, s.LastErrorCode = Reconnecting, msg, code
+		s.State, s.LastError, s.LastErrorCode = state, msg, code
 		s.Reconnects++
 	})
+}
+
+// transient tells the errors that go away by themselves (a connection
+// lost, the upstream restarting or in recovery, a full disk being freed,
+// an I/O error) from those that need someone (another system upstream, a
+// missing slot, a permission): the state is reconnecting for the first,
+// failed for the second.
+func transient(code string) bool {
+	switch {
+	case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"), strings.HasPrefix(code, "57"), strings.HasPrefix(code, "58"):
+		return true
+	}
+	return false
 }
 
 // resetBackoff is called once streaming started.
