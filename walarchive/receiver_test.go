@@ -199,3 +199,32 @@ func assertNoGap(t *testing.T, files []SegmentInfo) {
 		t.Fatalf("only %v in the archive", names)
 	}
 }
+
+// TestUpstreamRestart: the archive rides out a restart of the upstream,
+// reconnecting by itself, and goes on without a gap.
+func TestUpstreamRestart(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{})
+	root := t.TempDir()
+	dir := filepath.Join(root, "wal")
+	m := newArchive(t, c, root)
+	if err := m.Start(context.Background(), defaultOptions(dir)); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop(context.Background(), true)
+	waitFor(t, "streaming", func() bool { s, _ := m.Status(); return s.State == Streaming })
+	query(t, c, "CREATE TABLE t AS SELECT 1; SELECT pg_switch_wal()")
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a reconnect", func() bool { s, _ := m.Status(); return s.Reconnects > 0 && s.State == Streaming })
+	next := query(t, c, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
+	query(t, c, "INSERT INTO t VALUES (2); SELECT pg_switch_wal()")
+	query(t, c, "INSERT INTO t VALUES (3)")
+	waitFor(t, next+" after the restart", func() bool { return exists(dir, next) })
+	files, err := m.Segments()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoGap(t, files)
+	assertSameSegment(t, c, dir, next)
+}
