@@ -81,6 +81,13 @@
 // script goes through the first of -relay-modes; the pgTAP and base-backup
 // benchmarks start pgverbs of their own, in its default relay mode.
 //
+// WAL archive. With -wal-rounds rounds per mode, a cluster of its own with
+// fsync and synchronous_commit on runs pgbench -N -c 8 for -wal-duration
+// behind pg_receivewal and behind pgverbs' START WAL ARCHIVE, alternating,
+// first asynchronous, then synchronous (named in
+// synchronous_standby_names); then a 16 MB segment is preallocated with
+// fallocate and by zeros (walarchive.go).
+//
 // Everything runs on this machine: on a small one the proxy, pgbench and
 // PostgreSQL share the same cores, which is what the rows with many clients
 // measure. Anything else running skews the result, so every run also
@@ -100,7 +107,7 @@
 //	                              [-pgbouncer auto|off|PATH] [-idle 1000,10000]
 //	                              [-install-rounds 5] [-pgtap-rounds 7]
 //	                              [-backup-scale 70] [-backup-rounds 5] [-tls-rounds 5]
-//	                              [-nocount auto|off|PATH]
+//	                              [-nocount auto|off|PATH] [-wal-rounds 5] [-wal-duration 30s]
 package main
 
 import (
@@ -186,6 +193,10 @@ type options struct {
 	backupScale, backupRounds int
 	// tlsRounds is the number of pairs of the TLS measurement; 0 skips it.
 	tlsRounds int
+	// walRounds is the number of rounds of the WAL archive benchmark (0
+	// skips it), each pgbench run walDuration long (walarchive.go).
+	walRounds   int
+	walDuration time.Duration
 	// nocount is the no-counting build: auto, off or a path.
 	nocount string
 }
@@ -232,6 +243,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.backupScale, "backup-scale", 70, "pgbench scale of the base-backup benchmark's cluster, about 15 MB each (0 skips it)")
 	fs.IntVar(&o.backupRounds, "backup-rounds", 5, "rounds of the base-backup benchmark (odd, for a true median)")
 	fs.IntVar(&o.tlsRounds, "tls-rounds", minPairs, "pairs of the TLS relay-cost measurement, each running every TLS target once, at 16 clients in -M prepared and simple (0 skips it)")
+	fs.IntVar(&o.walRounds, "wal-rounds", 5, "rounds of the WAL archive benchmark per mode (asynchronous, synchronous), each running pg_receivewal and pgverbs' archive once, alternating (0 skips it)")
+	fs.DurationVar(&o.walDuration, "wal-duration", 30*time.Second, "duration of each pgbench -N -c 8 run of the WAL archive benchmark")
 	// The timed runs these flags set up gave every target a different
 	// amount of work; say what replaced them rather than "flag provided
 	// but not defined".
@@ -458,6 +471,11 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if o.backupScale > 0 {
 		if err := runBackupBench(ctx, proxyPath, o.backupScale, o.backupRounds); err != nil {
+			return err
+		}
+	}
+	if o.walRounds > 0 {
+		if err := runWALArchiveBench(ctx, proxyPath, o.walRounds, o.walDuration); err != nil {
 			return err
 		}
 	}
