@@ -58,6 +58,10 @@ type Manager struct {
 	caughtUp time.Time // when Flushed last reached UpstreamFlush
 	cur      *archiveRun
 	backoff  time.Duration
+	// The directory and segment size of the archive last started, kept
+	// after STOP: its WAL is still served for restores.
+	lastDir     string
+	lastSegSize uint64
 }
 
 // archiveRun is one started archive.
@@ -235,6 +239,7 @@ func (m *Manager) launch(o Options, root *os.Root, st state) {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &archiveRun{opts: o, dir: root, st: st, cancel: cancel, kick: func() {}, wake: make(chan struct{}, 1), done: make(chan struct{}), work: make(chan struct{}, 1)}
 	m.cur = run
+	m.lastDir, m.lastSegSize = o.Dir, st.SegmentSize
 	m.status.Dir, m.status.Slot, m.status.ApplicationName = o.Dir, o.Slot, o.ApplicationName
 	m.status.Synchronous, m.status.Compression, m.status.Upstream = o.Synchronous, o.Compression, m.cfg.Upstream
 	m.status.State = Reconnecting
@@ -526,6 +531,15 @@ func (m *Manager) Status() (Status, bool) {
 		}
 	}
 	return s, true
+}
+
+// Location returns the directory and segment size of the archive last
+// started (also once stopped), without the directory scan Status does:
+// /wal/ asks at every request.
+func (m *Manager) Location() (dir string, segSize uint64, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastDir, m.lastSegSize, m.lastDir != ""
 }
 
 // Segments implements Archiver.

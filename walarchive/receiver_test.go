@@ -154,6 +154,10 @@ func TestArchiveStreams(t *testing.T) {
 	if got := query(t, c, "SELECT count(*) FROM pg_replication_slots"); got != "0" {
 		t.Fatalf("STOP ... DROP SLOT left %s slots", got)
 	}
+	// A stopped archive's WAL is still served for restores.
+	if d, size, ok := m2.Location(); !ok || d != dir || size != 16<<20 {
+		t.Fatalf("Location after Stop = %q, %d, %v", d, size, ok)
+	}
 	if _, err := os.Stat(filepath.Join(root, pointerFile)); !os.IsNotExist(err) {
 		t.Fatalf("pointer file after Stop: %v", err)
 	}

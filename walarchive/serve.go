@@ -37,6 +37,12 @@ type ArchiveFunc func() (dir string, segSize uint64, ok bool)
 // it) and the segment size its StateFile records, read at each request
 // (the file is small and the archive's own record).
 func StatusArchive(a interface{ Status() (Status, bool) }) ArchiveFunc {
+	if l, ok := a.(interface {
+		Location() (string, uint64, bool)
+	}); ok {
+		// A Manager knows without scanning its directory.
+		return l.Location
+	}
 	return func() (string, uint64, bool) {
 		st, ok := a.Status()
 		if !ok || st.Dir == "" {
