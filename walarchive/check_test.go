@@ -682,3 +682,41 @@ func TestCheckWithoutWAL(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseHistory feeds history files as an upstream might send them:
+// never a panic, and what is accepted keeps PostgreSQL's rules.
+func FuzzParseHistory(f *testing.F) {
+	f.Add("1\t0/3025A70\tno recovery target specified\n", uint32(2))
+	f.Add("# c\n\n1 0/1\n2\tFFFFFFFF/FFFFFFFF\tx\n", uint32(3))
+	f.Add("1\t0/", uint32(2))
+	f.Fuzz(func(t *testing.T, content string, tli uint32) {
+		entries, err := parseHistory(strings.NewReader(content), tli)
+		if err != nil {
+			return
+		}
+		for i, e := range entries {
+			if e.tli >= tli || (i > 0 && (e.tli <= entries[i-1].tli || e.end < entries[i-1].end)) {
+				t.Fatalf("accepted %v for timeline %d", entries, tli)
+			}
+		}
+	})
+}
+
+// FuzzLastRecord feeds arbitrary pages to the record follower: it must
+// never read outside them.
+func FuzzLastRecord(f *testing.F) {
+	f.Add(recordPages(2, 0, []rec{{100, 0, 1}, {recordHeaderSize, xlogSwitch, rmXLOG}}))
+	f.Add(recordPages(2, defaultBlckSz-longHeaderSize-24-8, []rec{{24, 0, 1}, {recordHeaderSize, xlogSwitch, rmXLOG}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const page = 64 // the smallest pages a long header allows keep inputs short
+		var r lastRecord
+		for off := 0; off+page <= len(b); off += page {
+			hdr := shortHeaderSize
+			if off == 0 {
+				hdr = longHeaderSize
+			}
+			r.page(b[off:off+page], uint64(off), hdr)
+		}
+		_ = r.switchBefore(uint64(len(b)))
+	})
+}
