@@ -54,7 +54,9 @@ type ack struct {
 }
 
 // ackWriter inserts ids one per transaction on a few connections and
-// records every id whose COMMIT returned without error.
+// records every id whose COMMIT returned without error. Each row carries
+// 1.5 kB, stored as it is (below the TOAST threshold): a few hundred
+// commits fill a 1 MB segment, so segments complete under load.
 type ackWriter struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -98,7 +100,7 @@ func (w *ackWriter) write(ctx context.Context, conn *pgx.Conn, table string) {
 		var xid string
 		tx, err := conn.Begin(ctx)
 		if err == nil {
-			err = tx.QueryRow(ctx, "INSERT INTO "+table+" (id) VALUES ($1) RETURNING pg_current_xact_id()::text", id).Scan(&xid)
+			err = tx.QueryRow(ctx, "INSERT INTO "+table+" (id, pad) VALUES ($1, repeat('x', 1500)) RETURNING pg_current_xact_id()::text", id).Scan(&xid)
 		}
 		if err == nil {
 			err = tx.Commit(ctx)
@@ -300,7 +302,7 @@ func copyFileMode(t *testing.T, src, dst string, perm os.FileMode) {
 func rpo0(t *testing.T, c *pgtest.Cluster, standby, backupDir string, restoreCmd func(parent string) string) {
 	t.Helper()
 	ctx := testCtx(t)
-	if err := c.Exec(ctx, "CREATE TABLE acked (id bigint PRIMARY KEY)"); err != nil {
+	if err := c.Exec(ctx, "CREATE TABLE acked (id bigint PRIMARY KEY, pad text)"); err != nil {
 		t.Fatal(err)
 	}
 	setSyncStandby(t, c, standby)
@@ -454,6 +456,8 @@ func TestWALArchiveCrash(t *testing.T) {
 		{"after-ack", "after-ack:300"},
 		// The first segment completed: the one pg_switch_wal ends.
 		{"before-rename", "before-rename:1"},
+		// No failpoint: a SIGKILL from outside, wherever it lands.
+		{"sigkill", ""},
 	} {
 		t.Run(fp.name, func(t *testing.T) { crashAt(t, c, fp.name, fp.at) })
 	}
@@ -470,7 +474,7 @@ func crashAt(t *testing.T, c *pgtest.Cluster, name, at string) {
 	// The slot reserves WAL from the last checkpoint's redo: after a
 	// CHECKPOINT the archive's catch-up completes no segment, and the
 	// failpoints meet the load.
-	if err := c.Exec(ctx, "CREATE TABLE "+table+" (id bigint PRIMARY KEY); CHECKPOINT"); err != nil {
+	if err := c.Exec(ctx, "CREATE TABLE "+table+" (id bigint PRIMARY KEY, pad text); CHECKPOINT"); err != nil {
 		t.Fatal(err)
 	}
 	// Registered before any pgverbs starts, this cleanup runs after they
@@ -499,11 +503,15 @@ func crashAt(t *testing.T, c *pgtest.Cluster, name, at string) {
 		execSimple(t, connect(t, p.URL("postgres", "", "postgres")), "START WAL ARCHIVE TO 'wal' WITH (SLOT '"+slot+"', SYNCHRONOUS on)")
 		setSyncStandby(t, c, "pgverbs")
 		w = startWriter(t, outer, c.SuperURL(), table, writers)
-		if name == "before-rename" {
+		switch at {
+		case "before-rename:1":
 			w.waitAcked(t, 50, time.Minute, writers)
 			if err := c.Exec(ctx, "SELECT pg_switch_wal()"); err != nil {
 				t.Fatal(err)
 			}
+		case "":
+			w.waitAcked(t, 300, time.Minute, writers)
+			p.Signal(t, syscall.SIGKILL)
 		}
 		select {
 		case <-p.done:
@@ -515,7 +523,7 @@ func crashAt(t *testing.T, c *pgtest.Cluster, name, at string) {
 			t.Fatalf("pgverbs ended with %v, not by the failpoint's SIGKILL", p.err)
 		}
 		atCrash = len(w.snapshot())
-		t.Logf("pgverbs killed itself at %s with %d commits acknowledged", at, atCrash)
+		t.Logf("pgverbs killed at %q with %d commits acknowledged", at, atCrash)
 	})
 	if t.Failed() {
 		return
