@@ -181,8 +181,9 @@ func (w *ackWriter) snapshot() map[int64]ack {
 }
 
 // setSyncStandby makes name the primary's synchronous standby ("" for
-// none) and, for a name, waits until pg_stat_replication shows it sync.
-func setSyncStandby(t *testing.T, c *pgtest.Cluster, name string) {
+// none) and, for a name, waits until pg_stat_replication shows it sync;
+// it reports false when died (nil for never) is closed first.
+func setSyncStandby(t *testing.T, c *pgtest.Cluster, name string, died <-chan struct{}) bool {
 	t.Helper()
 	ctx := testCtx(t)
 	if err := c.Exec(ctx, "ALTER SYSTEM SET synchronous_standby_names = '"+name+"'"); err != nil {
@@ -192,10 +193,26 @@ func setSyncStandby(t *testing.T, c *pgtest.Cluster, name string) {
 		t.Fatal(err)
 	}
 	if name == "" {
-		return
+		return true
 	}
-	if _, err := pollActivity(c, "SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND sync_state = 'sync'", name); err != nil {
-		t.Fatalf("%s is not the synchronous standby: %v", name, err)
+	conn := connect(t, c.SuperURL())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND sync_state = 'sync'", name).Scan(&n)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case n > 0:
+			return true
+		case time.Now().After(deadline):
+			t.Fatalf("%s is not the synchronous standby after 30 seconds", name)
+		}
+		select {
+		case <-died:
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
@@ -305,7 +322,7 @@ func rpo0(t *testing.T, c *pgtest.Cluster, standby, backupDir string, restoreCmd
 	if err := c.Exec(ctx, "CREATE TABLE acked (id bigint PRIMARY KEY, pad text)"); err != nil {
 		t.Fatal(err)
 	}
-	setSyncStandby(t, c, standby)
+	setSyncStandby(t, c, standby, nil)
 	const writers = 4
 	w := startWriter(t, t, c.SuperURL(), "acked", writers)
 	w.waitAcked(t, 1500, 2*time.Minute, writers)
@@ -458,6 +475,10 @@ func TestWALArchiveCrash(t *testing.T) {
 		{"before-rename", "before-rename:1"},
 		// No failpoint: a SIGKILL from outside, wherever it lands.
 		{"sigkill", ""},
+		{"write-1", "write:1"},
+		{"after-fsync-1", "after-fsync:1"},
+		{"after-ack-1", "after-ack:1"},
+		{"before-rename-2", "before-rename:2"},
 	} {
 		t.Run(fp.name, func(t *testing.T) { crashAt(t, c, fp.name, fp.at) })
 	}
@@ -481,7 +502,7 @@ func crashAt(t *testing.T, c *pgtest.Cluster, name, at string) {
 	// are stopped: the next failure point starts from a primary with no
 	// synchronous standby and no slot of this one.
 	t.Cleanup(func() {
-		setSyncStandby(t, c, "")
+		setSyncStandby(t, c, "", nil)
 		if _, err := pollActivity(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", slot); err != nil {
 			t.Errorf("slot %s stays active: %v", slot, err)
 			return
@@ -501,7 +522,11 @@ func crashAt(t *testing.T, c *pgtest.Cluster, name, at string) {
 		t.Setenv(walarchive.FailpointEnv, at)
 		p := startProxy(t, backend, "--backup-root", root)
 		execSimple(t, connect(t, p.URL("postgres", "", "postgres")), "START WAL ARCHIVE TO 'wal' WITH (SLOT '"+slot+"', SYNCHRONOUS on)")
-		setSyncStandby(t, c, "pgverbs")
+		if !setSyncStandby(t, c, "pgverbs", p.done) {
+			// Killed in the catch-up (write:1): the writers' commits
+			// wait for the restarted archive.
+			t.Logf("pgverbs died before it was the synchronous standby")
+		}
 		w = startWriter(t, outer, c.SuperURL(), table, writers)
 		switch at {
 		case "before-rename:1":
