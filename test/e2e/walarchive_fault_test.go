@@ -475,9 +475,13 @@ func TestWALArchiveCrash(t *testing.T) {
 		{"before-rename", "before-rename:1"},
 		// No failpoint: a SIGKILL from outside, wherever it lands.
 		{"sigkill", ""},
+		// The first hits fall in the catch-up, before pgverbs is the
+		// synchronous standby: an empty preallocated .partial, a first
+		// fsync or position never reported.
 		{"write-1", "write:1"},
 		{"after-fsync-1", "after-fsync:1"},
 		{"after-ack-1", "after-ack:1"},
+		// A completion under load, after one went through.
 		{"before-rename-2", "before-rename:2"},
 	} {
 		t.Run(fp.name, func(t *testing.T) { crashAt(t, c, fp.name, fp.at) })
