@@ -315,8 +315,9 @@ func copyFileMode(t *testing.T, src, dst string, perm os.FileMode) {
 // named standby, kills it mid-load, restores the base backup backupDir
 // with the restore_command restoreCmd returns (given the directory beside
 // the restored data directory, which the server's user may read), and
-// checks that every acknowledged id is there.
-func rpo0(t *testing.T, c *pgtest.Cluster, standby, backupDir string, restoreCmd func(parent string) string) {
+// checks that every acknowledged id is there. load returns when the
+// primary is to die; nil is 1500 commits.
+func rpo0(t *testing.T, c *pgtest.Cluster, standby, backupDir string, load func(*ackWriter), restoreCmd func(parent string) string) {
 	t.Helper()
 	ctx := testCtx(t)
 	if err := c.Exec(ctx, "CREATE TABLE acked (id bigint PRIMARY KEY, pad text)"); err != nil {
@@ -325,7 +326,11 @@ func rpo0(t *testing.T, c *pgtest.Cluster, standby, backupDir string, restoreCmd
 	setSyncStandby(t, c, standby, nil)
 	const writers = 4
 	w := startWriter(t, t, c.SuperURL(), "acked", writers)
-	w.waitAcked(t, 1500, 2*time.Minute, writers)
+	if load == nil {
+		w.waitAcked(t, 1500, 2*time.Minute, writers)
+	} else {
+		load(w)
+	}
 	killCluster(t, c)
 	w.stop()
 	acked := w.snapshot()
@@ -381,7 +386,17 @@ func rpo0(t *testing.T, c *pgtest.Cluster, standby, backupDir string, restoreCmd
 // (SYNCHRONOUS on), killed mid-load, restored from a BASE BACKUP and the
 // archive through pgverbs wal-get --partial, has every commit it
 // acknowledged.
-func TestWALArchiveRPO0(t *testing.T) {
+func TestWALArchiveRPO0(t *testing.T) { rpo0Archive(t, "") }
+
+// TestWALArchiveRPO0AfterCrash: pgverbs dies at a failpoint under load
+// (after-ack, mid-segment), then the primary; a pgverbs started again
+// resumes the archive without an upstream and serves, from what the dead
+// one left, every commit that was acknowledged.
+func TestWALArchiveRPO0AfterCrash(t *testing.T) { rpo0Archive(t, "after-ack:300") }
+
+// rpo0Archive is TestWALArchiveRPO0, with pgverbs started with the
+// failpoint at when it is not "".
+func rpo0Archive(t *testing.T, at string) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(walToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -389,11 +404,23 @@ func TestWALArchiveRPO0(t *testing.T) {
 	httpAddr := "127.0.0.1:" + itoa(freePort(t))
 	c := faultCluster(t)
 	root := t.TempDir()
-	p := startProxy(t, c.URL("", "", "postgres"), "--backup-root", root, "--http-listen", httpAddr, "--http-token-file", tokenFile)
+	args := []string{"--backup-root", root, "--http-listen", httpAddr, "--http-token-file", tokenFile}
+	t.Setenv(walarchive.FailpointEnv, at)
+	p := startProxy(t, c.URL("", "", "postgres"), args...)
 	conn := connect(t, p.URL("postgres", "", "postgres"))
 	execSimple(t, conn, "BASE BACKUP TO 'base'")
 	execSimple(t, conn, "START WAL ARCHIVE TO 'wal' WITH (SYNCHRONOUS on)")
-	rpo0(t, c, "pgverbs", filepath.Join(root, "base"), func(parent string) string {
+	var load func(*ackWriter)
+	if at != "" {
+		load = func(w *ackWriter) { waitKilled(t, p, at, w) }
+	}
+	rpo0(t, c, "pgverbs", filepath.Join(root, "base"), load, func(parent string) string {
+		if at != "" {
+			// Without the failpoint, without START: the archive resumes
+			// (reconnecting to the dead primary) and /wal/ serves it.
+			t.Setenv(walarchive.FailpointEnv, "")
+			startProxy(t, c.URL("", "", "postgres"), args...)
+		}
 		// The server's user runs restore_command: the binary and the
 		// token go where it may read them.
 		bin, tok := filepath.Join(parent, "pgverbs"), filepath.Join(parent, "token")
@@ -431,7 +458,7 @@ func TestWALArchiveRPO0Baseline(t *testing.T) {
 		_ = recv.Process.Kill()
 		<-exited
 	})
-	rpo0(t, c, "pg_receivewal", backupDir, func(parent string) string {
+	rpo0(t, c, "pg_receivewal", backupDir, nil, func(parent string) string {
 		// With --no-loop pg_receivewal ends once its primary is gone,
 		// having flushed what it received.
 		select {
@@ -542,17 +569,8 @@ func crashAt(t *testing.T, c *pgtest.Cluster, name, at string) {
 			w.waitAcked(t, 300, time.Minute, writers)
 			p.Signal(t, syscall.SIGKILL)
 		}
-		select {
-		case <-p.done:
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("pgverbs did not reach failpoint %s in 2 minutes (%d commits acknowledged)", at, len(w.snapshot()))
-		}
-		var exit *exec.ExitError
-		if !errors.As(p.err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("pgverbs ended with %v, not by the failpoint's SIGKILL", p.err)
-		}
+		waitKilled(t, p, at, w)
 		atCrash = len(w.snapshot())
-		t.Logf("pgverbs killed at %q with %d commits acknowledged", at, atCrash)
 	})
 	if t.Failed() {
 		return
@@ -618,6 +636,22 @@ func crashAt(t *testing.T, c *pgtest.Cluster, name, at string) {
 	same := sameAsPrimary(t, c, dir, oldest, last)
 	t.Logf("%d commits acknowledged (%d before the crash); pg_waldump walked segments %s to %s, %d commit records; %d segments compared with pg_wal",
 		len(acked), atCrash, walarchive.SegmentName(1, start, faultSegSize), lastName, len(committed), same)
+}
+
+// waitKilled waits until p died by SIGKILL, its failpoint at's (or the
+// test's, for "") while w wrote.
+func waitKilled(t *testing.T, p *proxyProc, at string, w *ackWriter) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("pgverbs did not reach failpoint %q in 2 minutes (%d commits acknowledged)", at, len(w.snapshot()))
+	}
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("pgverbs ended with %v, not by SIGKILL", p.err)
+	}
+	t.Logf("pgverbs killed at %q with %d commits acknowledged", at, len(w.snapshot()))
 }
 
 // commitRecord matches a commit in pg_waldump's output, capturing its xid.
