@@ -164,7 +164,11 @@ func (m *Manager) Start(ctx context.Context, o Options) error {
 		root.Close()
 		return err
 	}
-	m.status = Status{State: Reconnecting}
+	// A new archive's state, but the counters go on: they count since
+	// pgverbs started, and /metrics exports them as counters.
+	old := m.status
+	m.status = Status{State: Reconnecting, Reconnects: old.Reconnects, Fsyncs: old.Fsyncs,
+		BytesReceived: old.BytesReceived, SegmentsClosed: old.SegmentsClosed}
 	m.launch(o, root, st)
 	m.log.Info("WAL archive started", zap.String("dir", o.Dir), zap.String("slot", o.Slot), zap.Bool("synchronous", o.Synchronous))
 	return nil
