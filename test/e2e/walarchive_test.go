@@ -389,6 +389,18 @@ func TestWALArchive(t *testing.T) {
 				t.Errorf("STOP with none running: SQLSTATE %s, want 55000", code)
 			}
 		}},
+		{"start again", func(t *testing.T) {
+			// START into the stopped archive's directory goes on from its
+			// files, with a new slot; the counters are this process's.
+			received := metric(t, scrape(t, e.base), "pgverbs_wal_archive_received_bytes_total")
+			e.run(t, "START WAL ARCHIVE TO '"+walArchiveDir+"'")
+			e.waitComplete(t, e.switchWAL(t))
+			e.waitCaughtUp(t)
+			testArchiveContinuous(t, e)
+			if now := metric(t, scrape(t, e.base), "pgverbs_wal_archive_received_bytes_total"); now < received {
+				t.Errorf("pgverbs_wal_archive_received_bytes_total went from %v to %v at START", received, now)
+			}
+		}},
 	}
 	for _, s := range steps {
 		// Each step needs the archive as the one before left it.
@@ -598,9 +610,16 @@ func testArchiveRestart(t *testing.T, e *archiveEnv) {
 	}
 	e.waitCaughtUp(t)
 	e.waitComplete(t, gapName)
-	e.writeWAL(t)
 	e.waitComplete(t, e.switchWAL(t))
 
+	testArchiveContinuous(t, e)
+}
+
+// testArchiveContinuous checks that the archive's segments follow each
+// other with no gap on timeline 1, only the newest partial, and that
+// CHECK WAL ARCHIVE agrees.
+func testArchiveContinuous(t *testing.T, e *archiveEnv) {
+	t.Helper()
 	var prev walarchive.Name
 	var names []string
 	rows := e.rows(t, "SHOW WAL ARCHIVE SEGMENTS")
@@ -628,6 +647,6 @@ func testArchiveRestart(t *testing.T, e *archiveEnv) {
 	}
 	check := e.rows(t, "CHECK WAL ARCHIVE")
 	if len(check) != 1 || check[0]["ok"] != "t" {
-		t.Errorf("CHECK WAL ARCHIVE after the restart: %v", check)
+		t.Errorf("CHECK WAL ARCHIVE: %v", check)
 	}
 }
