@@ -324,6 +324,9 @@ func TestWALArchive(t *testing.T) {
 			if code != 200 || !bytes.Equal(body, firstServer) {
 				t.Errorf("GET /wal/%s: %d, %d bytes; want 200 and the server's %d bytes", first, code, len(body), len(firstServer))
 			}
+			if code, _, body := walRequest(t, e.base, "/wal/"+first, ""); code != 401 || bytes.Contains(body, firstServer[:64]) {
+				t.Errorf("GET /wal/%s without the token: %d, want 401", first, code)
+			}
 			dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
 			if code, stderr := runWalGet(t, nil, "--url", e.base, "--token-file", e.tokenFile, first, dest); code != 0 {
 				t.Fatalf("wal-get %s: exit %d: %s", first, code, stderr)
@@ -422,6 +425,9 @@ func testArchiveRefusals(t *testing.T, e *archiveEnv) {
 	}
 	if code := e.sqlstate(t, "plain", "START WAL ARCHIVE TO 'wal'"); code != "42501" {
 		t.Errorf("START as a role without REPLICATION: SQLSTATE %s, want 42501", code)
+	}
+	if code := e.sqlstate(t, "plain", "SHOW WAL ARCHIVE"); code != "42501" {
+		t.Errorf("SHOW WAL ARCHIVE as a role without REPLICATION or pg_monitor: SQLSTATE %s, want 42501", code)
 	}
 	if code := e.sqlstate(t, "postgres", "BEGIN", "START WAL ARCHIVE TO 'wal'"); code != "25001" {
 		t.Errorf("START inside BEGIN: SQLSTATE %s, want 25001", code)
