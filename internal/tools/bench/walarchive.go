@@ -526,18 +526,20 @@ func onOff(b bool) string {
 // printPrealloc times making a 16 MB segment's space durable on the
 // archive's file system, alternating, as the archive does it
 // (fallocate, fsync) and as PostgreSQL and pg_receivewal do (writing
-// zeros, fsync); then 8 KB writes each followed by fdatasync into the
-// file so made, which is where the two differ for a synchronous archive:
-// writes into fallocated (unwritten) extents convert them, which
-// fdatasync must journal.
+// zeros, fsync); then 8 KB writes into the file so made, each followed by
+// fdatasync (the archive's) or fsync (pg_receivewal's), which is where
+// the two may differ for a synchronous archive: a write into fallocated
+// (unwritten) extents converts them, a metadata change that fdatasync
+// must make durable too (a journal commit; on ext4 without a journal a
+// synchronous write of the inode).
 func printPrealloc(dir string) error {
 	const (
 		size    = 16 << 20
 		reps    = 5
-		writes  = 256
+		writes  = 128
 		perSync = 8 << 10
 	)
-	type result struct{ prealloc, cpu, sync []float64 }
+	type result struct{ prealloc, cpu, datasync, sync []float64 }
 	res := map[string]*result{"fallocate": {}, "zero-fill": {}}
 	zeros := make([]byte, 64<<10)
 	block := make([]byte, perSync)
@@ -569,15 +571,25 @@ func printPrealloc(dir string) error {
 			}
 			d := time.Since(t)
 			cpu := selfCPU() - cpu0
-			if err == nil {
+			// fdatasync as the archive syncs and fsync as pg_receivewal
+			// does, each on a region of its own, the first region's
+			// alternating.
+			var sd [2]time.Duration
+			syncs := []func() error{func() error { return unix.Fdatasync(int(f.Fd())) }, f.Sync}
+			for _, i := range [][]int{{0, 1}, {1, 0}}[r%2] {
+				syncf := syncs[i]
+				region := i
+				if r%2 == 1 {
+					region = 1 - i
+				}
 				t = time.Now()
 				for w := 0; w < writes && err == nil; w++ {
-					if _, err = f.WriteAt(block, int64(w*perSync)); err == nil {
-						err = unix.Fdatasync(int(f.Fd()))
+					if _, err = f.WriteAt(block, int64((region*writes+w)*perSync)); err == nil {
+						err = syncf()
 					}
 				}
+				sd[i] = time.Since(t)
 			}
-			sd := time.Since(t)
 			f.Close()
 			os.Remove(name)
 			if err != nil {
@@ -585,16 +597,17 @@ func printPrealloc(dir string) error {
 			}
 			res[how].prealloc = append(res[how].prealloc, float64(d.Microseconds())/1000)
 			res[how].cpu = append(res[how].cpu, float64(cpu.Microseconds())/1000)
-			res[how].sync = append(res[how].sync, float64(sd.Microseconds())/1000/writes)
+			res[how].datasync = append(res[how].datasync, float64(sd[0].Microseconds())/1000/writes)
+			res[how].sync = append(res[how].sync, float64(sd[1].Microseconds())/1000/writes)
 		}
 	}
 	fmt.Printf("\npreallocating a 16 MB segment on the archive's file system, median of %d alternating repetitions,\n"+
-		"then %d writes of 8 KB each followed by fdatasync into it:\n\n", reps, writes)
-	rows := [][]string{{"preallocation", "time ms", "CPU ms", "8 KB write + fdatasync, ms each"}}
+		"then %d writes of 8 KB into it, each followed by fdatasync, and %d more, each followed by fsync (in alternating order):\n\n", reps, writes, writes)
+	rows := [][]string{{"preallocation", "time ms", "CPU ms", "8 KB write + fdatasync, ms each", "8 KB write + fsync, ms each"}}
 	for _, how := range []string{"fallocate", "zero-fill"} {
 		r := res[how]
 		rows = append(rows, []string{how + " + fsync", fmt.Sprintf("%.2f", median(r.prealloc)),
-			fmt.Sprintf("%.2f", median(r.cpu)), fmt.Sprintf("%.3f", median(r.sync))})
+			fmt.Sprintf("%.2f", median(r.cpu)), fmt.Sprintf("%.3f", median(r.datasync)), fmt.Sprintf("%.3f", median(r.sync))})
 	}
 	printMarkdown(rows)
 	return nil
