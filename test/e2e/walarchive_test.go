@@ -240,6 +240,8 @@ func httpArgs(t *testing.T, root, tokenFile string) (string, []string) {
 	return "http://" + addr, []string{"--http-listen", addr, "--http-token-file", tokenFile, "--backup-root", root}
 }
 
+// TestWALArchive runs the archive's life in order; a step that fails
+// ends the test, since the next ones start from what it left.
 func TestWALArchive(t *testing.T) {
 	root := t.TempDir()
 	w := startWALHTTP(t, "--backup-root", root)
