@@ -19,6 +19,10 @@ import (
 // last bytes flushed without waiting for the segment's end.
 const statusInterval = 10 * time.Second
 
+// setupTimeout bounds a receiver's connection and the commands it runs
+// before streaming; a retry follows.
+const setupTimeout = 30 * time.Second
+
 // receiver runs one replication connection's worth of streaming: connect,
 // find where to resume, stream, write, fsync and report, until an error
 // or ctx ends. The Manager runs receivers in a loop with backoff.
@@ -54,14 +58,18 @@ func (r *receiver) run(ctx context.Context) (err error) {
 			r.conn = nil
 		}
 	}()
-	pc, err := r.m.cfg.Dial(ctx, r.opts.User, r.opts.ApplicationName)
+	// The setup (connect, the commands before streaming) must not hang
+	// on an upstream that accepts connections and then says nothing.
+	setup, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	pc, err := r.m.cfg.Dial(setup, r.opts.User, r.opts.ApplicationName)
 	if err != nil {
 		return upstreamError("cannot connect to the upstream", err)
 	}
 	if r.conn, err = walstream.New(pc); err != nil {
 		return upstreamError("cannot connect to the upstream", err)
 	}
-	sys, err := r.conn.IdentifySystem(ctx)
+	sys, err := r.conn.IdentifySystem(setup)
 	if err != nil {
 		return upstreamError("IDENTIFY_SYSTEM failed", err)
 	}
@@ -70,14 +78,14 @@ func (r *receiver) run(ctx context.Context) (err error) {
 		e.Hint = "Archive each cluster into a directory of its own."
 		return e
 	}
-	segSize, err := r.conn.SegmentSize(ctx)
+	segSize, err := r.conn.SegmentSize(setup)
 	if err != nil {
 		return upstreamError("SHOW wal_segment_size failed", err)
 	}
 	if segSize != r.st.SegmentSize {
 		return pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the upstream's WAL segments are %d bytes, the archive's %d", segSize, r.st.SegmentSize)
 	}
-	slot, err := ensureSlot(ctx, r.conn, r.opts)
+	slot, err := ensureSlot(setup, r.conn, r.opts)
 	if err != nil {
 		return err
 	}
@@ -89,8 +97,13 @@ func (r *receiver) run(ctx context.Context) (err error) {
 	if ok {
 		// What an earlier run reported is durable here; without this
 		// floor a resumed archive would report a flush position below
-		// the slot's, moving the slot back.
-		r.floor = slot.RestartLSN
+		// the slot's, moving the slot back. Only a restart_lsn inside
+		// the segment being resumed is one this archive reported: a
+		// slot further on (created anew, advanced by hand) vouches for
+		// nothing the archive holds.
+		if slot.RestartLSN <= pos+segSize {
+			r.floor = slot.RestartLSN
+		}
 	} else {
 		tli, pos = sys.Timeline, slot.RestartLSN
 		if pos == 0 {
@@ -107,12 +120,9 @@ func (r *receiver) run(ctx context.Context) (err error) {
 		s.UpstreamFlush = sys.XLogPos
 	})
 	for {
-		if r.tli > 1 {
-			if err := r.history(ctx, r.tli); err != nil {
-				return err
-			}
-		}
-		end, err := r.conn.StartReplication(ctx, r.opts.Slot, r.pos, r.tli)
+		step, cancel := context.WithTimeout(ctx, setupTimeout)
+		end, err := r.startTimeline(step)
+		cancel()
 		if err != nil {
 			return upstreamError("START_REPLICATION failed", err)
 		}
@@ -127,6 +137,22 @@ func (r *receiver) run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+}
+
+// startTimeline archives the history file of the timeline about to be
+// streamed (recovery needs it to follow the timeline) and starts
+// streaming it.
+func (r *receiver) startTimeline(ctx context.Context) (*walstream.TimelineEnd, error) {
+	if r.tli > 1 {
+		if err := r.history(ctx, r.tli); err != nil {
+			return nil, err
+		}
+	}
+	end, err := r.conn.StartReplication(ctx, r.opts.Slot, r.pos, r.tli)
+	if err != nil {
+		return nil, upstreamError("START_REPLICATION failed", err)
+	}
+	return end, nil
 }
 
 // ensureSlot reads the archive's slot, creating it when allowed.
@@ -315,11 +341,13 @@ func (r *receiver) report() error {
 		return err
 	}
 	flush := r.durable()
+	// Shown before it is sent: the position is durable already, and a
+	// reader who saw a commit released must find it in the status.
+	r.m.update(func(s *Status) { s.Flushed = flush; s.Received = r.pos })
 	if err := r.conn.SendStatus(r.pos, flush, 0, time.Now(), false); err != nil {
 		return upstreamError("cannot send the archive's position", err)
 	}
 	failpoint("after-ack")
-	r.m.update(func(s *Status) { s.Flushed = flush; s.Received = r.pos })
 	return nil
 }
 

@@ -368,6 +368,11 @@ func (c *Conn) ReadMessage() (Message, error) {
 			}
 		case 'c':
 			return &CopyDone{}, nil
+		case 'C', 'Z':
+			// A walsender that is shutting down may end the command
+			// without a CopyDone this side reads first.
+			c.streaming = false
+			return nil, fmt.Errorf("walstream: the server ended streaming (%q before CopyDone)", typ)
 		case 'E':
 			c.streaming = false
 			failed := serverError(body)
