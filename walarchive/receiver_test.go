@@ -132,8 +132,10 @@ func TestArchiveStreams(t *testing.T) {
 
 	// The flush position the server records is never past what the
 	// archive holds on disk.
-	s, _ := m.Status()
+	// The server's view first: the archive may move on in between, the
+	// other order would compare an old status with a newer report.
 	flushed := lsn(t, query(t, c, "SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'pgverbs'"))
+	s, _ := m.Status()
 	if flushed > s.Flushed {
 		t.Fatalf("server shows flush %s, archive durable %s", walstream.FormatLSN(flushed), walstream.FormatLSN(s.Flushed))
 	}
