@@ -84,7 +84,14 @@ func run(args []string) int {
 	for _, show := range commands.ShowCommands(repo) {
 		registry.Register(show)
 	}
-	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupTarget)))
+	self, _ := os.Executable() // "" only on odd systems; wal-get is then found on PATH
+	if self == "" {
+		self = "pgverbs"
+	}
+	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupTarget), commands.StandbySource{
+		Listen: cfg.Listen, HTTPListen: cfg.HTTPListen, HTTPS: cfg.TLSCert != "",
+		TokenFile: cfg.HTTPTokenFile, InlineToken: cfg.HTTPToken != "", Executable: self,
+	}))
 	archive, closeArchive := newArchive(cfg, backupTarget, log)
 	defer closeArchive()
 	registerWALCommands(registry, cfg.BackupRoot, archive)

@@ -234,6 +234,9 @@ type Options struct {
 	// it by its absolute path. A key that is no tablespace's location is
 	// an error. Unmapped tablespaces go to the target's tablespaces/OID.
 	TablespaceMap map[string]string
+	// Standby, when set, makes a plain backup a standby's data directory
+	// (pg_basebackup -R).
+	Standby *Standby
 	// Connect opens a connection to the server; replication asks for a
 	// replication=database connection. Run closes every connection it
 	// opens.
@@ -356,6 +359,10 @@ func validate(o Options) (*settings, error) {
 	if len(o.TablespaceMap) > 0 && o.Format != Plain {
 		return nil, withHint(invalid("TABLESPACE_MAP is only supported with the plain format"),
 			"A tar backup keeps the original locations in tablespace_map; map them when you restore.")
+	}
+	if o.Standby != nil && o.Format != Plain {
+		return nil, withHint(pgerr.New(pgerr.FeatureNotSupported, "STANDBY is only supported with the plain format"),
+			"A standby starts on a data directory; take the backup with FORMAT plain.")
 	}
 	s.spcMap = map[string]string{}
 	for old, dir := range o.TablespaceMap {

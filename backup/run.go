@@ -81,6 +81,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	case SQL:
 		err = b.sql(ctx)
 	}
+	if err == nil && s.Standby != nil {
+		err = writeStandby(t, s.Standby)
+	}
 	for _, d := range all {
 		if err == nil {
 			err = syncTarget(d)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,12 +27,33 @@ type ConnectFunc func(ctx context.Context, user, database string, replication bo
 type BaseBackup struct {
 	root    string
 	connect ConnectFunc
+	standby StandbySource
+}
+
+// StandbySource is what BASE BACKUP ... WITH (STANDBY on) writes into a
+// standby's settings about pgverbs itself: where the standby streams
+// from, and where its restore_command fetches WAL.
+type StandbySource struct {
+	// Listen is pgverbs's client address (listen), host:port.
+	Listen string
+	// HTTPListen is the HTTP listener serving /wal/ (http_listen), ""
+	// when there is none; HTTPS when it serves TLS.
+	HTTPListen string
+	HTTPS      bool
+	// TokenFile is http_token_file; InlineToken reports an http_token
+	// given inline, which a restore_command cannot name without writing
+	// the secret into the backup.
+	TokenFile   string
+	InlineToken bool
+	// Executable is the path of the pgverbs binary, for wal-get.
+	Executable string
 }
 
 // NewBaseBackup returns BASE BACKUP writing under root ("" disables the
-// command) over connections from connect.
-func NewBaseBackup(root string, connect ConnectFunc) *BaseBackup {
-	return &BaseBackup{root: root, connect: connect}
+// command) over connections from connect; standby describes pgverbs for
+// STANDBY on.
+func NewBaseBackup(root string, connect ConnectFunc, standby StandbySource) *BaseBackup {
+	return &BaseBackup{root: root, connect: connect, standby: standby}
 }
 
 // Name implements Command.
@@ -49,7 +72,99 @@ func (b *BaseBackup) Parse(sql string) (Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &backupRun{cmd: b, opts: opts}, nil
+	r := &backupRun{cmd: b, opts: opts}
+	if isOn(st.Options["standby"]) {
+		if r.standby, err = b.standby.plan(st); err != nil {
+			return nil, err
+		}
+	} else if _, ok := st.Options["standby_host"]; ok {
+		e := pgerr.New(pgerr.InvalidParameterValue, "STANDBY_HOST needs STANDBY on")
+		e.Hint = "Add STANDBY on, or leave out STANDBY_HOST."
+		return nil, e
+	}
+	return r, nil
+}
+
+// standbyPlan is what a STANDBY backup writes, except the role, which is
+// the client's and known only when the command runs.
+type standbyPlan struct {
+	host, port, appName string
+	restoreCommand      string
+	notice              string // why there is no restore_command, if there is none
+}
+
+// plan decides the standby settings for st, a STANDBY on backup. A
+// wildcard listen address says nothing of how a standby can reach
+// pgverbs, so STANDBY_HOST must then name it (22023 without it).
+func (s StandbySource) plan(st *BaseBackupStmt) (*standbyPlan, error) {
+	host, port, err := net.SplitHostPort(s.Listen)
+	if err != nil {
+		return nil, pgerr.New(pgerr.InternalError, "BASE BACKUP: invalid listen address %q: %v", s.Listen, err)
+	}
+	if h, ok := st.Options["standby_host"]; ok {
+		if h == "" {
+			return nil, pgerr.New(pgerr.InvalidParameterValue, "STANDBY_HOST must not be empty")
+		}
+		host = h
+	} else if wildcard(host) {
+		e := pgerr.New(pgerr.InvalidParameterValue, "STANDBY on needs STANDBY_HOST: pgverbs listens on all addresses (%s)", s.Listen)
+		e.Hint = "Add STANDBY_HOST 'host', the name or address by which the standby reaches pgverbs."
+		return nil, e
+	}
+	// The directory's name identifies the standby: it becomes its
+	// application_name, which names it in pg_stat_replication (later in
+	// SHOW WAL STANDBYS) and synchronous_standby_names, where the
+	// default "walreceiver" of every standby would tell none apart.
+	p := &standbyPlan{host: host, port: port, appName: filepath.Base(filepath.Clean(st.Path))}
+	switch {
+	case s.HTTPListen == "":
+		p.notice = "BASE BACKUP wrote no restore_command: pgverbs has no HTTP listener (http_listen) for pgverbs wal-get; the standby only streams."
+	case s.InlineToken:
+		p.notice = "BASE BACKUP wrote no restore_command: the HTTP token is given inline (http_token) and is not written into the backup; set http_token_file, or add a restore_command with pgverbs wal-get --token-file."
+	default:
+		hh, hp, err := net.SplitHostPort(s.HTTPListen)
+		if err != nil {
+			return nil, pgerr.New(pgerr.InternalError, "BASE BACKUP: invalid http_listen %q: %v", s.HTTPListen, err)
+		}
+		if wildcard(hh) {
+			hh = host // the standby reaches pgverbs by host, so the HTTP listener too
+		}
+		scheme := "http"
+		if s.HTTPS {
+			scheme = "https"
+		}
+		cmd := []string{shellQuote(s.Executable), "wal-get", "--url", shellQuote(scheme + "://" + net.JoinHostPort(hh, hp))}
+		if s.TokenFile != "" {
+			cmd = append(cmd, "--token-file", shellQuote(s.TokenFile))
+		}
+		p.restoreCommand = strings.Join(append(cmd, "--partial", "%f", "%p"), " ")
+	}
+	return p, nil
+}
+
+func wildcard(host string) bool {
+	return host == "" || host == "0.0.0.0" || host == "::"
+}
+
+// conninfo returns the primary_conninfo for role user.
+func (p *standbyPlan) conninfo(user string) string {
+	return "host=" + connQuote(p.host) + " port=" + connQuote(p.port) + " user=" + connQuote(user) + " application_name=" + connQuote(p.appName)
+}
+
+// connQuote quotes a libpq connection string value: ' and \ escaped
+// with a backslash.
+func connQuote(v string) string {
+	v = strings.ReplaceAll(v, `\`, `\\`)
+	return "'" + strings.ReplaceAll(v, "'", `\'`) + "'"
+}
+
+// shellQuote quotes a word for the shell that runs restore_command,
+// leaving words of only safe characters as they are.
+func shellQuote(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:+@=") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
 
 // backupOptionsFrom turns the parsed options into backup.Options, with
@@ -108,6 +223,11 @@ func backupOptionsFrom(st *BaseBackupStmt) (backup.Options, error) {
 			return o, pgerr.New(pgerr.InvalidParameterValue, "multiple tablespace mappings for %q", old)
 		}
 		o.TablespaceMap[old] = dir
+	}
+	if isOn(st.Options["standby"]) && o.Format != backup.Plain {
+		e := pgerr.New(pgerr.FeatureNotSupported, "STANDBY on needs FORMAT plain")
+		e.Hint = "A standby starts on a data directory; leave out FORMAT tar, or write standby.signal and primary_conninfo yourself when you restore."
+		return o, e
 	}
 	if o.Compression != backup.NoCompression && o.Format != backup.Tar {
 		e := pgerr.New(pgerr.InvalidParameterValue, "COMPRESSION %s needs FORMAT tar", o.Compression)
@@ -168,8 +288,9 @@ func parseRate(v string) (int64, error) {
 }
 
 type backupRun struct {
-	cmd  *BaseBackup
-	opts backup.Options
+	cmd     *BaseBackup
+	opts    backup.Options
+	standby *standbyPlan // nil without STANDBY on
 }
 
 // Standalone implements Standalone: the backup runs on the proxy's own
@@ -222,11 +343,18 @@ func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	o.Progress = func(p backup.Progress) {
 		c.Notice("NOTICE", progressText(p), "")
 	}
+	if sp := r.standby; sp != nil {
+		// The client's role: the one that may take backups may stream.
+		o.Standby = &backup.Standby{PrimaryConninfo: sp.conninfo(user), RestoreCommand: sp.restoreCommand}
+	}
 	out, err := backup.Run(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	stats.BackupsFrom(ctx).Record(out.Bytes, out.Duration, time.Now())
+	if r.standby != nil && r.standby.notice != "" {
+		c.Notice("NOTICE", r.standby.notice, "")
+	}
 	format := "plain"
 	if out.Format == backup.Tar {
 		format = "tar"

@@ -16,13 +16,14 @@ import (
 // Options are FORMAT plain|tar, COMPRESSION none|gzip|lz4|zstd [LEVEL n],
 // WAL stream|fetch|none, CHECKPOINT fast|spread, MANIFEST on|off,
 // MANIFEST_CHECKSUMS name, MAX_RATE 'rate', LABEL 'text',
-// VERIFY_CHECKSUMS on|off, METHOD replication|sql and TABLESPACE_MAP
+// VERIFY_CHECKSUMS on|off, METHOD replication|sql, TABLESPACE_MAP
 // 'olddir=newdir' (the only option that may be repeated, one per
-// tablespace, as pg_basebackup's --tablespace-mapping).
+// tablespace, as pg_basebackup's --tablespace-mapping), STANDBY on|off
+// and STANDBY_HOST 'host'.
 type BaseBackupStmt struct {
 	Path string
 	// Options holds each given option, name and value lower-cased except
-	// for LABEL and MAX_RATE, which keep their case.
+	// for LABEL, MAX_RATE and STANDBY_HOST, which keep their case.
 	Options map[string]string
 	// Level is the COMPRESSION ... LEVEL n, 0 when not given.
 	Level int
@@ -44,6 +45,8 @@ var backupOptions = map[string][]string{
 	"verify_checksums":   {"on", "off", "true", "false", "yes", "no"},
 	"method":             {"replication", "sql"},
 	"tablespace_map":     nil,
+	"standby":            {"on", "off", "true", "false", "yes", "no"},
+	"standby_host":       nil,
 }
 
 // ParseBaseBackup parses one BASE BACKUP statement. Errors are
@@ -134,7 +137,7 @@ func (p *parser) backupOption(st *BaseBackupStmt) error {
 		val = p.text(valTok)
 	}
 	p.pos++
-	if name != "label" && name != "max_rate" {
+	if name != "label" && name != "max_rate" && name != "standby_host" {
 		val = asciiLower(val)
 	}
 	if allowed != nil && !contains(allowed, val) {

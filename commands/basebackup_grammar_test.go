@@ -76,3 +76,75 @@ func TestBackupOptionsTablespaceMap(t *testing.T) {
 		}
 	}
 }
+
+func TestBaseBackupStandbyOptions(t *testing.T) {
+	src := StandbySource{Listen: "127.0.0.1:6432", Executable: "/usr/local/bin/pgverbs"}
+	refusals := []struct {
+		name, sql string
+		src       StandbySource
+		code      pgerr.Code
+		hint      bool
+	}{
+		{"tar", "BASE BACKUP TO 'x' WITH (STANDBY on, FORMAT tar)", src, pgerr.FeatureNotSupported, true},
+		{"host without standby", "BASE BACKUP TO 'x' WITH (STANDBY_HOST 'h')", src, pgerr.InvalidParameterValue, true},
+		{"wildcard listen", "BASE BACKUP TO 'x' WITH (STANDBY on)", StandbySource{Listen: "0.0.0.0:6432"}, pgerr.InvalidParameterValue, true},
+		{"empty listen host", "BASE BACKUP TO 'x' WITH (STANDBY on)", StandbySource{Listen: ":6432"}, pgerr.InvalidParameterValue, true},
+		{"ipv6 wildcard", "BASE BACKUP TO 'x' WITH (STANDBY on)", StandbySource{Listen: "[::]:6432"}, pgerr.InvalidParameterValue, true},
+		{"empty host", "BASE BACKUP TO 'x' WITH (STANDBY on, STANDBY_HOST '')", src, pgerr.InvalidParameterValue, false},
+		{"bad value", "BASE BACKUP TO 'x' WITH (STANDBY maybe)", src, pgerr.InvalidParameterValue, true},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewBaseBackup("/b", nil, tc.src).Parse(tc.sql)
+			var pe *pgerr.Error
+			if !errors.As(err, &pe) || pe.Code != tc.code {
+				t.Fatalf("got %v, want %s", err, tc.code)
+			}
+			if tc.hint && pe.Hint == "" {
+				t.Errorf("%s: no HINT", pe.Message)
+			}
+		})
+	}
+
+	plans := []struct {
+		name, sql         string
+		src               StandbySource
+		conninfo, restore string
+		notice            bool
+	}{
+		{"no http", "BASE BACKUP TO 'a/sb1' WITH (STANDBY on)", src,
+			`host='127.0.0.1' port='6432' user='o\'k' application_name='sb1'`, "", true},
+		{"wildcard with host", "BASE BACKUP TO 'sb/' WITH (STANDBY on, STANDBY_HOST 'Relay.example')",
+			StandbySource{Listen: "0.0.0.0:6432", HTTPListen: "0.0.0.0:9187", HTTPS: true, TokenFile: "/etc/pgverbs/token file", Executable: "/usr/bin/pgverbs"},
+			`host='Relay.example' port='6432' user='o\'k' application_name='sb'`,
+			`/usr/bin/pgverbs wal-get --url https://Relay.example:9187 --token-file '/etc/pgverbs/token file' --partial %f %p`, false},
+		{"http", "BASE BACKUP TO 'sb' WITH (STANDBY on)",
+			StandbySource{Listen: "[::1]:6432", HTTPListen: "127.0.0.1:9187", Executable: "/opt/it's/pgverbs"},
+			`host='::1' port='6432' user='o\'k' application_name='sb'`,
+			`'/opt/it'\''s/pgverbs' wal-get --url http://127.0.0.1:9187 --partial %f %p`, false},
+		{"inline token", "BASE BACKUP TO 'sb' WITH (STANDBY true)",
+			StandbySource{Listen: "127.0.0.1:6432", HTTPListen: "127.0.0.1:9187", InlineToken: true, Executable: "/p"},
+			`host='127.0.0.1' port='6432' user='o\'k' application_name='sb'`, "", true},
+	}
+	for _, tc := range plans {
+		t.Run(tc.name, func(t *testing.T) {
+			pr, err := NewBaseBackup("/b", nil, tc.src).Parse(tc.sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := pr.(*backupRun).standby
+			if got := p.conninfo("o'k"); got != tc.conninfo {
+				t.Errorf("conninfo = %s, want %s", got, tc.conninfo)
+			}
+			if p.restoreCommand != tc.restore {
+				t.Errorf("restore_command = %s, want %s", p.restoreCommand, tc.restore)
+			}
+			if (p.notice != "") != tc.notice {
+				t.Errorf("notice %q, want one: %v", p.notice, tc.notice)
+			}
+		})
+	}
+	if pr, err := NewBaseBackup("/b", nil, src).Parse("BASE BACKUP TO 'x' WITH (STANDBY off)"); err != nil || pr.(*backupRun).standby != nil {
+		t.Fatalf("STANDBY off: %v, %+v", err, pr)
+	}
+}
