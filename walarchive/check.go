@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // The page header of a WAL page, as PostgreSQL's xlog_internal.h lays it
@@ -217,11 +219,11 @@ func (c *checker) run() error {
 		}
 		files := c.files[segKey{owner.tli, s}]
 		if len(files) == 0 {
-			return problemf("missing segment %s (LSN %s): a gap in the archive", segNoName(owner.tli, s, c.segSize), formatLSN(s*c.segSize))
+			return problemf("missing segment %s (LSN %s): a gap in the archive", segNoName(owner.tli, s, c.segSize), walstream.FormatLSN(s*c.segSize))
 		}
 		for _, f := range files {
 			if f.partial && !(s == c.maxSeg) {
-				return problemf("%s is partial but the archive continues on timeline %d after it (LSN %s)", f.name, owner.tli, formatLSN((s+1)*c.segSize))
+				return problemf("%s is partial but the archive continues on timeline %d after it (LSN %s)", f.name, owner.tli, walstream.FormatLSN((s+1)*c.segSize))
 			}
 		}
 		// The parents' copies of a switch segment come first: their WAL
@@ -377,7 +379,7 @@ func parseHistory(r io.Reader, tli uint32) ([]historyEntry, error) {
 			return nil, problemf("line %d: timeline IDs must be in increasing sequence", line)
 		}
 		if n := len(out); n > 0 && e.end < out[n-1].end {
-			return nil, problemf("line %d: switch point %s precedes the previous one", line, formatLSN(e.end))
+			return nil, problemf("line %d: switch point %s precedes the previous one", line, walstream.FormatLSN(e.end))
 		}
 		out = append(out, e)
 	}
@@ -466,13 +468,13 @@ func (c *checker) placeFiles() error {
 		first, last, bounded := c.segRange(sp)
 		switch {
 		case k.segno < first:
-			return problemf("%s precedes the start of timeline %d at LSN %s", name, k.tli, formatLSN(sp.begin))
+			return problemf("%s precedes the start of timeline %d at LSN %s", name, k.tli, walstream.FormatLSN(sp.begin))
 		case bounded && k.segno > last:
-			return problemf("%s is past the switch of timeline %d to the next at LSN %s: the archive holds WAL the history abandoned", name, k.tli, formatLSN(sp.end))
+			return problemf("%s is past the switch of timeline %d to the next at LSN %s: the archive holds WAL the history abandoned", name, k.tli, walstream.FormatLSN(sp.end))
 		}
 		for _, f := range c.files[k] {
 			if f.partial && bounded && k.segno != last {
-				return problemf("%s is partial but timeline %d continues after it (LSN %s)", f.name, k.tli, formatLSN((k.segno+1)*c.segSize))
+				return problemf("%s is partial but timeline %d continues after it (LSN %s)", f.name, k.tli, walstream.FormatLSN((k.segno+1)*c.segSize))
 			}
 		}
 	}
@@ -483,7 +485,7 @@ func (c *checker) placeFiles() error {
 			continue
 		}
 		if len(c.files[segKey{parent.tli, switchSeg}]) == 0 {
-			return problemf("missing %s.partial: timeline %d's WAL up to its switch point %s", segNoName(parent.tli, switchSeg, c.segSize), parent.tli, formatLSN(child.begin))
+			return problemf("missing %s.partial: timeline %d's WAL up to its switch point %s", segNoName(parent.tli, switchSeg, c.segSize), parent.tli, walstream.FormatLSN(child.begin))
 		}
 	}
 	return nil
@@ -545,14 +547,14 @@ func (c *checker) checkFile(f archFile) error {
 			// XLOG_SWITCH record, which PostgreSQL writes as zeros.
 			if !f.partial {
 				if err := rec.switchBefore(lsn); err != nil {
-					return problemf("%s: zero page at LSN %s: %v", f.name, formatLSN(lsn), err)
+					return problemf("%s: zero page at LSN %s: %v", f.name, walstream.FormatLSN(lsn), err)
 				}
 			}
 			zeros = true
 		}
 		if zeros {
 			if i := firstNonZero(page[:n]); i < int(n) {
-				return problemf("%s: bytes after the zeros of the segment's rest, at LSN %s", f.name, formatLSN(lsn+uint64(i)))
+				return problemf("%s: bytes after the zeros of the segment's rest, at LSN %s", f.name, walstream.FormatLSN(lsn+uint64(i)))
 			}
 			off += n
 			continue
@@ -670,7 +672,7 @@ func (c *checker) readProblem(f archFile, off uint64, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		err = fmt.Errorf("it ends before the segment's %d bytes", c.segSize)
 	}
-	return problemf("%s cannot be read at LSN %s: %v", f.name, formatLSN(f.segno*c.segSize+off), err)
+	return problemf("%s cannot be read at LSN %s: %v", f.name, walstream.FormatLSN(f.segno*c.segSize+off), err)
 }
 
 // checkHeader checks one page header; long says it is the segment's first
@@ -679,7 +681,7 @@ func (c *checker) checkHeader(f archFile, h []byte, lsn uint64, long bool, lastT
 	le := binary.LittleEndian
 	magic, info, tli, addr := le.Uint16(h[0:]), le.Uint16(h[2:]), le.Uint32(h[4:]), le.Uint64(h[8:])
 	at := func(what string, args ...any) error {
-		return problemf("%s: page at LSN %s: %s", f.name, formatLSN(lsn), fmt.Sprintf(what, args...))
+		return problemf("%s: page at LSN %s: %s", f.name, walstream.FormatLSN(lsn), fmt.Sprintf(what, args...))
 	}
 	if c.magic == 0 {
 		if magic&0xFF00 != 0xD100 && magic&0xFF00 != 0xD000 {
@@ -693,7 +695,7 @@ func (c *checker) checkHeader(f archFile, h []byte, lsn uint64, long bool, lastT
 	case info&^xlpAllFlags != 0:
 		return at("invalid xlp_info 0x%04X", info)
 	case addr != lsn:
-		return at("xlp_pageaddr is %s", formatLSN(addr))
+		return at("xlp_pageaddr is %s", walstream.FormatLSN(addr))
 	case tli == 0 || tli > f.tli:
 		return at("xlp_tli %d, the file is on timeline %d", tli, f.tli)
 	case tli < *lastTLI:
@@ -752,7 +754,7 @@ func (c *checker) result() CheckResult {
 		}
 	}
 	res.Checked = fmt.Sprintf("%d segments %s to %s (LSN %s to %s), timelines %s, %d pages",
-		c.segments, c.firstSeg, c.lastSeg, formatLSN(c.from), formatLSN(c.to), strings.Join(tlis, ", "), c.pages)
+		c.segments, c.firstSeg, c.lastSeg, walstream.FormatLSN(c.from), walstream.FormatLSN(c.to), strings.Join(tlis, ", "), c.pages)
 	if c.pages == 0 {
 		return res // only unwritten partial segments
 	}

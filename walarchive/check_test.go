@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgverbs/pgverbs/internal/pgtest"
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // walSettings keep every segment in pg_wal (no recycling with stale bytes,
@@ -301,7 +302,7 @@ func TestCheckRealWAL(t *testing.T) {
 		}, want: []string{mid + partialSuffix, "is partial"}},
 		{name: "partial with garbage after its zeros", plant: func(t *testing.T, dir string) {
 			patch(t, dir, f.partial, testSegSize-1, []byte{1})
-		}, want: []string{f.partial, "bytes after the zeros", formatLSN(partialSeg(t, f)*testSegSize + testSegSize - 1)}},
+		}, want: []string{f.partial, "bytes after the zeros", walstream.FormatLSN(partialSeg(t, f)*testSegSize + testSegSize - 1)}},
 		{name: "partial with a page after its zeros", plant: func(t *testing.T, dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, f.partial))
 			zero := firstZeroPage(t, dir, f.partial)

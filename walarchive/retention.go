@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // Protect is what retention must keep whatever RETENTION and MAX_SIZE say.
@@ -255,7 +257,9 @@ func readLabel(path string, l *backupLabel) error {
 		switch key {
 		case "START WAL LOCATION":
 			lsn, _, _ := strings.Cut(val, " ")
-			l.start, hasLSN = parseLSN(lsn)
+			var err error
+			l.start, err = walstream.ParseLSN(lsn)
+			hasLSN = err == nil
 		case "START TIMELINE":
 			tli, err := strconv.ParseUint(val, 10, 32)
 			l.tli, hasTLI = uint32(tli), err == nil && tli != 0
@@ -321,7 +325,8 @@ func readManifest(path string, m *manifestStart) error {
 		return fmt.Errorf("backup_manifest: %w", err)
 	}
 	for _, r := range doc.Ranges {
-		lsn, ok := parseLSN(r.Start)
+		lsn, err := walstream.ParseLSN(r.Start)
+		ok := err == nil
 		if !ok || r.Timeline == 0 {
 			return fmt.Errorf("backup_manifest: invalid WAL range %q on timeline %d", r.Start, r.Timeline)
 		}
@@ -354,17 +359,6 @@ func openStat(path string) (*os.File, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	return f, fi.ModTime(), nil
-}
-
-// parseLSN parses an LSN as PostgreSQL writes it (%X/%X).
-func parseLSN(s string) (uint64, bool) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, false
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	return h<<32 | l, err1 == nil && err2 == nil
 }
 
 // readSystemID reads the system identifier, pg_control's first field.

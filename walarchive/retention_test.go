@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgverbs/pgverbs/internal/pgtest"
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 const retSegSize = 16 << 20
@@ -276,7 +277,7 @@ func TestBackupStartsRealBackups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end, _ := parseLSN(lsn)
+	end, _ := walstream.ParseLSN(lsn)
 	sysid, err := checkQuery(ctx, c, "SELECT system_identifier FROM pg_control_system()")
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +295,7 @@ func TestBackupStartsRealBackups(t *testing.T) {
 		}
 	}
 	if got[0].Start <= got[1].Start {
-		t.Errorf("the tar backup, taken second, starts at %s, the plain one at %s", formatLSN(got[0].Start), formatLSN(got[1].Start))
+		t.Errorf("the tar backup, taken second, starts at %s, the plain one at %s", walstream.FormatLSN(got[0].Start), walstream.FormatLSN(got[1].Start))
 	}
 	if strconv.FormatUint(got[1].SystemID, 10) != sysid || got[0].SystemID != 0 {
 		t.Errorf("system ids %d and %d, the cluster's is %s", got[0].SystemID, got[1].SystemID, sysid)

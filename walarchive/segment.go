@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // Kind tells the three kinds of file the archive holds apart.
@@ -177,7 +179,7 @@ func OpenSegment(dir *os.Root, tli uint32, segno, segSize, resume uint64) (*Segm
 	}
 	s := &SegmentFile{dir: dir, name: segNoName(tli, segno, segSize), start: segno * segSize, size: segSize}
 	if resume < s.start || resume-s.start > segSize {
-		return nil, fmt.Errorf("walarchive: %s: resume position %s is outside the segment", s.name, formatLSN(resume))
+		return nil, fmt.Errorf("walarchive: %s: resume position %s is outside the segment", s.name, walstream.FormatLSN(resume))
 	}
 	var err error
 	switch s.f, err = dir.Open(s.name); {
@@ -223,7 +225,7 @@ func (s *SegmentFile) openPartial(resume uint64) error {
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		if resume != s.start {
-			return fmt.Errorf("walarchive: %s does not exist: a new segment is written from its start, not from %s", partial, formatLSN(resume))
+			return fmt.Errorf("walarchive: %s does not exist: a new segment is written from its start, not from %s", partial, walstream.FormatLSN(resume))
 		}
 		// 0600 as pg_receivewal: WAL is the whole database.
 		f, err := s.dir.OpenFile(partial, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -312,10 +314,10 @@ func (s *SegmentFile) Durable() uint64 { return s.durable.Load() }
 // difference Written goes back to Durable.
 func (s *SegmentFile) Write(lsn uint64, p []byte) error {
 	if lsn != s.written {
-		return fmt.Errorf("walarchive: %s: write at %s, expected %s", s.name, formatLSN(lsn), formatLSN(s.written))
+		return fmt.Errorf("walarchive: %s: write at %s, expected %s", s.name, walstream.FormatLSN(lsn), walstream.FormatLSN(s.written))
 	}
 	if uint64(len(p)) > s.End()-lsn {
-		return fmt.Errorf("walarchive: %s: %d bytes at %s run past the segment's end %s", s.name, len(p), formatLSN(lsn), formatLSN(s.End()))
+		return fmt.Errorf("walarchive: %s: %d bytes at %s run past the segment's end %s", s.name, len(p), walstream.FormatLSN(lsn), walstream.FormatLSN(s.End()))
 	}
 	off := int64(lsn - s.start)
 	var err error
@@ -339,7 +341,7 @@ func (s *SegmentFile) compare(p []byte, off int64) error {
 		return fileError("read", s.name, err)
 	}
 	if !bytes.Equal(have, p) {
-		return fmt.Errorf("%w: %s at %s", ErrDiffers, s.name, formatLSN(s.start+uint64(off)))
+		return fmt.Errorf("%w: %s at %s", ErrDiffers, s.name, walstream.FormatLSN(s.start+uint64(off)))
 	}
 	return nil
 }
@@ -368,7 +370,7 @@ func (s *SegmentFile) Sync() error {
 // open, for the caller to retry or Close.
 func (s *SegmentFile) Complete() error {
 	if s.written != s.End() {
-		return fmt.Errorf("walarchive: %s is not complete: written up to %s of %s", s.name, formatLSN(s.written), formatLSN(s.End()))
+		return fmt.Errorf("walarchive: %s is not complete: written up to %s of %s", s.name, walstream.FormatLSN(s.written), walstream.FormatLSN(s.End()))
 	}
 	if err := s.Sync(); err != nil {
 		return err
@@ -408,6 +410,3 @@ func (s *SegmentFile) syncDir() error { return syncDir(s.dir) }
 func fileError(op, name string, err error) error {
 	return fmt.Errorf("walarchive: %s %s: %w", op, name, err)
 }
-
-// formatLSN writes an LSN as PostgreSQL does (%X/%X).
-func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
