@@ -108,6 +108,7 @@ func run(args []string) int {
 		Limits:      limits(cfg),
 		Certificate: cert,
 		RelayMode:   cfg.RelayMode,
+		Replication: newWALSender(archive, target, log),
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

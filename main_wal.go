@@ -9,7 +9,9 @@ import (
 	"github.com/pgverbs/pgverbs/backend"
 	"github.com/pgverbs/pgverbs/commands"
 	"github.com/pgverbs/pgverbs/conf"
+	"github.com/pgverbs/pgverbs/proxy"
 	"github.com/pgverbs/pgverbs/walarchive"
+	"github.com/pgverbs/pgverbs/walsender"
 )
 
 // registerWALCommands registers START, STOP, ALTER, SHOW and CHECK WAL
@@ -61,4 +63,23 @@ func archiveDial(target *backend.Target) walarchive.DialFunc {
 			"application_name": applicationName,
 		})
 	}
+}
+
+// newWALSender returns the walsender that serves standbys from the
+// archive (nil without one). A command it passes upstream after the
+// session's own connection closed opens a new one as the client's role,
+// and only when the backend conninfo names no user of its own: pgverbs
+// never runs a client's command as another role.
+func newWALSender(a walarchive.Archiver, target *backend.Target, log *zap.Logger) proxy.Replication {
+	m, ok := a.(*walarchive.Manager)
+	if !ok {
+		return nil
+	}
+	var dial walsender.DialFunc
+	if !target.HasUser() {
+		dial = func(ctx context.Context, user, applicationName string) (*pgconn.PgConn, error) {
+			return target.Connect(ctx, user, "", map[string]string{"replication": "true", "application_name": applicationName})
+		}
+	}
+	return walsender.NewServer(walsender.Config{Archive: m, Dial: dial, Logger: log.Named("walsender")})
 }

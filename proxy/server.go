@@ -15,6 +15,7 @@ import (
 	"github.com/pgverbs/pgverbs/commands"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walsender"
 )
 
 // Limits are the settings a running server can change on reload.
@@ -39,6 +40,17 @@ type Options struct {
 	// "goroutines"; see conf.Config.RelayMode. "" means loop where
 	// supported.
 	RelayMode string
+	// Replication serves physical replication connections itself while
+	// it is Active (the WAL relay); nil relays them as any session.
+	Replication Replication
+}
+
+// Replication is pgverbs's walsender (package walsender), as the proxy
+// sees it: after authentication a physical replication session is handed
+// over whole.
+type Replication interface {
+	Active() bool
+	Serve(ctx context.Context, s *walsender.Session)
 }
 
 // Server accepts client connections and relays each to its own backend
@@ -76,6 +88,12 @@ type Server struct {
 	sessWG    sync.WaitGroup
 	drained   chan struct{} // closed when closing and no session is left
 	ended     stats.Totals
+
+	repl Replication
+	// replCtx ends the replication sessions pgverbs serves itself at a
+	// shutdown: a standby never ends by itself, and reconnects.
+	replCtx  context.Context
+	replStop context.CancelFunc
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -92,7 +110,9 @@ func New(opts Options) *Server {
 		drained:   make(chan struct{}),
 
 		connectLatency: stats.NewHistogram(stats.ConnectBuckets),
+		repl:           opts.Replication,
 	}
+	s.replCtx, s.replStop = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -221,6 +241,7 @@ func (s *Server) endSession(sess *session) {
 
 // stopAccepting closes the listeners and marks the server closing.
 func (s *Server) stopAccepting() {
+	s.replStop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closing {

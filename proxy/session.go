@@ -20,6 +20,7 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walsender"
 )
 
 // bufSize is the size of each of a session's four buffers. Large enough to
@@ -52,6 +53,11 @@ type session struct {
 
 	user, database string
 	replication    bool
+	// physical: replication=true (a walsender for standbys), not
+	// replication=database.
+	physical bool
+	// walCancel ends the session while pgverbs's walsender serves it.
+	walCancel context.CancelFunc
 
 	// h shares the ledger between the relay goroutines and hands the
 	// backend to the engine (handoff.go); eng runs commands (engine.go).
@@ -195,7 +201,16 @@ func (s *session) serve() (handed bool) {
 		return false
 	}
 	s.relay = true
+	walsender := s.physical && s.srv.repl != nil && s.srv.repl.Active()
+	var ctx context.Context
+	if walsender {
+		ctx, s.walCancel = context.WithCancel(s.srv.replCtx)
+	}
 	s.mu.Unlock()
+	if walsender {
+		s.serveReplication(ctx, p)
+		return false
+	}
 	if s.toLoop() {
 		return true
 	}
@@ -212,6 +227,22 @@ func (s *session) serve() (handed bool) {
 	}
 	s.relayLoops()
 	return false
+}
+
+// serveReplication hands a physical replication session to pgverbs's
+// walsender, which answers it from the WAL archive.
+func (s *session) serveReplication(ctx context.Context, p *startupPacket) {
+	s.debug("replication session served by pgverbs")
+	s.srv.repl.Serve(ctx, &walsender.Session{
+		Client: s.client, ClientR: s.cr, ClientW: s.cw,
+		Backend: s.backend, BackendR: s.br, BackendW: s.bw,
+		User: s.user, ApplicationName: p.param("application_name"), ClientAddr: s.remoteAddr,
+		PID: s.backendPID, ServerMajor: int(s.srv.serverMajor.Load()),
+	})
+	s.mu.Lock()
+	s.walCancel()
+	s.backend = nil // closed by the walsender
+	s.mu.Unlock()
 }
 
 // relayRefusal passes a startup packet the proxy cannot read to the server
@@ -427,6 +458,7 @@ func (s *session) sendFatal(e *pgerr.Error) {
 func (s *session) connectBackend(p *startupPacket) error {
 	s.replication = p.param("replication") != "" && p.param("replication") != "false" &&
 		p.param("replication") != "off" && p.param("replication") != "0" && p.param("replication") != "no"
+	s.physical = s.replication && p.param("replication") != "database"
 	s.minor = p.minor
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.limits.Load().AuthTimeout)
 	defer cancel()
@@ -660,6 +692,10 @@ func (s *session) kill(e *pgerr.Error) {
 	s.killed.CompareAndSwap(nil, e)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.walCancel != nil {
+		s.walCancel()
+		return
+	}
 	if s.ls != nil {
 		s.ls.postKill()
 		return

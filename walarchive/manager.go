@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -62,6 +63,16 @@ type Manager struct {
 	// after STOP: its WAL is still served for restores.
 	lastDir     string
 	lastSegSize uint64
+
+	// changed is closed when the durable position or the timeline moves
+	// (Position's channel).
+	changed chan struct{}
+	// demand is the number of standbys streaming from the archive.
+	demand atomic.Int32
+	// feedback is the standbys' hot-standby feedback, sent upstream
+	// when feedbackSent is false.
+	feedback     Feedback
+	feedbackSent bool
 }
 
 // archiveRun is one started archive.
@@ -77,6 +88,13 @@ type archiveRun struct {
 	// work is signalled when a file was completed, for compression and
 	// retention.
 	work chan struct{}
+	// slots are the archive's own replication slots (SlotsFile and the
+	// temporary ones); slotsDirty when an advance is not saved yet.
+	slots      map[string]*Slot
+	slotsDirty bool
+	slotsSaved time.Time
+	// slotsBroken: SlotsFile could not be read at the start.
+	slotsBroken bool
 }
 
 var _ Archiver = (*Manager)(nil)
@@ -243,6 +261,18 @@ func (m *Manager) launch(o Options, root *os.Root, st state) {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &archiveRun{opts: o, dir: root, st: st, cancel: cancel, kick: func() {}, wake: make(chan struct{}, 1), done: make(chan struct{}), work: make(chan struct{}, 1)}
 	m.cur = run
+	var err error
+	if run.slots, err = loadSlots(root); err != nil {
+		// The slots protect WAL from retention; without them retention
+		// must not run, nor may a new slot overwrite the file.
+		m.log.Warn("WAL archive: cannot read the slots", zap.String("file", SlotsFile), zap.Error(err))
+		run.slots, run.slotsBroken = map[string]*Slot{}, true
+	}
+	if files, err := scan(root, st.SegmentSize); err == nil {
+		m.status.Timeline, m.status.Flushed = durableFrom(files, st)
+		m.status.Received = m.status.Flushed
+	}
+	m.notifyLocked()
 	m.lastDir, m.lastSegSize = o.Dir, st.SegmentSize
 	m.status.Dir, m.status.Slot, m.status.ApplicationName = o.Dir, o.Slot, o.ApplicationName
 	m.status.Synchronous, m.status.Compression, m.status.Upstream = o.Synchronous, o.Compression, m.cfg.Upstream
@@ -341,7 +371,11 @@ func (m *Manager) resetBackoff() {
 // update changes the status under the lock.
 func (m *Manager) update(f func(*Status)) {
 	m.mu.Lock()
+	flushed, tli := m.status.Flushed, m.status.Timeline
 	f(&m.status)
+	if m.status.Flushed != flushed || m.status.Timeline != tli {
+		m.notifyLocked()
+	}
 	if m.status.Flushed >= m.status.UpstreamFlush {
 		m.caughtUp = time.Now()
 	}
@@ -388,8 +422,10 @@ func (m *Manager) Stop(ctx context.Context, dropSlot bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.cur = nil
+	m.notifyLocked()
 	m.status.State = Stopped
 	run.st.Running = false
+	m.recordLocked(run)
 	err := writeState(run.dir, run.st)
 	if perr := m.writePointer(""); err == nil {
 		err = perr
@@ -635,7 +671,14 @@ func (m *Manager) maintainOnce(dir *os.Root, o Options, st state, now time.Time)
 	}
 	m.mu.Lock()
 	p.SlotRestart = m.status.Flushed
+	if floor := m.slotFloorLocked(); floor != 0 && floor < p.SlotRestart {
+		p.SlotRestart = floor
+	}
+	slotsKnown := m.cur != nil && !m.cur.slotsBroken
 	m.mu.Unlock()
+	if !slotsKnown {
+		return fmt.Errorf("walarchive: %s unreadable, retention waits", SlotsFile)
+	}
 	remove := PlanRemoval(files, p, now, o.Retention, o.MaxSize)
 	for _, name := range remove {
 		if err := dir.Remove(name); err != nil {
@@ -664,6 +707,17 @@ func (m *Manager) Check(ctx context.Context) (CheckResult, error) {
 	return Check(run.dir, run.st.SegmentSize, sysID)
 }
 
+// recordLocked puts the durable position into run's state and saves the
+// slots' last advances; m.mu is held.
+func (m *Manager) recordLocked(run *archiveRun) {
+	run.st.Flushed, run.st.FlushedTLI = m.status.Flushed, m.status.Timeline
+	if run.slotsDirty {
+		if err := m.saveSlotsLocked(run); err != nil {
+			m.log.Warn("WAL archive: cannot save the slots", zap.Error(err))
+		}
+	}
+}
+
 // Close ends the archive for a shutdown of pgverbs: what was written is
 // fsynced and the archive stays recorded as running, so that the next
 // start resumes it.
@@ -677,5 +731,12 @@ func (m *Manager) Close() {
 	}
 	run.cancel()
 	<-run.done
+	m.mu.Lock()
+	m.notifyLocked()
+	m.recordLocked(run)
+	m.mu.Unlock()
+	if err := writeState(run.dir, run.st); err != nil {
+		m.log.Warn("WAL archive: cannot record the durable position", zap.Error(err))
+	}
 	run.dir.Close()
 }

@@ -238,7 +238,7 @@ func (r *receiver) stream(ctx context.Context) (*walstream.TimelineEnd, error) {
 			}
 			return end, nil
 		}
-		if r.conn.Buffered() == 0 && r.opts.Synchronous && r.dirty {
+		if r.conn.Buffered() == 0 && (r.opts.Synchronous || r.m.demand.Load() > 0) && r.dirty {
 			// The end of a batch: one fdatasync for everything received,
 			// and the new flush position at once, so that a synchronous
 			// primary waits one fsync.
@@ -346,6 +346,12 @@ func (r *receiver) report() error {
 	r.m.update(func(s *Status) { s.Flushed = flush; s.Received = r.pos })
 	if err := r.conn.SendStatus(r.pos, flush, 0, time.Now(), false); err != nil {
 		return upstreamError("cannot send the archive's position", err)
+	}
+	if f, ok := r.m.pendingFeedback(); ok {
+		if err := r.conn.SendFeedback(time.Now(), f.Xmin, f.XminEpoch, f.CatalogXmin, f.CatalogXminEpoch); err != nil {
+			return upstreamError("cannot send the standbys' feedback", err)
+		}
+		r.m.feedbackDone(f)
 	}
 	failpoint("after-ack")
 	return nil

@@ -21,6 +21,12 @@ type state struct {
 	// resumes it.
 	Running bool         `json:"running"`
 	Options stateOptions `json:"options"`
+	// Flushed is a durable position on FlushedTLI recorded when the
+	// archive last stopped or pgverbs shut down: what the archive may
+	// serve standbys at its next start before the upstream answers. An
+	// older value after a crash is still durable, only less.
+	Flushed    uint64 `json:"flushed,omitempty"`
+	FlushedTLI uint32 `json:"flushed_timeline,omitempty"`
 }
 
 // stateOptions is Options without Dir (the file lives in it), as JSON.
@@ -206,6 +212,18 @@ func resumePoint(files []SegmentInfo) (tli uint32, lsn uint64, ok bool) {
 		}
 	}
 	return tli, lsn, ok
+}
+
+// durableFrom is what the archive's files alone vouch for: the newest
+// timeline and the end of its last complete segment (the start of its
+// .partial), or the recorded position when it is further on the same
+// timeline.
+func durableFrom(files []SegmentInfo, st state) (tli uint32, lsn uint64) {
+	tli, lsn, _ = resumePoint(files)
+	if st.FlushedTLI == tli && st.Flushed > lsn {
+		lsn = st.Flushed
+	}
+	return tli, lsn
 }
 
 // relInside returns dir relative to root, for the pointer file.

@@ -409,6 +409,20 @@ func StandbyStatus(write, flush, apply uint64, now time.Time, replyRequested boo
 	return append(b, reply)
 }
 
+// SendFeedback sends hot-standby feedback ('h'): the oldest xmin and
+// catalog_xmin the standbys behind this connection need, with their
+// epochs; zeros tell the server there is none.
+func (c *Conn) SendFeedback(now time.Time, xmin, xminEpoch, catalogXmin, catalogEpoch uint32) error {
+	b := make([]byte, 0, 25)
+	b = append(b, 'h')
+	b = binary.BigEndian.AppendUint64(b, uint64(now.Sub(pgEpoch).Microseconds()))
+	b = binary.BigEndian.AppendUint32(b, xmin)
+	b = binary.BigEndian.AppendUint32(b, xminEpoch)
+	b = binary.BigEndian.AppendUint32(b, catalogXmin)
+	b = binary.BigEndian.AppendUint32(b, catalogEpoch)
+	return c.write('d', b)
+}
+
 // EndStreaming answers the server's CopyDone, or ends the stream from
 // this side, and reads what follows: after the end of a timeline, where
 // the next one starts. The connection can run commands again afterwards.
