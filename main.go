@@ -35,6 +35,7 @@ import (
 	"github.com/pgverbs/pgverbs/extension"
 	"github.com/pgverbs/pgverbs/proxy"
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/walarchive"
 )
 
 func main() {
@@ -88,7 +89,11 @@ func run(args []string) int {
 	if self == "" {
 		self = "pgverbs"
 	}
-	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupTarget), commands.StandbySource{
+	backendFollow, backupFollow := newFollowTarget(cfg.Backend, target), newFollowTarget(cfg.BackupConninfo, backupTarget)
+	if cfg.BackupConninfo == "" {
+		backupFollow.configured = cfg.Backend
+	}
+	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupFollow.get), commands.StandbySource{
 		Listen: cfg.Listen, HTTPListen: cfg.HTTPListen, HTTPS: cfg.TLSCert != "",
 		TokenFile: cfg.HTTPTokenFile, InlineToken: cfg.HTTPToken != "", Executable: self,
 	}))
@@ -101,6 +106,7 @@ func run(args []string) int {
 	current.Store(cfg)
 	source := new(stats.Deferred)
 	registerOperatorCommands(registry, current.Load, source, archive)
+	sender := newWALSender(archive, backendFollow.get, log)
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,
@@ -108,8 +114,11 @@ func run(args []string) int {
 		Limits:      limits(cfg),
 		Certificate: cert,
 		RelayMode:   cfg.RelayMode,
-		Replication: newWALSender(archive, target, log),
+		Replication: replication(sender),
 	})
+	if m, ok := archive.(*walarchive.Manager); ok {
+		wireFollow(m, backendFollow, backupFollow, srv.SetTarget, standbyNames(sender), log)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		log.Error("cannot listen", zap.Error(err))
@@ -193,8 +202,9 @@ func reload(log *zap.Logger, args []string, old *conf.Config, level zap.AtomicLe
 // backupConnect opens BASE BACKUP's connections to the backend: with the
 // credentials of target (backup_conninfo, else the backend URL) when it
 // names a user, else as the client's own user (trust or .pgpass setups).
-func backupConnect(target *backend.Target) commands.ConnectFunc {
+func backupConnect(current func() *backend.Target) commands.ConnectFunc {
 	return func(ctx context.Context, user, database string, replication bool) (*pgconn.PgConn, error) {
+		target := current()
 		if target.HasUser() {
 			user = ""
 		}

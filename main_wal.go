@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
@@ -23,6 +24,11 @@ func registerWALCommands(registry *commands.Registry, backupRoot string, a walar
 	for _, c := range commands.WALArchiveCommands(backupRoot, a) {
 		registry.Register(c)
 	}
+	var setter commands.WALSourceSetter
+	if m, ok := a.(*walarchive.Manager); ok {
+		setter = m
+	}
+	registry.Register(commands.NewWALFailover(setter))
 }
 
 // newArchive returns the process's WAL archive, fed from target
@@ -40,6 +46,7 @@ func newArchive(cfg *conf.Config, target *backend.Target, log *zap.Logger) (wala
 		Dial:     archiveDial(target),
 		Upstream: network + ":" + address,
 		Logger:   log,
+		Connect:  sourceConnect,
 	})
 	if err := m.Recover(); err != nil {
 		// The archive stays stopped; the operator sees why and can START
@@ -70,16 +77,39 @@ func archiveDial(target *backend.Target) walarchive.DialFunc {
 // session's own connection closed opens a new one as the client's role,
 // and only when the backend conninfo names no user of its own: pgverbs
 // never runs a client's command as another role.
-func newWALSender(a walarchive.Archiver, target *backend.Target, log *zap.Logger) proxy.Replication {
+func newWALSender(a walarchive.Archiver, current func() *backend.Target, log *zap.Logger) *walsender.Server {
 	m, ok := a.(*walarchive.Manager)
 	if !ok {
 		return nil
 	}
-	var dial walsender.DialFunc
-	if !target.HasUser() {
-		dial = func(ctx context.Context, user, applicationName string) (*pgconn.PgConn, error) {
-			return target.Connect(ctx, user, "", map[string]string{"replication": "true", "application_name": applicationName})
+	dial := func(ctx context.Context, user, applicationName string) (*pgconn.PgConn, error) {
+		target := current()
+		if target.HasUser() {
+			return nil, errors.New("the backend conninfo names its own user")
 		}
+		return target.Connect(ctx, user, "", map[string]string{"replication": "true", "application_name": applicationName})
 	}
 	return walsender.NewServer(walsender.Config{Archive: m, Dial: dial, Logger: log.Named("walsender")})
+}
+
+// replication is s as the proxy takes it: a nil interface without one.
+func replication(s *walsender.Server) proxy.Replication {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// standbyNames lists the application names of the standbys s serves.
+func standbyNames(s *walsender.Server) func() []string {
+	return func() []string {
+		if s == nil {
+			return nil
+		}
+		var names []string
+		for _, sb := range s.Standbys() {
+			names = append(names, sb.ApplicationName)
+		}
+		return names
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgverbs/pgverbs/backup"
@@ -89,7 +90,7 @@ func walVerbWord(v WALArchiveVerb) string {
 		return "START"
 	case WALStop:
 		return "STOP"
-	case WALAlter, WALPause, WALResume:
+	case WALAlter, WALPause, WALResume, WALSetSource:
 		return "ALTER"
 	case WALShow, WALShowSegments:
 		return "SHOW"
@@ -178,6 +179,19 @@ func (r *walRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		return outcomeOr(done, a.Alter(ctx, func(o *walarchive.Options) error { s.apply(o); return nil }))
 	case WALPause, WALResume:
 		return outcomeOr(done, a.SetPaused(r.st.Verb == WALPause))
+	case WALSetSource:
+		ss, ok := a.(WALSourceSetter)
+		if !ok {
+			return nil, pgerr.New(pgerr.FeatureNotSupported, "this WAL archive cannot change its source")
+		}
+		res, err := ss.SetSource(ctx, r.st.Source, c.User(), r.st.Force)
+		if err != nil {
+			return nil, err
+		}
+		if len(res.Diverged) > 0 {
+			c.Notice("WARNING", "WAL beyond the new source's switch point was set aside and will not be served: "+strings.Join(res.Diverged, ", "), "")
+		}
+		return done, nil
 	}
 	res, err := a.Check(ctx)
 	if err != nil {
@@ -272,6 +286,12 @@ func (s walSettings) apply(o *walarchive.Options) {
 // requireWALRole fails with 42501 unless the current role is a superuser
 // or has REPLICATION, or, when monitor is set, is a member of pg_monitor.
 func requireWALRole(c Conn, cmd string, monitor bool) error {
+	if la, ok := c.(LocalAdmin); ok {
+		if la.LocalAdmin() {
+			return nil
+		}
+		return pgerr.New(pgerr.InsufficientPrivilege, "permission denied to run %s", cmd)
+	}
 	q := `SELECT coalesce((SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user), false)`
 	if monitor {
 		q += ` OR pg_catalog.pg_has_role(current_user, '` + monitorRole + `', 'MEMBER')`

@@ -23,6 +23,7 @@ const (
 	WALShow                               // SHOW WAL ARCHIVE
 	WALShowSegments                       // SHOW WAL ARCHIVE SEGMENTS
 	WALCheck                              // CHECK WAL ARCHIVE
+	WALSetSource                          // ALTER WAL ARCHIVE SET SOURCE 'conninfo' [WITH (FORCE on)]
 )
 
 // WALArchiveStmt is a parsed WAL ARCHIVE statement.
@@ -34,6 +35,9 @@ type WALArchiveStmt struct {
 	DropSlot bool
 	// Options are those START and ALTER ... SET were given.
 	Options WALArchiveOptions
+	// Source is SET SOURCE's conninfo, Force its FORCE.
+	Source string
+	Force  bool
 }
 
 // WALArchiveOptions are the options given to START or ALTER ... SET; a
@@ -64,6 +68,7 @@ const maxZstdLevel = 22
 //	START WAL ARCHIVE TO 'dir' [WITH (option [, ...])]
 //	STOP WAL ARCHIVE [DROP SLOT]
 //	ALTER WAL ARCHIVE SET (option [, ...])
+//	ALTER WAL ARCHIVE SET SOURCE 'conninfo' [WITH (FORCE on|off)]
 //	ALTER WAL ARCHIVE PAUSE | RESUME
 //	SHOW WAL ARCHIVE [SEGMENTS]
 //	CHECK WAL ARCHIVE
@@ -127,6 +132,22 @@ func (p *parser) walArchive() (*WALArchiveStmt, error) {
 		}
 	case "alter":
 		switch {
+		case p.peekIs(0, pg_query.Token_SET) && p.isWord(1, "source"):
+			p.pos += 2
+			st.Verb = WALSetSource
+			src, err := p.walString()
+			if err != nil {
+				return nil, err
+			}
+			st.Source = src
+			if p.peekIs(0, pg_query.Token_WITH) {
+				p.pos++
+				opts, err := p.onOffOptions("ALTER WAL ARCHIVE SET SOURCE", []string{"force"})
+				if err != nil {
+					return nil, err
+				}
+				st.Force = opts["force"]
+			}
 		case p.peekIs(0, pg_query.Token_SET):
 			p.pos++
 			st.Verb = WALAlter

@@ -49,7 +49,7 @@ func (s *Server) handleCancel(log *zap.Logger, p *startupPacket) {
 	target.eng.cancelRunning()
 	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
-	if err := s.target.Cancel(ctx, target.backendPID, target.backendSecret); err != nil {
+	if err := target.target.Cancel(ctx, target.backendPID, target.backendSecret); err != nil {
 		log.Warn("could not forward cancel request", zap.Error(err))
 		return
 	}

@@ -56,8 +56,10 @@ type Replication interface {
 // Server accepts client connections and relays each to its own backend
 // session. Its methods are safe for concurrent use.
 type Server struct {
-	log      *zap.Logger
-	target   *backend.Target
+	log *zap.Logger
+	// target is where new sessions go; SetTarget moves it (the backend
+	// follows the WAL archive's source after a failover).
+	target   atomic.Pointer[backend.Target]
 	commands *commands.Registry
 	// loops relay sessions after authentication; nil relays them with
 	// goroutines.
@@ -103,7 +105,6 @@ var ErrServerClosed = errors.New("proxy: server closed")
 func New(opts Options) *Server {
 	s := &Server{
 		log:       opts.Logger,
-		target:    opts.Target,
 		commands:  opts.Commands,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
@@ -113,6 +114,7 @@ func New(opts Options) *Server {
 		repl:           opts.Replication,
 	}
 	s.replCtx, s.replStop = context.WithCancel(context.Background())
+	s.target.Store(opts.Target)
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -293,6 +295,14 @@ func (s *Server) terminateAll() {
 	}
 	s.sessWG.Wait()
 	s.loops.stop()
+}
+
+// SetTarget sends new sessions to t; sessions already relayed stay with
+// the server they were connected to.
+func (s *Server) SetTarget(t *backend.Target) {
+	s.target.Store(t)
+	network, address := t.Address()
+	s.log.Info("backend changed", zap.String("backend", network+":"+address))
 }
 
 // Sessions returns the number of client connections being served.

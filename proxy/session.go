@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pgverbs/pgverbs/backend"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
 	"github.com/pgverbs/pgverbs/stats"
@@ -50,6 +51,8 @@ type session struct {
 	backend net.Conn
 	br      *bufio.Reader
 	bw      *bufio.Writer
+	// target is the server backend was dialled at (cancels go there).
+	target *backend.Target
 
 	user, database string
 	replication    bool
@@ -463,7 +466,8 @@ func (s *session) connectBackend(p *startupPacket) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.limits.Load().AuthTimeout)
 	defer cancel()
 	start := time.Now()
-	conn, err := s.srv.target.Dial(ctx)
+	s.target = s.srv.target.Load()
+	conn, err := s.target.Dial(ctx)
 	s.srv.observeConnect(start)
 	if err != nil {
 		s.refuse(stats.RefusedBackendUnreachable)

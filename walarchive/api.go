@@ -62,6 +62,9 @@ type Options struct {
 	// User is the role the archive connects as when the configured
 	// connection string names none (the role that ran START).
 	User string
+	// Source, set by SET SOURCE or FAILOVER, is the conninfo of the
+	// server the archive streams from instead of the configured one.
+	Source string
 }
 
 // State is what the archive is doing.

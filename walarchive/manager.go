@@ -35,6 +35,13 @@ type Config struct {
 	// Upstream is shown in SHOW WAL ARCHIVE (an address, no password).
 	Upstream string
 	Logger   *zap.Logger
+	// Connect reaches a server by conninfo: SET SOURCE's and FAILOVER's.
+	Connect ConnectFunc
+	// OnSource is told each new source (the proxy's backend follows it).
+	OnSource func(conninfo string)
+	// Standbys names the standbys streaming from pgverbs, for FAILOVER's
+	// result.
+	Standbys func() []string
 }
 
 // Backoff bounds between reconnection attempts.
@@ -95,6 +102,12 @@ type archiveRun struct {
 	slotsSaved time.Time
 	// slotsBroken: SlotsFile could not be read at the start.
 	slotsBroken bool
+	// receiving is held while a receiver runs: SET SOURCE takes it to
+	// move files with no receiver writing.
+	receiving sync.Mutex
+	// floorSource is the source whose slot position vouches for the
+	// archive's files (see receiver.floor); another source's does not.
+	floorSource string
 }
 
 var _ Archiver = (*Manager)(nil)
@@ -213,7 +226,7 @@ func (m *Manager) writePointer(rel string) error {
 // archive fail (no login, no slot, another system's WAL in the
 // directory), and returns the state to record.
 func (m *Manager) probe(ctx context.Context, root *os.Root, o Options) (state, error) {
-	pc, err := m.cfg.Dial(ctx, o.User, o.ApplicationName)
+	pc, err := m.dial(ctx, o)
 	if err != nil {
 		return state{}, upstreamError("cannot connect to the upstream", err)
 	}
@@ -250,7 +263,7 @@ func (m *Manager) probe(ctx context.Context, root *os.Root, o Options) (state, e
 			return state{}, e
 		}
 	}
-	if _, err := ensureSlot(ctx, conn, o); err != nil {
+	if _, _, err := ensureSlot(ctx, conn, o); err != nil {
 		return state{}, err
 	}
 	return state{SystemID: sys.ID, SegmentSize: segSize, Running: true, Options: toState(o)}, nil
@@ -261,6 +274,7 @@ func (m *Manager) launch(o Options, root *os.Root, st state) {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &archiveRun{opts: o, dir: root, st: st, cancel: cancel, kick: func() {}, wake: make(chan struct{}, 1), done: make(chan struct{}), work: make(chan struct{}, 1)}
 	m.cur = run
+	run.floorSource = o.Source
 	var err error
 	if run.slots, err = loadSlots(root); err != nil {
 		// The slots protect WAL from retention; without them retention
@@ -275,11 +289,39 @@ func (m *Manager) launch(o Options, root *os.Root, st state) {
 	m.notifyLocked()
 	m.lastDir, m.lastSegSize = o.Dir, st.SegmentSize
 	m.status.Dir, m.status.Slot, m.status.ApplicationName = o.Dir, o.Slot, o.ApplicationName
-	m.status.Synchronous, m.status.Compression, m.status.Upstream = o.Synchronous, o.Compression, m.cfg.Upstream
+	m.status.Synchronous, m.status.Compression, m.status.Upstream = o.Synchronous, o.Compression, m.upstreamName(o)
 	m.status.State = Reconnecting
 	m.backoff = minBackoff
 	go m.loop(ctx, run)
 	go m.maintain(ctx, run)
+}
+
+// upstreamName is what SHOW WAL ARCHIVE calls o's upstream: the
+// configured one, or the source's host and port (never its password).
+func (m *Manager) upstreamName(o Options) string {
+	if o.Source == "" {
+		return m.cfg.Upstream
+	}
+	return sourceAddress(o.Source)
+}
+
+// SetHooks sets what the Manager tells and asks pgverbs once both exist:
+// onSource is told each new source, standbys names the standbys served.
+func (m *Manager) SetHooks(onSource func(conninfo string), standbys func() []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cfg.OnSource, m.cfg.Standbys = onSource, standbys
+}
+
+// Source returns the conninfo SET SOURCE or FAILOVER chose for the
+// running archive ("" when it streams from the configured upstream).
+func (m *Manager) Source() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur == nil {
+		return ""
+	}
+	return m.cur.opts.Source
 }
 
 // loop runs receivers until the run ends, with backoff between failures.
@@ -302,8 +344,10 @@ func (m *Manager) loop(ctx context.Context, run *archiveRun) {
 			kick()
 			continue
 		}
-		r := &receiver{m: m, opts: opts, dir: run.dir, st: st}
+		run.receiving.Lock()
+		r := &receiver{m: m, opts: opts, dir: run.dir, st: st, arun: run}
 		err := r.run(rctx)
+		run.receiving.Unlock()
 		kick()
 		if ctx.Err() != nil {
 			return
@@ -444,7 +488,7 @@ func (m *Manager) Stop(ctx context.Context, dropSlot bool) error {
 // dropSlot drops the archive's slot; the walsender that used it may take
 // a moment to exit after the connection closed.
 func (m *Manager) dropSlot(ctx context.Context, o Options) error {
-	pc, err := m.cfg.Dial(ctx, o.User, o.ApplicationName)
+	pc, err := m.dial(ctx, o)
 	if err != nil {
 		return upstreamError("cannot connect to drop the slot", err)
 	}
@@ -497,6 +541,7 @@ func (m *Manager) Alter(ctx context.Context, change func(*Options) error) error 
 	run.opts, run.st = o, st
 	m.status.Slot, m.status.ApplicationName = o.Slot, o.ApplicationName
 	m.status.Synchronous, m.status.Compression = o.Synchronous, o.Compression
+	m.status.Upstream = m.upstreamName(o)
 	// The receiver reads its options at connect: reconnect now.
 	run.kick()
 	m.signal(run)

@@ -28,6 +28,7 @@ const setupTimeout = 30 * time.Second
 // or ctx ends. The Manager runs receivers in a loop with backoff.
 type receiver struct {
 	m    *Manager
+	arun *archiveRun
 	opts Options
 	dir  *os.Root
 	st   state
@@ -62,7 +63,7 @@ func (r *receiver) run(ctx context.Context) (err error) {
 	// on an upstream that accepts connections and then says nothing.
 	setup, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	pc, err := r.m.cfg.Dial(setup, r.opts.User, r.opts.ApplicationName)
+	pc, err := r.m.dial(setup, r.opts)
 	if err != nil {
 		return upstreamError("cannot connect to the upstream", err)
 	}
@@ -85,10 +86,13 @@ func (r *receiver) run(ctx context.Context) (err error) {
 	if segSize != r.st.SegmentSize {
 		return pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the upstream's WAL segments are %d bytes, the archive's %d", segSize, r.st.SegmentSize)
 	}
-	slot, err := ensureSlot(setup, r.conn, r.opts)
+	slot, created, err := ensureSlot(setup, r.conn, r.opts)
 	if err != nil {
 		return err
 	}
+	r.m.mu.Lock()
+	sameSource := r.arun == nil || r.arun.floorSource == r.opts.Source
+	r.m.mu.Unlock()
 	files, err := scan(r.dir, segSize)
 	if err != nil {
 		return archiveError("list", err)
@@ -101,7 +105,9 @@ func (r *receiver) run(ctx context.Context) (err error) {
 		// the segment being resumed is one this archive reported: a
 		// slot further on (created anew, advanced by hand) vouches for
 		// nothing the archive holds.
-		if slot.RestartLSN <= pos+segSize {
+		// A slot created now, or one on another source than the one
+		// the archive streamed from, vouches for nothing either.
+		if slot.RestartLSN <= pos+segSize && !created && sameSource {
 			r.floor = slot.RestartLSN
 		}
 	} else {
@@ -128,12 +134,17 @@ func (r *receiver) run(ctx context.Context) (err error) {
 		}
 		if end == nil {
 			r.m.update(func(s *Status) { s.State, s.LastError, s.LastErrorCode = Streaming, "", "" })
+			if r.arun != nil {
+				r.m.mu.Lock()
+				r.arun.floorSource = r.opts.Source
+				r.m.mu.Unlock()
+			}
 			r.m.resetBackoff()
 			if end, err = r.stream(ctx); err != nil {
 				return err
 			}
 		}
-		if err := r.timelineSwitch(end); err != nil {
+		if err := r.timelineSwitch(ctx, end); err != nil {
 			return err
 		}
 	}
@@ -156,30 +167,30 @@ func (r *receiver) startTimeline(ctx context.Context) (*walstream.TimelineEnd, e
 }
 
 // ensureSlot reads the archive's slot, creating it when allowed.
-func ensureSlot(ctx context.Context, conn *walstream.Conn, o Options) (walstream.Slot, error) {
+func ensureSlot(ctx context.Context, conn *walstream.Conn, o Options) (_ walstream.Slot, created bool, _ error) {
 	slot, err := conn.ReadSlot(ctx, o.Slot)
 	if err != nil {
-		return slot, upstreamError("READ_REPLICATION_SLOT failed", err)
+		return slot, false, upstreamError("READ_REPLICATION_SLOT failed", err)
 	}
 	if slot.Exists {
 		if slot.Type != "physical" {
-			return slot, pgerr.New(pgerr.WrongObjectType, "replication slot %q is a %s slot", o.Slot, slot.Type)
+			return slot, false, pgerr.New(pgerr.WrongObjectType, "replication slot %q is a %s slot", o.Slot, slot.Type)
 		}
-		return slot, nil
+		return slot, false, nil
 	}
 	if !o.CreateSlot {
 		e := pgerr.New(pgerr.UndefinedObject, "replication slot %q does not exist on the upstream", o.Slot)
 		e.Hint = "Create it with pg_create_physical_replication_slot, or let the archive create it (CREATE_SLOT on)."
-		return slot, e
+		return slot, false, e
 	}
 	if err := conn.CreateSlot(ctx, o.Slot, false); err != nil {
-		return slot, upstreamError("cannot create replication slot "+o.Slot, err)
+		return slot, false, upstreamError("cannot create replication slot "+o.Slot, err)
 	}
 	slot, err = conn.ReadSlot(ctx, o.Slot)
 	if err != nil {
-		return slot, upstreamError("READ_REPLICATION_SLOT failed", err)
+		return slot, true, upstreamError("READ_REPLICATION_SLOT failed", err)
 	}
-	return slot, nil
+	return slot, true, nil
 }
 
 // stream receives WAL until the server ends the timeline (the returned
@@ -361,7 +372,7 @@ func (r *receiver) report() error {
 // NAME.partial (complete only up to the switch point), the new
 // timeline's history file is archived, streaming continues on it from the
 // start of the segment holding the switch point, as pg_receivewal does.
-func (r *receiver) timelineSwitch(end *walstream.TimelineEnd) error {
+func (r *receiver) timelineSwitch(ctx context.Context, end *walstream.TimelineEnd) error {
 	if end == nil || end.NextTimeline == 0 {
 		return pgerr.New(pgerr.ConnectionFailure, "the upstream ended WAL streaming at %s", walstream.FormatLSN(r.pos))
 	}
@@ -380,6 +391,14 @@ func (r *receiver) timelineSwitch(end *walstream.TimelineEnd) error {
 	}
 	// Up to the switch point the old timeline's WAL is durable; what
 	// counts from now on is the new timeline's.
+	// The history first: a walsender that sees the new timeline reads
+	// it at once to lead its standbys across.
+	hctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	err := r.history(hctx, end.NextTimeline)
+	cancel()
+	if err != nil {
+		return err
+	}
 	r.floor = 0
 	r.tli = end.NextTimeline
 	r.pos = end.NextStart - end.NextStart%r.st.SegmentSize

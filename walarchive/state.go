@@ -40,20 +40,21 @@ type stateOptions struct {
 	RetentionSecs   int64  `json:"retention_seconds,omitempty"`
 	MaxSize         int64  `json:"max_size,omitempty"`
 	User            string `json:"user,omitempty"`
+	Source          string `json:"source,omitempty"`
 }
 
 func toState(o Options) stateOptions {
 	return stateOptions{
 		Slot: o.Slot, CreateSlot: o.CreateSlot, ApplicationName: o.ApplicationName, Synchronous: o.Synchronous,
 		Compression: o.Compression.String(), Level: o.Level, RetentionSecs: int64(o.Retention / time.Second),
-		MaxSize: o.MaxSize, User: o.User,
+		MaxSize: o.MaxSize, User: o.User, Source: o.Source,
 	}
 }
 
 func (s stateOptions) options(dir string) Options {
 	o := Options{
 		Dir: dir, Slot: s.Slot, CreateSlot: s.CreateSlot, ApplicationName: s.ApplicationName, Synchronous: s.Synchronous,
-		Level: s.Level, Retention: time.Duration(s.RetentionSecs) * time.Second, MaxSize: s.MaxSize, User: s.User,
+		Level: s.Level, Retention: time.Duration(s.RetentionSecs) * time.Second, MaxSize: s.MaxSize, User: s.User, Source: s.Source,
 	}
 	if s.Compression == "zstd" {
 		o.Compression = Zstd

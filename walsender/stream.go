@@ -165,6 +165,9 @@ func (c *conn) startReplication(ctx context.Context, cmd command) error {
 			return err
 		}
 		if p.Flushed < cmd.lsn && !st.historic {
+			p = c.awaitSwitch(ctx, p, cmd.lsn)
+		}
+		if p.Flushed < cmd.lsn && !st.historic {
 			return pgerr.New(pgerr.InternalError, "requested starting point %s is ahead of the WAL flush position of this server %s",
 				walstream.FormatLSN(cmd.lsn), walstream.FormatLSN(p.Flushed))
 		}
@@ -179,6 +182,38 @@ func (c *conn) startReplication(ctx context.Context, cmd command) error {
 	c.out = appendCommandComplete(c.out, "START_STREAMING")
 	c.out = appendCommandComplete(c.out, "START_REPLICATION")
 	return nil
+}
+
+// switchWait bounds how long a standby that follows the archive to a new
+// timeline waits for the archive to hold the new timeline's WAL up to
+// the switch point (it writes the switch segment again from its start).
+const switchWait = 10 * time.Second
+
+// awaitSwitch waits, when lsn is at or before the point where the
+// archive's timeline began, until the archive's durable position reaches
+// it: right after a timeline switch the archive is briefly behind the
+// point its standbys stopped at, which is no reason to refuse them.
+func (c *conn) awaitSwitch(ctx context.Context, p walarchive.Position, lsn uint64) walarchive.Position {
+	h, err := c.history(p.Timeline)
+	if err != nil || len(h) == 0 || h[len(h)-1].end < lsn {
+		return p
+	}
+	deadline := time.After(switchWait)
+	for p.Flushed < lsn {
+		var changed <-chan struct{}
+		var err error
+		if p, changed, err = c.position(); err != nil || p.Flushed >= lsn {
+			return p
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return p
+		case <-ctx.Done():
+			return p
+		}
+	}
+	return p
 }
 
 // streamState is one START_REPLICATION's streaming.
