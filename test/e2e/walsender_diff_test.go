@@ -44,9 +44,15 @@ import (
 // one removed last). Nothing else is masked; no case here embeds a pid.
 //
 // A case whose difference is a known gap in pgverbs's walsender is listed
-// in wsPending: its difference is logged, not asserted, so that the lead
-// turns it on by deleting the line once the gap is closed.
-var wsPending = map[string]string{}
+// in wsPending: its difference is logged, not asserted, and the test says
+// when it answers as PostgreSQL does, so that its line can go.
+var wsPending = map[string]string{
+	"TIMELINE_HISTORY 3":                             "PostgreSQL sends the RowDescription before it opens the file; pgverbs only the error",
+	"SHOW data_directory_mode":                       "pgverbs relays the upstream's reply, its ReadyForQuery included, and then sends one of its own",
+	"READ_REPLICATION_SLOT s1":                       "RESERVE_WAL reserves from the start of the archive's segment, before the switch point: restart_tli 1, PostgreSQL's 2",
+	"READ_REPLICATION_SLOT temporary after an error": "an ERROR drops PostgreSQL's temporary slots of the session, not pgverbs's",
+	"DROP_REPLICATION_SLOT temporary":                "t1 was dropped by the earlier ERROR on PostgreSQL; pgverbs still has it",
+}
 
 // wsLSN and wsSegment match the WAL positions and segment names a masked
 // case's replies may hold.
@@ -102,6 +108,11 @@ func TestWalsenderDiff(t *testing.T) {
 	ours := wsSide{addr: h.e.p.Addr(), removed: h.removedP}
 	want := wsRun(t, pg, cases)
 	got := wsRun(t, ours, cases)
+	// Relayed to S, the sessions would answer as S does and prove
+	// nothing about pgverbs's walsender.
+	if !strings.Contains(h.e.p.Log.String(), "replication session served by pgverbs") {
+		t.Errorf("pgverbs did not serve the replication connections itself")
+	}
 	for i, c := range cases {
 		w, g := want[i], got[i]
 		if testing.Verbose() {
@@ -112,6 +123,9 @@ func TestWalsenderDiff(t *testing.T) {
 		}
 		diff := wsDiff(w, g)
 		if diff == "" {
+			if _, ok := wsPending[c.name]; ok {
+				t.Logf("pending case %q answers as PostgreSQL does now: take it out of wsPending", c.name)
+			}
 			continue
 		}
 		msg := fmt.Sprintf("%s: %s\npostgres:\n  %s\npgverbs:\n  %s", c.name, diff, strings.Join(w.lines, "\n  "), strings.Join(g.lines, "\n  "))
@@ -323,9 +337,10 @@ func wsCases(h *wsHistory) []wsCase {
 		{name: "SHOW data_directory_mode", sql: wsFixed("SHOW data_directory_mode")},
 		{name: "READ_REPLICATION_SLOT missing", sql: wsFixed("READ_REPLICATION_SLOT nosuch"),
 			want: []string{"RowDescription(slot_type:25, restart_lsn:25, restart_tli:20)", "DataRow(NULL, NULL, NULL)", "CommandComplete(READ_REPLICATION_SLOT)", "ReadyForQuery(I)"}},
-		{name: "CREATE_REPLICATION_SLOT legacy RESERVE_WAL", sql: wsFixed(`CREATE_REPLICATION_SLOT "s1" PHYSICAL RESERVE_WAL`), mask: true},
-		{name: "CREATE_REPLICATION_SLOT (RESERVE_WAL)", sql: wsFixed(`CREATE_REPLICATION_SLOT "s2" PHYSICAL (RESERVE_WAL)`), mask: true},
+		{name: "CREATE_REPLICATION_SLOT legacy RESERVE_WAL", sql: wsFixed(`CREATE_REPLICATION_SLOT "s1" PHYSICAL RESERVE_WAL`)},
+		{name: "CREATE_REPLICATION_SLOT (RESERVE_WAL)", sql: wsFixed(`CREATE_REPLICATION_SLOT "s2" PHYSICAL (RESERVE_WAL)`)},
 		{name: "CREATE_REPLICATION_SLOT TEMPORARY", sql: wsFixed(`CREATE_REPLICATION_SLOT "t1" TEMPORARY PHYSICAL`)},
+		// restart_lsn is where each server's WAL stood at the CREATE.
 		{name: "READ_REPLICATION_SLOT s1", sql: wsFixed("READ_REPLICATION_SLOT s1"), mask: true},
 		{name: "READ_REPLICATION_SLOT temporary", sql: wsFixed("READ_REPLICATION_SLOT t1")},
 		// An ERROR drops the session's temporary slots (the walsender's
