@@ -107,6 +107,7 @@ func run(args []string) int {
 	source := new(stats.Deferred)
 	registerOperatorCommands(registry, current.Load, source, archive)
 	sender := newWALSender(archive, backendFollow.get, log)
+	relay := registerWALRelay(registry, cfg.BackupRoot, archive, sender)
 	srv := proxy.New(proxy.Options{
 		Logger:      log,
 		Target:      target,
@@ -124,7 +125,7 @@ func run(args []string) int {
 		log.Error("cannot listen", zap.Error(err))
 		return 1
 	}
-	stopOperations, err := startOperations(cfg, srv, target, source, archive, log)
+	stopOperations, err := startOperations(cfg, srv, target, source, archive, relay, log)
 	if err != nil {
 		log.Error("cannot serve HTTP", zap.Error(err))
 		return 1

@@ -17,8 +17,10 @@ import (
 // startOperations points src at the server and starts the HTTP listener
 // for metrics, health and the WAL archive's /wal/ when http_listen is
 // set. archiver, which may be nil (none), is the WAL archive /metrics
-// reports and /wal/ serves. stop ends it.
-func startOperations(cfg *conf.Config, srv *proxy.Server, target *backend.Target, src *stats.Deferred, archiver walarchive.Archiver, log *zap.Logger) (stop func(), err error) {
+// reports and /wal/ serves; relay, nil too without one, the WAL relay's
+// standbys and slots /metrics reports. stop ends it.
+func startOperations(cfg *conf.Config, srv *proxy.Server, target *backend.Target, src *stats.Deferred, archiver walarchive.Archiver,
+	relay metrics.Relay, log *zap.Logger) (stop func(), err error) {
 	src.Set(srv)
 	if cfg.HTTPListen == "" {
 		return func() {}, nil
@@ -50,6 +52,7 @@ func startOperations(cfg *conf.Config, srv *proxy.Server, target *backend.Target
 		Database:    database,
 		WAL:         walarchive.NewHandler(archive, token, log.Named("wal")),
 		Archive:     status,
+		Relay:       relay,
 		Logger:      log.Named("http"),
 	})
 	if err != nil {

@@ -108,14 +108,16 @@ var archiveStates = []walarchive.State{walarchive.Streaming, walarchive.Paused, 
 // New returns the registry /metrics serves: the process and Go
 // collectors, the proxy's and the WAL archive's. ready, when not nil, is
 // the readiness check behind pgverbs_ready; archive, which may be nil
-// (no archive), reports the WAL archive.
-func New(src Source, ready func(context.Context) error, archive func() (walarchive.Status, bool)) *prometheus.Registry {
+// (no archive), reports the WAL archive, and relay, which may be nil
+// too, the standbys and slots of the WAL relay (relay.go).
+func New(src Source, ready func(context.Context) error, archive func() (walarchive.Status, bool), relay Relay) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		proxyCollector{src, ready},
 		archiveCollector{archive},
+		relayCollector{relay, archive},
 	)
 	return reg
 }

@@ -53,7 +53,14 @@ func (fakeSource) BackupStats() stats.BackupStats {
 // exposition returns what /metrics serves for src, as text.
 func exposition(t *testing.T, src Source, archive func() (walarchive.Status, bool)) string {
 	t.Helper()
-	fams, err := New(src, func(context.Context) error { return errStartingUp }, archive).Gather()
+	return relayExposition(t, src, archive, nil)
+}
+
+// relayExposition is exposition with the WAL relay's metrics read from
+// relay.
+func relayExposition(t *testing.T, src Source, archive func() (walarchive.Status, bool), relay Relay) string {
+	t.Helper()
+	fams, err := New(src, func(context.Context) error { return errStartingUp }, archive, relay).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,9 @@ type Options struct {
 	WAL http.Handler
 	// Archive, when not nil, reports the WAL archive for /metrics.
 	Archive func() (walarchive.Status, bool)
-	Logger  *zap.Logger
+	// Relay, when not nil, reports the WAL relay's standbys and slots.
+	Relay  Relay
+	Logger *zap.Logger
 }
 
 // Server is the running HTTP listener.
@@ -69,7 +71,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	ready := newReadiness(pgIsReady(opts.Dial, opts.User, opts.Database))
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(New(opts.Source, ready.check, opts.Archive), promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.HandlerFor(New(opts.Source, ready.check, opts.Archive, opts.Relay), promhttp.HandlerOpts{
 		ErrorLog: zap.NewStdLog(log), ErrorHandling: promhttp.ContinueOnError,
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
