@@ -96,7 +96,12 @@ type wsReply struct {
 	lines    []string // the replies as compared
 	wal      []byte   // the XLogData payloads, concatenated
 	walStart uint64
+	largest  int // the largest XLogData payload
 }
+
+// wsMaxSend is the walsender's MAX_SEND_SIZE, 16 pages: the most WAL one
+// XLogData carries.
+const wsMaxSend = 16 * 8192
 
 // TestWalsenderDiff runs the replication commands against S and against
 // pgverbs and compares the replies; see the comment at the top of the
@@ -120,6 +125,9 @@ func TestWalsenderDiff(t *testing.T) {
 		}
 		if c.want != nil && !slices.Equal(w.lines, c.want) {
 			t.Errorf("%s: the real walsender answered\n  %s\nthe test expects\n  %s", c.name, strings.Join(w.lines, "\n  "), strings.Join(c.want, "\n  "))
+		}
+		if g.largest > wsMaxSend {
+			t.Errorf("%s: pgverbs sent %d bytes of WAL in one XLogData, more than a walsender's %d", c.name, g.largest, wsMaxSend)
 		}
 		diff := wsDiff(w, g)
 		if diff == "" {
@@ -363,8 +371,19 @@ func wsCases(h *wsHistory) []wsCase {
 		// Each server removed (or never held) other segments.
 		{name: "START_REPLICATION removed segment", sql: func(s wsSide) string { return "START_REPLICATION " + lsn(s.removed) + " TIMELINE 1" }, mask: true,
 			want: []string{"CopyBothResponse(0)", "ErrorResponse(ERROR 58P01 requested WAL segment <segment> has already been removed)", "ReadyForQuery(I)"}},
+		// A standby's walreceiver after a failover: its slot, the old
+		// timeline from the segment of the switch point.
+		{name: "START_REPLICATION SLOT s2 timeline 1", sql: wsFixed(`START_REPLICATION SLOT "s2" PHYSICAL ` + lsn(h.sp-h.sp%h.segSize) + " TIMELINE 1"),
+			want: append([]string{"CopyBothResponse(0)", "XLogData(" + lsn(h.sp-h.sp%h.segSize) + ".." + sp + ")", "CopyDone"}, endOfTimeline...)},
 		{name: "START_REPLICATION SLOT s2", sql: wsFixed(`START_REPLICATION SLOT "s2" PHYSICAL ` + lsn(h.from)), until: h.flushed,
 			want: []string{"CopyBothResponse(0)", "XLogData(from " + lsn(h.from) + ")", "CopyDone", "CommandComplete(START_STREAMING)", "CommandComplete(START_REPLICATION)", "ReadyForQuery(I)"}},
+		{name: "START_REPLICATION SLOT missing", sql: wsFixed(`START_REPLICATION SLOT "nosuch" PHYSICAL ` + lsn(h.from))},
+		{name: "START_REPLICATION timeline 3", sql: wsFixed("START_REPLICATION " + lsn(h.from) + " TIMELINE 3")},
+		{name: "CREATE_REPLICATION_SLOT invalid name", sql: wsFixed(`CREATE_REPLICATION_SLOT "Bad" PHYSICAL`)},
+		{name: "CREATE_REPLICATION_SLOT LOGICAL", sql: wsFixed(`CREATE_REPLICATION_SLOT "l1" LOGICAL pgoutput`)},
+		{name: "SHOW another setting", sql: wsFixed("SHOW max_wal_senders")},
+		{name: "empty query", sql: wsFixed("")},
+		{name: "two commands in one query", sql: wsFixed("IDENTIFY_SYSTEM; IDENTIFY_SYSTEM")},
 		{name: "SQL on a physical replication connection", sql: wsFixed("SELECT 1")},
 		{name: "unknown command", sql: wsFixed("NO_SUCH_COMMAND")},
 		{name: "syntax error", sql: wsFixed("IDENTIFY_SYSTEM now")},
@@ -560,6 +579,7 @@ func (c *wsConn) copyData(r *wsReply, data []byte, walEnd *uint64, inWAL *bool) 
 			return fmt.Sprintf("XLogData(at %s after %s)", walstream.FormatLSN(start), walstream.FormatLSN(*walEnd)), nil
 		}
 		r.wal = append(r.wal, payload...)
+		r.largest = max(r.largest, len(payload))
 		*walEnd = start + uint64(len(payload))
 		*inWAL = true
 		return "", nil
