@@ -106,6 +106,11 @@ func run(args []string) int {
 	current.Store(cfg)
 	source := new(stats.Deferred)
 	registerOperatorCommands(registry, current.Load, source, archive)
+	localAuth, admins, err := loadLocalAuth(cfg)
+	if err != nil {
+		log.Error("cannot read wal_auth_file", zap.Error(err))
+		return 2
+	}
 	sender := newWALSender(archive, backendFollow.get, log)
 	relay := registerWALRelay(registry, cfg.BackupRoot, archive, sender)
 	srv := proxy.New(proxy.Options{
@@ -116,6 +121,8 @@ func run(args []string) int {
 		Certificate: cert,
 		RelayMode:   cfg.RelayMode,
 		Replication: replication(sender),
+		LocalAuth:   localAuth,
+		LocalAdmins: admins,
 	})
 	if m, ok := archive.(*walarchive.Manager); ok {
 		wireFollow(m, backendFollow, backupFollow, srv.SetTarget, standbyNames(sender), log)

@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgverbs/pgverbs/backend"
+	"github.com/pgverbs/pgverbs/conf"
+	"github.com/pgverbs/pgverbs/internal/localauth"
 	"github.com/pgverbs/pgverbs/walarchive"
 )
 
@@ -76,4 +78,22 @@ func wireFollow(m *walarchive.Manager, backendT, backupT *followTarget, setProxy
 	if src := m.Source(); src != "" {
 		apply(src)
 	}
+}
+
+// loadLocalAuth reads wal_auth_file and wal_auth_admins (none: nil).
+func loadLocalAuth(cfg *conf.Config) (*localauth.File, []string, error) {
+	if cfg.WALAuthFile == "" {
+		return nil, nil, nil
+	}
+	f, err := localauth.Load(cfg.WALAuthFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	var admins []string
+	for _, r := range strings.Split(cfg.WALAuthAdmins, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			admins = append(admins, r)
+		}
+	}
+	return f, admins, nil
 }

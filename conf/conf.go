@@ -68,6 +68,15 @@ type Config struct {
 	// it instead, so that it appears neither in ps nor in the environment.
 	// Read it with Token.
 	HTTPToken, HTTPTokenFile string
+	// WALAuthFile is an auth file (PgBouncer's userlist.txt format) that
+	// pgverbs checks passwords against itself, only while the backend is
+	// unreachable: for replication connections (standbys that stream
+	// from the WAL archive) and for the roles in WALAuthAdmins, whose
+	// sessions then run pgverbs's own commands only (FAILOVER).
+	WALAuthFile string
+	// WALAuthAdmins lists (comma-separated) the roles of WALAuthFile that
+	// may open such an admin session.
+	WALAuthAdmins string
 	// ConfigFile is the YAML file this configuration was loaded from, ""
 	// if none.
 	ConfigFile string

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/pgverbs/pgverbs/internal/localauth"
 )
 
 // setting is one row of the settings table: a Config field, its names in
@@ -185,6 +187,29 @@ var settings = []setting{{
 		}
 		_, err := readTokenFile(c.HTTPTokenFile)
 		return err
+	},
+	restart: true,
+}, {
+	key: "wal_auth_file", flag: "wal-auth-file", arg: "FILE",
+	usage: "auth file (PgBouncer userlist.txt format: SCRAM verifiers or md5 hashes) checked by pgverbs itself while the backend is unreachable, for replication connections and wal_auth_admins",
+	field: func(c *Config) any { return &c.WALAuthFile },
+	check: func(c *Config) error {
+		if c.WALAuthFile == "" {
+			return nil
+		}
+		_, err := localauth.Load(c.WALAuthFile)
+		return err
+	},
+	restart: true,
+}, {
+	key: "wal_auth_admins", flag: "wal-auth-admins", arg: "ROLE[,ROLE...]",
+	usage: "roles of wal_auth_file that may open a session while the backend is unreachable, to run FAILOVER WAL ARCHIVE and the SHOW WAL commands",
+	field: func(c *Config) any { return &c.WALAuthAdmins },
+	check: func(c *Config) error {
+		if c.WALAuthAdmins != "" && c.WALAuthFile == "" {
+			return errors.New("needs wal_auth_file")
+		}
+		return nil
 	},
 	restart: true,
 }, {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgverbs/pgverbs/backend"
 	"github.com/pgverbs/pgverbs/commands"
+	"github.com/pgverbs/pgverbs/internal/localauth"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/stats"
 	"github.com/pgverbs/pgverbs/walsender"
@@ -43,6 +44,11 @@ type Options struct {
 	// Replication serves physical replication connections itself while
 	// it is Active (the WAL relay); nil relays them as any session.
 	Replication Replication
+	// LocalAuth, when set, lets pgverbs authenticate a client itself
+	// while the backend is unreachable: a replication connection (served
+	// from the archive) or one of LocalAdmins (pgverbs's commands only).
+	LocalAuth   *localauth.File
+	LocalAdmins []string
 }
 
 // Replication is pgverbs's walsender (package walsender), as the proxy
@@ -92,6 +98,14 @@ type Server struct {
 	ended     stats.Totals
 
 	repl Replication
+	// localAuth checks passwords while the backend is unreachable;
+	// localAdmins are the roles that may then open an admin session.
+	localAuth   *localauth.File
+	localAdmins map[string]bool
+	// params are the server's ParameterStatus values as last relayed, for
+	// the startup reply of a session pgverbs authenticates itself.
+	paramsMu sync.Mutex
+	params   map[string]string
 	// replCtx ends the replication sessions pgverbs serves itself at a
 	// shutdown: a standby never ends by itself, and reconnects.
 	replCtx  context.Context
@@ -112,6 +126,11 @@ func New(opts Options) *Server {
 
 		connectLatency: stats.NewHistogram(stats.ConnectBuckets),
 		repl:           opts.Replication,
+		localAuth:      opts.LocalAuth,
+		localAdmins:    map[string]bool{},
+	}
+	for _, r := range opts.LocalAdmins {
+		s.localAdmins[r] = true
 	}
 	s.replCtx, s.replStop = context.WithCancel(context.Background())
 	s.target.Store(opts.Target)
@@ -316,10 +335,19 @@ func (s *Server) Sessions() int {
 // relayed during startup: the server's major version.
 func (s *Server) noteParameter(body []byte) {
 	name, rest, ok := cutNul(body)
-	if !ok || name != "server_version" {
+	if !ok {
 		return
 	}
 	value, _, _ := cutNul(rest)
+	s.paramsMu.Lock()
+	if s.params == nil {
+		s.params = map[string]string{}
+	}
+	s.params[name] = value
+	s.paramsMu.Unlock()
+	if name != "server_version" {
+		return
+	}
 	major := 0
 	for _, c := range value {
 		if c < '0' || c > '9' {

@@ -185,6 +185,9 @@ func (s *session) serve() (handed bool) {
 	}
 	s.counted = true
 	if err := s.connectBackend(p); err != nil {
+		if s.backend == nil && s.serveLocally(p) {
+			return false
+		}
 		s.endStartup(err)
 		return false
 	}

@@ -126,7 +126,7 @@ func (m *Manager) SetSource(ctx context.Context, conninfo, user string, force bo
 	m.mu.Unlock()
 	run.receiving.Lock()
 	defer run.receiving.Unlock()
-	if res.SwitchPoint != 0 {
+	if res.SwitchPoint != 0 && flushed > res.SwitchPoint {
 		moved, durable, err := setAside(run, tli, res.SwitchPoint)
 		res.Diverged = moved
 		if err != nil {

@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgverbs/pgverbs/internal/pgtest"
+)
+
+// TestWALFailover is the failover under load: a writer commits
+// through pgverbs (the archive synchronous, named in the primary's
+// synchronous_standby_names) and records what was acknowledged, the
+// primary is SIGKILLed, an operator's psql session that pgverbs
+// authenticates itself (wal_auth_file) runs FAILOVER WAL ARCHIVE TO the
+// first standby. Then every acknowledged id is on the new primary, the
+// second standby follows the new timeline without a restart and replays
+// new writes, the writer carries on through the same pgverbs address, and
+// the old primary comes back as a relay-fed standby made by BASE BACKUP.
+func TestWALFailover(t *testing.T) {
+	ctx := testCtx(t)
+	c := cluster(t, pgtest.Options{Settings: map[string]string{
+		"synchronous_standby_names": "pgverbs", "synchronous_commit": "on", "fsync": "on"}})
+	var verifier string
+	if err := connect(t, c.SuperURL()).QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'").Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	authFile := filepath.Join(t.TempDir(), "userlist.txt")
+	if err := os.WriteFile(authFile, []byte(fmt.Sprintf("%q %q\n", "postgres", verifier)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	p := startProxy(t, c.URL("", "", "postgres"), "--backup-root", root, "--wal-auth-file", authFile, "--wal-auth-admins", "postgres")
+	e := &relayEnv{archiveEnv: archiveEnv{c: c, p: p, root: root, srv: connect(t, c.SuperURL()), top: t}}
+	e.run(t, "START WAL ARCHIVE TO '"+walArchiveDir+"'")
+	archiveWait(t, "the archive streams", func() bool { return e.status(t)["state"] == "streaming" })
+	for _, name := range []string{"sb1", "sb2"} {
+		e.run(t, "BASE BACKUP TO '"+name+"' WITH (STANDBY on)")
+		sb := pgtest.StartCopy(t, filepath.Join(root, name), pgtest.Options{BinDir: c.BinDir, Password: c.Password,
+			Settings: map[string]string{"wal_retrieve_retry_interval": "1s"}}, nil)
+		e.standbys = append(e.standbys, sb)
+	}
+	if _, err := e.srv.Exec(ctx, "CREATE TABLE acked (id int PRIMARY KEY, phase text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Exec(ctx, "INSERT INTO acked VALUES (-1, 'setup')"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitReplayed(t, "acked", -1)
+	sb2 := connect(t, e.standbys[1].SuperURL())
+	var started time.Time
+	if err := sb2.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&started); err != nil {
+		t.Fatal(err)
+	}
+
+	w := &failoverWriter{url: p.URL("postgres", "", "postgres")}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.run(wctx) }()
+	archiveWait(t, "the writer commits", func() bool { return w.count() >= 300 })
+	killCluster(t, c)
+	// The operator: psql to pgverbs's usual address, the primary gone.
+	candidate := e.standbys[0]
+	admin := fmt.Sprintf("host=%s port=%d user=postgres password=%s dbname=postgres", p.Host, p.Port, c.Password)
+	out, err := psql(t, c, admin, "-At", "-c", fmt.Sprintf("FAILOVER WAL ARCHIVE TO 'host=%s port=%d user=postgres dbname=postgres' WITH (TIMEOUT '60s')", candidate.Host, candidate.Port))
+	if err != nil {
+		t.Fatalf("FAILOVER: %v\n%s", err, out)
+	}
+	t.Logf("FAILOVER: %s", out)
+	fields := strings.Split(strings.TrimSpace(out), "|")
+	if len(fields) != 3 || fields[0] != "2" || fields[1] == "" {
+		t.Fatalf("FAILOVER returned %q, want timeline 2, a switch point and the standbys", out)
+	}
+	if !strings.Contains(fields[2], "sb2") {
+		t.Errorf("FAILOVER's standbys %q do not name sb2", fields[2])
+	}
+
+	// The writer reconnects to the same address and reaches the new
+	// primary.
+	before := w.count()
+	archiveWait(t, "the writer commits on the new primary", func() bool { return w.count() >= before+50 })
+	stop()
+	<-done
+
+	newPrimary := connect(t, candidate.SuperURL())
+	ids := w.ids()
+	var n int
+	if err := newPrimary.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id = ANY($1)", ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ids) {
+		t.Fatalf("the new primary holds %d of the %d acknowledged ids", n, len(ids))
+	}
+	t.Logf("all %d acknowledged ids on the new primary (%d after the failover)", len(ids), len(ids)-before)
+
+	last := ids[len(ids)-1]
+	archiveWait(t, "sb2 replays the new primary's writes on timeline 2", func() bool {
+		var got int
+		var tli *int
+		err := sb2.QueryRow(ctx, "SELECT (SELECT count(*) FROM acked WHERE id = $1), (SELECT received_tli FROM pg_stat_wal_receiver)", last).Scan(&got, &tli)
+		return err == nil && got == 1 && tli != nil && *tli == 2
+	})
+	var again time.Time
+	if err := sb2.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !again.Equal(started) {
+		t.Errorf("sb2 was restarted: postmaster started %v, before %v", again, started)
+	}
+
+	// The old primary, rebuilt as a relay-fed standby of the new one.
+	e.run(t, "BASE BACKUP TO 'old' WITH (STANDBY on)")
+	old := pgtest.StartCopy(t, filepath.Join(root, "old"), pgtest.Options{BinDir: c.BinDir, Password: c.Password}, nil)
+	if _, err := newPrimary.Exec(ctx, "INSERT INTO acked VALUES (-2, 'rebuilt')"); err != nil {
+		t.Fatal(err)
+	}
+	oldConn := connect(t, old.SuperURL())
+	archiveWait(t, "the rebuilt old primary replays", func() bool {
+		var got int
+		return oldConn.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id = -2").Scan(&got) == nil && got == 1
+	})
+}
+
+// failoverWriter inserts ids through pgverbs one commit at a time,
+// reconnecting after errors, and records those acknowledged.
+type failoverWriter struct {
+	url string
+	mu  sync.Mutex
+	ack []int
+}
+
+func (w *failoverWriter) run(ctx context.Context) {
+	var conn *pgx.Conn
+	for id := 1; ctx.Err() == nil; {
+		if conn == nil {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c, err := pgx.Connect(cctx, w.url)
+			cancel()
+			if err != nil {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			conn = c
+		}
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := conn.Exec(qctx, "INSERT INTO acked VALUES ($1, 'load')", id)
+		cancel()
+		if err != nil {
+			conn.Close(context.Background())
+			conn = nil
+			id++ // its fate is unknown: never reused
+			continue
+		}
+		w.mu.Lock()
+		w.ack = append(w.ack, id)
+		w.mu.Unlock()
+		id++
+	}
+	if conn != nil {
+		conn.Close(context.Background())
+	}
+}
+
+func (w *failoverWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.ack)
+}
+
+func (w *failoverWriter) ids() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int(nil), w.ack...)
+}
