@@ -34,7 +34,7 @@ func TestRelayMetrics(t *testing.T) {
 			// Has reported nothing yet.
 			{ApplicationName: "new\x01é", FlushLag: -1, ReplayLag: -1, WriteLag: -1},
 		},
-		slots: []walarchive.Slot{{Name: "s1", RestartLSN: 0x1_0000_0000 - 1 << 24}, {Name: "s2"}},
+		slots: []walarchive.Slot{{Name: "s1", RestartLSN: 0x1_0000_0000 - 1<<24}, {Name: "s2"}},
 	}
 	text := relayExposition(t, fakeSource{}, archive, relay)
 	for _, line := range []string{
