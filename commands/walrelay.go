@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -87,7 +88,7 @@ type walRelayRun struct{ cmd *WALRelayShow }
 // script compares without a cast, and the digits xid prints.
 var standbyColumns = []Column{
 	{"pid", pgwire.Int4OID}, {"usename", pgwire.TextOID}, {"application_name", pgwire.TextOID},
-	{"client_addr", pgwire.TextOID}, {"slot_name", pgwire.TextOID}, {"state", pgwire.TextOID},
+	{"client_addr", pgwire.TextOID}, {"client_port", pgwire.Int4OID}, {"slot_name", pgwire.TextOID}, {"state", pgwire.TextOID},
 	{"timeline", pgwire.Int8OID},
 	{"sent_lsn", pgwire.PgLSNOID}, {"write_lsn", pgwire.PgLSNOID}, {"flush_lsn", pgwire.PgLSNOID}, {"replay_lsn", pgwire.PgLSNOID},
 	{"write_lag", pgwire.TextOID}, {"flush_lag", pgwire.TextOID}, {"replay_lag", pgwire.TextOID},
@@ -143,8 +144,14 @@ func standbyRow(s walsender.Standby) []*string {
 	if !s.ReplyTime.IsZero() {
 		reply = strp(showTime(s.ReplyTime))
 	}
+	// pg_stat_replication splits the client's address and port; a Unix
+	// socket client has neither (NULL).
+	addr, port := s.ClientAddr, ""
+	if h, p, err := net.SplitHostPort(s.ClientAddr); err == nil {
+		addr, port = h, p
+	}
 	return []*string{
-		showUint(uint64(s.PID)), showOrNull(s.User), strp(s.ApplicationName), showOrNull(s.ClientAddr),
+		showUint(uint64(s.PID)), showOrNull(s.User), strp(s.ApplicationName), showOrNull(addr), showOrNull(port),
 		showOrNull(s.Slot), strp(s.State), walTimeline(s.Timeline),
 		walLSN(s.Sent, s.Sent == 0), walLSN(s.Write, s.Write == 0), walLSN(s.Flush, s.Flush == 0), walLSN(s.Replay, s.Replay == 0),
 		showLag(s.WriteLag), showLag(s.FlushLag), showLag(s.ReplayLag),

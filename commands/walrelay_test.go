@@ -83,7 +83,7 @@ func TestShowWALStandbys(t *testing.T) {
 	f, r := newRelayFixture(t)
 	c := &walConn{t: t, monitor: true}
 	prep := f.prepare(t, "SHOW WAL STANDBYS")
-	if got := columnTypes(prep); got != "pid:23,usename:25,application_name:25,client_addr:25,slot_name:25,state:25,timeline:20,"+
+	if got := columnTypes(prep); got != "pid:23,usename:25,application_name:25,client_addr:25,client_port:23,slot_name:25,state:25,timeline:20,"+
 		"sent_lsn:3220,write_lsn:3220,flush_lsn:3220,replay_lsn:3220,write_lag:25,flush_lag:25,replay_lag:25,"+
 		"reply_time:25,backend_xmin:20,catalog_xmin:20,started_at:25" {
 		t.Fatalf("columns %s", got)
@@ -98,7 +98,7 @@ func TestShowWALStandbys(t *testing.T) {
 
 	started := time.Date(2026, 12, 3, 19, 0, 0, 0, time.UTC)
 	r.standbys = []walsender.Standby{
-		{PID: 4242, User: "replicator", ApplicationName: "sb1", ClientAddr: "10.0.0.7", Slot: "sb1_slot", State: "streaming",
+		{PID: 4242, User: "replicator", ApplicationName: "sb1", ClientAddr: "10.0.0.7:50506", Slot: "sb1_slot", State: "streaming",
 			Timeline: 2, Sent: 0x1_0300_0060, Write: 0x1_0300_0060, Flush: 0x1_0300_0000, Replay: 0x1_0200_0000,
 			WriteLag: 1234 * time.Microsecond, FlushLag: 1500 * time.Millisecond, ReplayLag: 25*time.Hour + time.Second,
 			ReplyTime: started.Add(time.Minute + 250*time.Millisecond), Started: started, Xmin: 731, CatalogXmin: 700},
@@ -110,9 +110,9 @@ func TestShowWALStandbys(t *testing.T) {
 		t.Fatalf("%+v, %v", out, err)
 	}
 	for i, want := range []string{
-		"4242|replicator|sb1|10.0.0.7|sb1_slot|streaming|2|1/3000060|1/3000060|1/3000000|1/2000000|" +
+		"4242|replicator|sb1|10.0.0.7|50506|sb1_slot|streaming|2|1/3000060|1/3000060|1/3000000|1/2000000|" +
 			"00:00:00.001234|00:00:01.5|25:00:01|2026-12-03 19:01:00.25+00|731|700|2026-12-03 19:00:00+00",
-		"4243|NULL||NULL|NULL|startup|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|2026-12-03 19:00:01+00",
+		"4243|NULL||NULL|NULL|NULL|startup|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|2026-12-03 19:00:01+00",
 	} {
 		if got := rowText(out.Rows[i]); got != want {
 			t.Errorf("row %d\n  %s\nwant\n  %s", i, got, want)
@@ -137,8 +137,8 @@ func TestShowWALStandbysLag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := out.Rows[0][11]; got == nil || *got != want || out.Rows[0][12] != nil {
-			t.Errorf("lag %v: write_lag and flush_lag %s, want %s|NULL", lag, rowText(out.Rows[0][11:13]), want)
+		if got := out.Rows[0][12]; got == nil || *got != want || out.Rows[0][13] != nil {
+			t.Errorf("lag %v: write_lag and flush_lag %s, want %s|NULL", lag, rowText(out.Rows[0][12:14]), want)
 		}
 	}
 }
