@@ -2,10 +2,16 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/pgverbs/pgverbs/internal/pgtest"
+	"github.com/pgverbs/pgverbs/walstream"
 )
 
 // The WAL relay end to end: while a WAL archive runs, standbys made by
@@ -56,7 +62,14 @@ func (e *relayEnv) waitReplayed(t *testing.T, table string, id int) {
 }
 
 func TestWALRelayStandbys(t *testing.T) {
-	e := startRelay(t, 2)
+	// With an HTTP listener (for /metrics) the standbys get a
+	// restore_command running pgverbs wal-get as the server's user, who
+	// must reach the binary under test.
+	if err := os.Chmod(filepath.Dir(pgverbsBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := "127.0.0.1:" + itoa(freePort(t))
+	e := startRelay(t, 2, "--http-listen", httpAddr)
 	ctx := testCtx(t)
 	if _, err := e.srv.Exec(ctx, "CREATE TABLE relay (id int PRIMARY KEY, pad text)"); err != nil {
 		t.Fatal(err)
@@ -78,6 +91,8 @@ func TestWALRelayStandbys(t *testing.T) {
 			t.Fatalf("pg_stat_replication on the primary: %d walsenders (%s), want only pgverbs streaming", n, apps)
 		}
 	})
+
+	t.Run("SHOW WAL STANDBYS, SHOW WAL SLOTS and /metrics", func(t *testing.T) { checkShowRelay(t, e, "http://"+httpAddr) })
 
 	t.Run("hot-standby feedback reaches the primary as the minimum", func(t *testing.T) {
 		// A transaction open on standby 1 holds its xmin back; the
@@ -108,4 +123,112 @@ func TestWALRelayStandbys(t *testing.T) {
 			return err == nil && x != nil && *x <= held&0xFFFFFFFF
 		})
 	})
+}
+
+// checkShowRelay: SHOW WAL STANDBYS through psql lists both standbys
+// streaming from pgverbs, caught up to what they replayed; SHOW WAL
+// SLOTS lists a slot made over a replication connection to pgverbs until
+// it is dropped; /metrics (at base) counts both and the slot's retained
+// WAL, and OPERATIONS.md names every family of theirs.
+func checkShowRelay(t *testing.T, e *relayEnv, base string) {
+	ctx := testCtx(t)
+	// Both have replayed relay id 200; once they report again, their
+	// flush and replay positions reach the server's flush position now.
+	replayed := e.serverLSN(t, "SELECT pg_current_wal_flush_lsn()")
+	e.waitReplayed(t, "relay", 200)
+	var standbys map[string]map[string]string
+	archiveWait(t, "SHOW WAL STANDBYS shows sb1 and sb2 streaming, flushed and replayed to "+walstream.FormatLSN(replayed), func() bool {
+		standbys = map[string]map[string]string{}
+		for _, r := range e.rows(t, "SHOW WAL STANDBYS") {
+			standbys[r["application_name"]] = r
+		}
+		for _, name := range []string{"sb1", "sb2"} {
+			r := standbys[name]
+			if r == nil || r["state"] != "streaming" || r["flush_lsn"] == "" || r["replay_lsn"] == "" ||
+				lsnOf(t, r["flush_lsn"]) < replayed || lsnOf(t, r["replay_lsn"]) < replayed {
+				return false
+			}
+		}
+		return len(standbys) == 2
+	})
+	for _, name := range []string{"sb1", "sb2"} {
+		r := standbys[name]
+		if r["usename"] != "postgres" || r["client_addr"] != "127.0.0.1" || r["client_port"] == "" || r["timeline"] != "1" || r["pid"] == "" ||
+			r["sent_lsn"] == "" || lsnOf(t, r["sent_lsn"]) < lsnOf(t, r["flush_lsn"]) || r["started_at"] == "" {
+			t.Errorf("SHOW WAL STANDBYS row of %s: %v", name, r)
+		}
+	}
+
+	// A persistent slot made through pgverbs is pgverbs's own.
+	cfg, err := pgconn.ParseConfig(e.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["replication"] = "true"
+	repl, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("replication connection to pgverbs: %v", err)
+	}
+	defer repl.Close(ctx)
+	if _, err := repl.Exec(ctx, "CREATE_REPLICATION_SLOT s1 PHYSICAL RESERVE_WAL").ReadAll(); err != nil {
+		t.Fatalf("CREATE_REPLICATION_SLOT through pgverbs: %v", err)
+	}
+	slots := e.rows(t, "SHOW WAL SLOTS")
+	if len(slots) != 1 || slots[0]["slot_name"] != "s1" || slots[0]["slot_type"] != "physical" || slots[0]["temporary"] != "f" ||
+		slots[0]["active"] != "f" || slots[0]["active_pid"] != "" || slots[0]["restart_lsn"] == "" || slots[0]["wal_status"] != "reserved" {
+		t.Fatalf("SHOW WAL SLOTS after CREATE_REPLICATION_SLOT s1: %v", slots)
+	}
+	restart := lsnOf(t, slots[0]["restart_lsn"])
+
+	fams := scrape(t, base)
+	if n := metric(t, fams, "pgverbs_wal_standbys"); n != 2 {
+		t.Errorf("pgverbs_wal_standbys = %v, want 2", n)
+	}
+	if n := metric(t, fams, "pgverbs_wal_slots"); n != 1 {
+		t.Errorf("pgverbs_wal_slots = %v, want 1", n)
+	}
+	for _, name := range []string{"pgverbs_wal_standby_flush_lag_bytes", "pgverbs_wal_standby_replay_lag_bytes"} {
+		for _, sb := range []string{"sb1", "sb2"} {
+			if !hasSeries(fams, name, "application_name", sb) {
+				t.Errorf("/metrics has no %s{application_name=%q}", name, sb)
+			}
+		}
+	}
+	doc := readText(t, operationsDoc)
+	for name := range fams {
+		if (strings.HasPrefix(name, "pgverbs_wal_standby") || strings.HasPrefix(name, "pgverbs_wal_slot")) && !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("pgverbs exports %s, which %s does not list", name, operationsDoc)
+		}
+	}
+	// New WAL past the slot's restart_lsn is WAL the slot retains.
+	if _, err := e.srv.Exec(ctx, "INSERT INTO relay VALUES (1001, repeat('y', 8000)); SELECT pg_switch_wal()"); err != nil {
+		t.Fatal(err)
+	}
+	archiveWait(t, "pgverbs_wal_slot_retained_bytes{slot_name=s1} counts the WAL archived past "+walstream.FormatLSN(restart), func() bool {
+		fams := scrape(t, base)
+		flushed := metric(t, fams, "pgverbs_wal_archive_flushed_lsn_bytes")
+		return flushed > float64(restart) && metric(t, fams, "pgverbs_wal_slot_retained_bytes", "slot_name", "s1") == flushed-float64(restart)
+	})
+
+	if _, err := repl.Exec(ctx, "DROP_REPLICATION_SLOT s1").ReadAll(); err != nil {
+		t.Fatalf("DROP_REPLICATION_SLOT through pgverbs: %v", err)
+	}
+	if slots := e.rows(t, "SHOW WAL SLOTS"); len(slots) != 0 {
+		t.Errorf("SHOW WAL SLOTS after DROP_REPLICATION_SLOT s1: %v", slots)
+	}
+	if fams := scrape(t, base); metric(t, fams, "pgverbs_wal_slots") != 0 || hasSeries(fams, "pgverbs_wal_slot_retained_bytes", "slot_name", "s1") {
+		t.Error("/metrics still has the dropped slot s1")
+	}
+}
+
+// hasSeries reports whether family name has a sample with label = value.
+func hasSeries(fams map[string]*dto.MetricFamily, name, label, value string) bool {
+	for _, m := range fams[name].GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == label && lp.GetValue() == value {
+				return true
+			}
+		}
+	}
+	return false
 }
