@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,4 +179,53 @@ func (w *failoverWriter) ids() []int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]int(nil), w.ack...)
+}
+
+// TestWALRelayRestart restarts pgverbs while a standby streams from it:
+// the archive resumes by itself, the standby reconnects to the same
+// address and replays what was written meanwhile, without a restart of
+// its own.
+func TestWALRelayRestart(t *testing.T) {
+	e := startRelay(t, 1)
+	ctx := testCtx(t)
+	if _, err := e.srv.Exec(ctx, "CREATE TABLE restart (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Exec(ctx, "INSERT INTO restart VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitReplayed(t, "restart", 1)
+	sb := connect(t, e.standbys[0].SuperURL())
+	var started time.Time
+	if err := sb.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&started); err != nil {
+		t.Fatal(err)
+	}
+	e.p.Signal(t, syscall.SIGTERM)
+	if err := e.p.Wait(t, 30*time.Second); err != nil {
+		t.Fatalf("pgverbs after SIGTERM: %v\n%s", err, e.p.Log.String())
+	}
+	if _, err := e.srv.Exec(ctx, "INSERT INTO restart VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	e.p = launchProxy(t, e.p.Port, e.c.URL("", "", "postgres"), "--backup-root", e.root)
+	if !e.p.waitReady(t) {
+		t.Fatalf("pgverbs did not start again on port %d:\n%s", e.p.Port, e.p.Log.String())
+	}
+	e.waitReplayed(t, "restart", 2)
+	// Served by the resumed archive, not relayed to the primary.
+	var n int
+	var apps string
+	if err := e.srv.QueryRow(ctx, "SELECT count(*), string_agg(application_name, ',') FROM pg_stat_replication").Scan(&n, &apps); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || apps != "pgverbs" {
+		t.Errorf("the primary's walsenders after the restart: %d (%s), want pgverbs only", n, apps)
+	}
+	var again time.Time
+	if err := sb.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !again.Equal(started) {
+		t.Errorf("the standby was restarted: %v, before %v", again, started)
+	}
 }
