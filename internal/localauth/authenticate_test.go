@@ -65,7 +65,6 @@ func connect(t *testing.T, addr, user, password string) error {
 // TestAuthenticatePgconn runs pgx's client side against Authenticate for
 // each kind of entry, with the right and a wrong password.
 func TestAuthenticatePgconn(t *testing.T) {
-	srv := startServer(t, testFile(t))
 	for _, tc := range []struct {
 		name, user, password string
 		method               Method
@@ -75,6 +74,7 @@ func TestAuthenticatePgconn(t *testing.T) {
 		{"plain password", "carol", `pen"cil`, MethodSCRAM},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, testFile(t))
 			if e, _ := testFile(t).Lookup(tc.user); e.Method() != tc.method {
 				t.Fatalf("%s: method %v, want %v", tc.user, e.Method(), tc.method)
 			}
@@ -93,6 +93,7 @@ func TestAuthenticatePgconn(t *testing.T) {
 		})
 	}
 	t.Run("no such user", func(t *testing.T) {
+		srv := startServer(t, testFile(t))
 		err := connect(t, srv.addr, "mallory", "pencil")
 		checkAuthFailed(t, err, "mallory")
 		if err := <-srv.results; !errors.Is(err, ErrNoSuchUser) {

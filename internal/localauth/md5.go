@@ -27,8 +27,9 @@ func (x *exchange) md5(hash string) error {
 	if err != nil {
 		return err
 	}
-	// The body is one NUL-terminated string, as recv_password_packet checks.
-	if bytes.IndexByte(body, 0) != len(body)-1 {
+	// The body is one NUL-terminated string, as recv_password_packet checks
+	// (an empty body has no terminator, though IndexByte's -1 is len-1).
+	if len(body) == 0 || bytes.IndexByte(body, 0) != len(body)-1 {
 		return pgerr.Protocol("invalid password packet size")
 	}
 	if len(body) == 1 {
