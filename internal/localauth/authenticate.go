@@ -39,8 +39,19 @@ var (
 // password (cause ErrPasswordMismatch), 08P01 or 0A000 for a message that
 // breaks the protocol, all in PostgreSQL's words. A failed read or write
 // is returned wrapped as is: the connection is gone, there is no one to tell.
+//
+// For a user absent from the file the caller may send NoSuchUser at once,
+// or pass the zero Entry: Authenticate then runs a SCRAM exchange with a
+// made-up verifier that fails like a wrong password (cause ErrNoSuchUser),
+// as PostgreSQL does so that a client cannot tell from the exchange which
+// roles exist.
 func Authenticate(rw io.ReadWriter, user string, e Entry) error {
 	x := &exchange{rw: rw, user: user}
+	if e.method == 0 {
+		sec := mockSecret(user)
+		x.doomed = true
+		return x.scram(&sec)
+	}
 	switch e.method {
 	case MethodMD5:
 		return x.md5(e.md5)
@@ -54,7 +65,7 @@ func Authenticate(rw io.ReadWriter, user string, e Entry) error {
 		}
 		return x.scram(&secret)
 	}
-	return authFailed(user).WithCause(errors.New("localauth: Authenticate called with the zero Entry"))
+	return authFailed(user).WithCause(fmt.Errorf("localauth: entry of unknown method %v", e.method))
 }
 
 // NoSuchUser is FATAL 28P01 for a user absent from the auth file, with the
@@ -71,9 +82,10 @@ func authFailed(user string) *pgerr.Error {
 
 // exchange is one client's authentication conversation.
 type exchange struct {
-	rw   io.ReadWriter
-	user string
-	buf  []byte
+	rw     io.ReadWriter
+	user   string
+	doomed bool // a mock exchange for a user not in the file: it must fail
+	buf    []byte
 }
 
 // send writes msg and flushes, since the client answers only what it has

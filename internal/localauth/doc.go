@@ -12,7 +12,8 @@
 // md5 hash, so an operator can copy it from `SELECT rolname, rolpassword
 // FROM pg_authid`, or plain text as PgBouncer allows. Load is stricter than
 // PgBouncer where being lenient would hide a mistake in a file that is only
-// read when the primary is down: it refuses a file other users can read, a
+// read when the primary is down: it refuses a file other users can read
+// (a group may, if root owns the file), a
 // value that starts like a SCRAM verifier but does not parse, a user listed
 // twice, empty passwords and text after the password.
 //
@@ -38,6 +39,7 @@
 // to send, in PostgreSQL's words and SQLSTATEs: a wrong password is 28P01
 // `password authentication failed for user "..."`, the same text NoSuchUser
 // gives for a user absent from the file (PostgreSQL does not reveal whether a
-// role exists), and a malformed message is 08P01 with auth-scram.c's
-// message and detail.
+// role exists; passing the zero Entry goes further and runs PostgreSQL's
+// mock exchange, which fails at the same step as a wrong password), and a
+// malformed message is 08P01 with auth-scram.c's message and detail.
 package localauth

@@ -101,7 +101,7 @@ func isASCII(s string) bool {
 }
 
 // Method returns how Authenticate checks the entry's password; 0 for the
-// zero Entry.
+// zero Entry, which stands for a user not in the file.
 func (e Entry) Method() Method { return e.method }
 
 // String describes the entry without its secret.

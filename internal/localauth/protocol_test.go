@@ -270,13 +270,29 @@ func TestClientGone(t *testing.T) {
 	}
 }
 
-// TestZeroEntry: the zero Entry never authenticates.
+// TestZeroEntry: the zero Entry runs a mock exchange that fails like a
+// wrong password, with the same salt each time, even given the proof a
+// client would compute for an empty verifier.
 func TestZeroEntry(t *testing.T) {
-	err := Authenticate(struct {
-		io.Reader
-		io.Writer
-	}{strings.NewReader(""), io.Discard}, "alice", Entry{})
-	if pe, ok := errors.AsType[*pgerr.Error](err); !ok || pe.Code != pgerr.InvalidPassword {
-		t.Fatalf("got %v, want 28P01", err)
+	var salts []string
+	for range 2 {
+		c := startRaw(t, "mallory", Entry{})
+		if _, ok := c.receive().(*pgproto3.AuthenticationSASL); !ok {
+			t.Fatal("want AuthenticationSASL")
+		}
+		const first = "n,,n=,r=abc"
+		c.send('p', initialResponse(scramMechanism, first))
+		sf := string(c.receive().(*pgproto3.AuthenticationSASLContinue).Data)
+		salts = append(salts, sf[strings.Index(sf, ",s="):])
+		without, proof := scramClientFinal(t, "", first, sf, "c=biws,r=<nonce>")
+		c.send('p', []byte(without+",p="+base64.StdEncoding.EncodeToString(proof)))
+		err := c.result()
+		if pe, ok := errors.AsType[*pgerr.Error](err); !ok || pe.Code != pgerr.InvalidPassword ||
+			pe.Message != `password authentication failed for user "mallory"` || !errors.Is(err, ErrNoSuchUser) {
+			t.Fatalf("got %v, want 28P01 caused by ErrNoSuchUser", err)
+		}
+	}
+	if salts[0] != salts[1] {
+		t.Fatalf("mock salt changed between attempts: %s, %s", salts[0], salts[1])
 	}
 }

@@ -92,7 +92,13 @@ func (x *exchange) scram(sec *scramSecret) error {
 	clientKey := hmacSHA256(sec.storedKey[:], authMessage)
 	subtle.XORBytes(clientKey, clientKey, cl.proof[:]) // ClientSignature XOR proof
 	storedKey := sha256.Sum256(clientKey)
-	if subtle.ConstantTimeCompare(storedKey[:], sec.storedKey[:]) != 1 {
+	// The proof is checked even when doomed, as in PostgreSQL, so that the
+	// work done does not tell a missing user from a wrong password.
+	match := subtle.ConstantTimeCompare(storedKey[:], sec.storedKey[:]) == 1
+	if x.doomed {
+		return authFailed(x.user).WithCause(ErrNoSuchUser)
+	}
+	if !match {
 		return authFailed(x.user).WithCause(ErrPasswordMismatch)
 	}
 	serverSignature := hmacSHA256(sec.serverKey[:], authMessage)
@@ -117,6 +123,22 @@ func deriveSecret(password string) (scramSecret, error) {
 	sec.storedKey = sha256.Sum256(hmacSHA256(salted, []byte("Client Key")))
 	copy(sec.serverKey[:], hmacSHA256(salted, []byte("Server Key")))
 	return sec, nil
+}
+
+// mockKey makes mock salts unpredictable from outside and stable within
+// a process, like PostgreSQL's per-cluster mock authentication nonce.
+var mockKey = func() []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}()
+
+// mockSecret is the made-up verifier of a user not in the file: its salt
+// is the same on every attempt, as a real verifier's would be, so that
+// asking twice does not reveal that the user is missing.
+func mockSecret(user string) scramSecret {
+	salt := hmacSHA256(mockKey, []byte(user))[:saltLen]
+	return scramSecret{iterations: defaultIterations, salt: base64.StdEncoding.EncodeToString(salt)}
 }
 
 func hmacSHA256(key, msg []byte) []byte {
