@@ -31,6 +31,7 @@ type ParseError struct {
 	Msg  string
 }
 
+// Error returns "path:line: message", or "line N: message" from Parse.
 func (e *ParseError) Error() string {
 	if e.Path == "" {
 		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
