@@ -122,8 +122,7 @@ func (m *Manager) runningLocked() (*archiveRun, error) {
 // CREATE_REPLICATION_SLOT ... PHYSICAL does: a temporary one lives until
 // ReleaseSlot by pid (its creator holds it from the start, as
 // PostgreSQL's does), a persistent one is saved at once. With reserve the
-// slot keeps WAL from the start of the segment holding the archive's
-// durable position.
+// slot keeps WAL from the archive's durable position.
 func (m *Manager) CreateSlot(name string, temporary, reserve bool, pid uint32) (Slot, error) {
 	if err := CheckSlotName(name); err != nil {
 		return Slot{}, err
@@ -145,8 +144,10 @@ func (m *Manager) CreateSlot(name string, temporary, reserve bool, pid uint32) (
 		s.ActivePID = pid
 	}
 	if reserve {
-		pos := m.status.Flushed
-		s.RestartLSN, s.RestartTLI = pos-pos%run.st.SegmentSize, m.status.Timeline
+		// The durable end, as a standby's walsender reserves from its
+		// replay position: retention removes whole segments only, so the
+		// segment holding it stays.
+		s.RestartLSN, s.RestartTLI = m.status.Flushed, m.status.Timeline
 	}
 	run.slots[name] = s
 	if !temporary {

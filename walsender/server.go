@@ -185,7 +185,11 @@ func (c *conn) query(ctx context.Context, sql string, raw []byte) error {
 	case cmdTimelineHistory:
 		err = c.timelineHistory(cmd.timeline)
 	case cmdShow:
-		err = c.show(ctx, cmd.name, raw)
+		if cmd.name == "data_directory_mode" && c.s.Backend != nil {
+			// The upstream's own answer, ReadyForQuery included.
+			return c.forwardShow(ctx, raw)
+		}
+		err = c.show(cmd.name)
 	case cmdReadSlot:
 		err = c.readSlot(cmd.name)
 	case cmdCreateSlot:
@@ -203,6 +207,9 @@ func (c *conn) query(ctx context.Context, sql string, raw []byte) error {
 	if errors.As(err, &pe) && pe.Severity != pgerr.SeverityFatal {
 		c.out = pe.AppendWire(c.out)
 		err = nil
+		// A walsender's error cleanup drops the session's temporary
+		// slots and releases the one it used.
+		c.srv.cfg.Archive.ReleaseSlots(c.s.PID)
 	}
 	if err != nil {
 		return err
@@ -252,6 +259,13 @@ func (c *conn) identifySystem() error {
 
 func (c *conn) timelineHistory(tli uint32) error {
 	name := fmt.Sprintf("%08X.history", tli)
+	// SendTimeLineHistory describes its columns by hand, typmod 0, before
+	// it opens the file; the content became text in 15 (bytea before).
+	contentCol := column{"content", pgwire.TextOID, -1, 0}
+	if c.s.ServerMajor != 0 && c.s.ServerMajor < 15 {
+		contentCol.oid = byteaOID
+	}
+	c.out = appendRowDescription(c.out, column{"filename", pgwire.TextOID, -1, 0}, contentCol)
 	content, err := c.srv.cfg.Archive.History(tli)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -259,13 +273,6 @@ func (c *conn) timelineHistory(tli uint32) error {
 		}
 		return pgerr.New(pgerr.IOError, "could not read file \"pg_wal/%s\": %v", name, err)
 	}
-	// SendTimeLineHistory describes its columns by hand, typmod 0; the
-	// content became text in 15 (bytea before).
-	contentCol := column{"content", pgwire.TextOID, -1, 0}
-	if c.s.ServerMajor != 0 && c.s.ServerMajor < 15 {
-		contentCol.oid = byteaOID
-	}
-	c.out = appendRowDescription(c.out, column{"filename", pgwire.TextOID, -1, 0}, contentCol)
 	c.out = appendDataRow(c.out, []byte(name), content)
 	c.out = appendCommandComplete(c.out, "TIMELINE_HISTORY")
 	return nil
@@ -274,7 +281,7 @@ func (c *conn) timelineHistory(tli uint32) error {
 // byteaOID is the type of TIMELINE_HISTORY's content before PostgreSQL 15.
 const byteaOID = 17
 
-func (c *conn) show(ctx context.Context, name string, raw []byte) error {
+func (c *conn) show(name string) error {
 	var v string
 	switch name {
 	case "wal_segment_size":
@@ -284,11 +291,7 @@ func (c *conn) show(ctx context.Context, name string, raw []byte) error {
 		}
 		v = formatBytes(p.SegmentSize)
 	case "data_directory_mode":
-		// The upstream's own answer when it is there (pg_receivewal
-		// gives its files that mode), remembered for when it is not.
-		if c.s.Backend != nil {
-			return c.forwardShow(ctx, raw)
-		}
+		// The upstream's as last seen, while it is unreachable.
 		c.srv.mu.Lock()
 		v = c.srv.dataDirMode
 		c.srv.mu.Unlock()
