@@ -47,12 +47,10 @@ func (s *session) serveLocally(p *startupPacket) bool {
 	if !replication && (s.replication || !srv.localAdmins[s.user]) {
 		return false
 	}
-	entry, ok := srv.localAuth.Lookup(s.user)
-	if !ok {
-		s.sendFatal(localauth.NoSuchUser(s.user))
-		s.logger().Info("connection refused: not in wal_auth_file", zap.Bool("replication", replication))
-		return true
-	}
+	// A role absent from the file gets the zero Entry: a mock exchange
+	// that fails as a wrong password does, so that nobody learns which
+	// roles exist.
+	entry, _ := srv.localAuth.Lookup(s.user)
 	if err := localauth.Authenticate(localRW{s.cr, s.cw}, s.user, entry); err != nil {
 		var pe *pgerr.Error
 		if errors.As(err, &pe) {

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -61,12 +63,50 @@ func TestWALFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// pg_receivewal streams through pgverbs (its walsender) on a slot
+	// of pgverbs's own, across the failover.
+	recvDir := t.TempDir()
+	recvConn := fmt.Sprintf("host=%s port=%d user=postgres", p.Host, p.Port)
+	if out, err := exec.Command(c.Bin("pg_receivewal"), "-d", recvConn, "--slot", "rw", "--create-slot").CombinedOutput(); err != nil {
+		t.Fatalf("pg_receivewal --create-slot through pgverbs: %v\n%s", err, out)
+	}
+	var recvOut syncBuffer
+	recv := exec.Command(c.Bin("pg_receivewal"), "-d", recvConn, "-D", recvDir, "--slot", "rw", "-v")
+	recv.Stdout, recv.Stderr = &recvOut, &recvOut
+	if err := recv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	recvDone := make(chan error, 1)
+	go func() { recvDone <- recv.Wait() }()
+	t.Cleanup(func() { _ = recv.Process.Kill(); <-recvDone })
+
+	// sb3 is made now and started while the primary is down.
+	e.run(t, "BASE BACKUP TO 'sb3' WITH (STANDBY on)")
+
 	w := &failoverWriter{url: p.URL("postgres", "", "postgres")}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.run(wctx) }()
 	archiveWait(t, "the writer commits", func() bool { return w.count() >= 300 })
 	killCluster(t, c)
+	// A standby started while the primary is down authenticates with
+	// pgverbs (wal_auth_file) and catches up from the archive.
+	lastBefore := w.ids()[w.count()-1]
+	sb3 := pgtest.StartCopy(t, filepath.Join(root, "sb3"), pgtest.Options{BinDir: c.BinDir, Password: c.Password,
+		Settings: map[string]string{"wal_retrieve_retry_interval": "1s"}}, func(dir string) {
+		f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "primary_conninfo = 'host=%s port=%d user=postgres password=%s application_name=sb3'\n", p.Host, p.Port, c.Password)
+	})
+	sb3conn := connect(t, sb3.SuperURL())
+	archiveWait(t, "sb3, started with the primary down, replays the last id acknowledged before the kill", func() bool {
+		var got int
+		return sb3conn.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id = $1", lastBefore).Scan(&got) == nil && got == 1
+	})
+
 	// The operator: psql to pgverbs's usual address, the primary gone.
 	candidate := e.standbys[0]
 	admin := fmt.Sprintf("host=%s port=%d user=postgres password=%s dbname=postgres", p.Host, p.Port, c.Password)
@@ -79,8 +119,8 @@ func TestWALFailover(t *testing.T) {
 	if len(fields) != 3 || fields[0] != "2" || fields[1] == "" {
 		t.Fatalf("FAILOVER returned %q, want timeline 2, a switch point and the standbys", out)
 	}
-	if !strings.Contains(fields[2], "sb2") {
-		t.Errorf("FAILOVER's standbys %q do not name sb2", fields[2])
+	if !strings.Contains(fields[2], "sb2") || !strings.Contains(fields[2], "sb3") {
+		t.Errorf("FAILOVER's standbys %q do not name sb2 and sb3", fields[2])
 	}
 
 	// The writer reconnects to the same address and reaches the new
@@ -115,6 +155,54 @@ func TestWALFailover(t *testing.T) {
 	if !again.Equal(started) {
 		t.Errorf("sb2 was restarted: postmaster started %v, before %v", again, started)
 	}
+
+	// pg_receivewal followed the failover through pgverbs and wrote the
+	// archive's bytes: every complete segment on both timelines is equal.
+	if _, err := newPrimary.Exec(ctx, "SELECT pg_switch_wal()"); err != nil {
+		t.Fatal(err)
+	}
+	tl2 := 0
+	archiveWait(t, "pg_receivewal completes a segment of timeline 2", func() bool {
+		ents, _ := os.ReadDir(recvDir)
+		tl2 = 0
+		for _, de := range ents {
+			if strings.HasPrefix(de.Name(), "00000002") && len(de.Name()) == 24 {
+				tl2++
+			}
+		}
+		return tl2 > 0
+	})
+	_ = recv.Process.Signal(syscall.SIGINT)
+	<-recvDone
+	recvDone <- nil
+	ents, err := os.ReadDir(recvDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compared := 0
+	for _, de := range ents {
+		name := de.Name()
+		if len(name) != 24 && !strings.HasSuffix(name, ".history") {
+			continue // .partial: still being written, or the old timeline's end
+		}
+		got, err := os.ReadFile(filepath.Join(recvDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(e.dir(), name))
+		if err != nil {
+			t.Errorf("pg_receivewal has %s, the archive does not: %v", name, err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("pg_receivewal's %s differs from the archive's", name)
+		}
+		compared++
+	}
+	if !strings.Contains(recvOut.String(), "switched to timeline 2") {
+		t.Errorf("pg_receivewal did not follow the switch to timeline 2 on its connection:\n%s", recvOut.String())
+	}
+	t.Logf("pg_receivewal through pgverbs: %d files equal to the archive's (%d of timeline 2)", compared, tl2)
 
 	// The old primary, rebuilt as a relay-fed standby of the new one.
 	e.run(t, "BASE BACKUP TO 'old' WITH (STANDBY on)")
