@@ -105,7 +105,16 @@ func run(args []string) int {
 	var current atomic.Pointer[conf.Config]
 	current.Store(cfg)
 	source := new(stats.Deferred)
-	registerOperatorCommands(registry, current.Load, source, archive)
+	registerOperatorCommands(registry, func() *conf.Config {
+		// After SET SOURCE or FAILOVER the backend is the archive's
+		// source, whatever the file says.
+		if m, ok := archive.(*walarchive.Manager); ok {
+			if src := m.Source(); src != "" {
+				return current.Load().FollowingSource(backendFollow.conninfo(src))
+			}
+		}
+		return current.Load()
+	}, source, archive)
 	localAuth, admins, err := loadLocalAuth(cfg)
 	if err != nil {
 		log.Error("cannot read wal_auth_file", zap.Error(err))

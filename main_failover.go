@@ -34,16 +34,20 @@ func (f *followTarget) get() *backend.Target { return f.cur.Load() }
 // user, password) with the source's host, port and whatever it names
 // itself, since later keywords win; a configured URL is not merged.
 func (f *followTarget) follow(source string) (*backend.Target, error) {
-	merged := source
-	if !strings.Contains(f.configured, "://") && !strings.Contains(source, "://") {
-		merged = f.configured + " " + source
-	}
-	t, err := backend.Parse(merged)
+	t, err := backend.Parse(f.conninfo(source))
 	if err != nil {
 		return nil, err
 	}
 	f.cur.Store(t)
 	return t, nil
+}
+
+// conninfo is the connection string follow uses for source.
+func (f *followTarget) conninfo(source string) string {
+	if !strings.Contains(f.configured, "://") && !strings.Contains(source, "://") {
+		return f.configured + " " + source
+	}
+	return source
 }
 
 // sourceConnect is the archive's ConnectFunc: a connection to the server

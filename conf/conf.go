@@ -95,6 +95,9 @@ const (
 	FromFile    Source = "file"
 	FromEnv     Source = "env"
 	FromFlag    Source = "flag"
+	// FromWALSource is a backend that followed the WAL archive's source
+	// (SET SOURCE or FAILOVER WAL ARCHIVE), persisted in the archive.
+	FromWALSource Source = "wal archive source"
 )
 
 // Setting is one setting as SHOW PGVERBS CONFIG lists it.
@@ -121,6 +124,19 @@ func (c *Config) Settings() []Setting {
 		out = append(out, Setting{Name: s.key, Value: s.text(c), Source: src, Description: s.usage})
 	}
 	return out
+}
+
+// FollowingSource returns a copy of c whose backend is the WAL archive's
+// source, as SHOW PGVERBS CONFIG shows it after a failover.
+func (c *Config) FollowingSource(backend string) *Config {
+	cp := *c
+	cp.Backend = backend
+	cp.sources = make(map[string]Source, len(c.sources)+1)
+	for k, v := range c.sources {
+		cp.sources[k] = v
+	}
+	cp.sources["backend"] = FromWALSource
+	return &cp
 }
 
 // setSource notes that layer src set the setting key.

@@ -123,6 +123,18 @@ func TestWALFailover(t *testing.T) {
 		t.Errorf("FAILOVER's standbys %q do not name sb2 and sb3", fields[2])
 	}
 
+	// The backend followed: SHOW PGVERBS CONFIG says so, and a client
+	// asking for a read-write server through pgverbs gets one.
+	cfgOut, err := psql(t, c, p.URL("postgres", "", "postgres")+"&target_session_attrs=read-write", "-At", "-c",
+		"SELECT 1 WHERE NOT pg_is_in_recovery()", "-c", "SHOW PGVERBS CONFIG")
+	if err != nil {
+		t.Fatalf("psql target_session_attrs=read-write through pgverbs after the failover: %v\n%s", err, cfgOut)
+	}
+	if !strings.HasPrefix(cfgOut, "1\n") || !strings.Contains(cfgOut, fmt.Sprintf("backend|host=%s port=%d", candidate.Host, candidate.Port)) ||
+		!strings.Contains(cfgOut, "|wal archive source|") {
+		t.Errorf("after the failover, want the new primary and SHOW PGVERBS CONFIG's backend from the archive's source:\n%s", cfgOut)
+	}
+
 	// The writer reconnects to the same address and reaches the new
 	// primary.
 	before := w.count()
