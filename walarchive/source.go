@@ -289,6 +289,11 @@ func (m *Manager) Failover(ctx context.Context, o FailoverOptions) (FailoverResu
 	if row[1] != run.st.SystemID {
 		return res, pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the candidate is another database system (system identifier %s, the archive holds %s)", row[1], run.st.SystemID)
 	}
+	if inRecovery && !o.Promote {
+		e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the candidate is still a standby and PROMOTE is off")
+		e.Hint = "Promote it first, or let FAILOVER promote it (PROMOTE on)."
+		return res, e
+	}
 	if inRecovery && o.CatchUp {
 		if err := m.catchUp(ctx, pc); err != nil {
 			return res, err
@@ -306,8 +311,6 @@ func (m *Manager) Failover(ctx context.Context, o FailoverOptions) (FailoverResu
 		if row[0] != "true" {
 			return res, pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the candidate did not finish its promotion within %d seconds", secs)
 		}
-	} else if inRecovery {
-		return res, pgerr.New(pgerr.ObjectNotInPrerequisiteState, "the candidate is still a standby and PROMOTE is off")
 	}
 	sres, err := m.SetSource(ctx, o.Conninfo, o.User, o.Force)
 	if err != nil {

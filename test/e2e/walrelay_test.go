@@ -94,6 +94,8 @@ func TestWALRelayStandbys(t *testing.T) {
 
 	t.Run("SHOW WAL STANDBYS, SHOW WAL SLOTS and /metrics", func(t *testing.T) { checkShowRelay(t, e, "http://"+httpAddr) })
 
+	t.Run("FAILOVER and SET SOURCE refusals", func(t *testing.T) { checkFailoverRefusals(t, e) })
+
 	t.Run("hot-standby feedback reaches the primary as the minimum", func(t *testing.T) {
 		// A transaction open on standby 1 holds its xmin back; the
 		// primary's pgverbs walsender must report an xmin no newer.
@@ -231,4 +233,33 @@ func hasSeries(fams map[string]*dto.MetricFamily, name, label, value string) boo
 		}
 	}
 	return false
+}
+
+// checkFailoverRefusals: FAILOVER while the primary answers, or to a
+// standby with PROMOTE off, and SET SOURCE to another cluster are refused
+// (55000) and change nothing: the archive streams on from the primary.
+func checkFailoverRefusals(t *testing.T, e *relayEnv) {
+	ctx := testCtx(t)
+	sb := e.standbys[0]
+	to := fmt.Sprintf("'host=%s port=%d user=postgres dbname=postgres'", sb.Host, sb.Port)
+	for _, sql := range []string{
+		"FAILOVER WAL ARCHIVE TO " + to,
+		"FAILOVER WAL ARCHIVE TO " + to + " WITH (FORCE on, PROMOTE off)",
+	} {
+		if code := e.sqlstate(t, "postgres", sql); code != "55000" {
+			t.Errorf("%s: SQLSTATE %s, want 55000", sql, code)
+		}
+	}
+	other := cluster(t, pgtest.Options{})
+	sql := fmt.Sprintf("ALTER WAL ARCHIVE SET SOURCE 'host=%s port=%d user=postgres'", other.Host, other.Port)
+	if code := e.sqlstate(t, "postgres", sql); code != "55000" {
+		t.Errorf("%s: SQLSTATE %s, want 55000", sql, code)
+	}
+	var inRecovery bool
+	if err := connect(t, sb.SuperURL()).QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
+		t.Errorf("the standby after refused FAILOVERs: in recovery %v, %v", inRecovery, err)
+	}
+	if st := e.status(t); st["state"] != "streaming" || st["timeline"] != "1" {
+		t.Errorf("the archive after the refusals: %v", st)
+	}
 }
