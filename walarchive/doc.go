@@ -41,4 +41,20 @@
 // position the caller passes; opening one whose NAME exists compares
 // every write with the bytes already there and refuses a difference
 // (ErrDiffers): a complete segment is never overwritten.
+//
+// # Serving standbys and changing the source
+//
+// Package walsender reads the archive while it is written (feed.go):
+// Position is the durable end and a channel closed when it or the
+// timeline moves, and nothing beyond it is ever served. The archive's own
+// replication slots (slots.go) live in SlotsFile beside StateFile;
+// retention keeps what their restart_lsn needs. SET SOURCE and FAILOVER
+// (source.go) change the upstream: the new source's history file is
+// archived first, WAL beyond its switch point is renamed NAME.diverged...
+// (a name ParseName refuses, so it is never served or counted), and the
+// receiver resumes at the start of the segment holding the switch point,
+// crossing to the new timeline as at any timeline switch. A slot's
+// position on another source vouches for nothing the archive holds, so
+// the resume floor applies only to the source the archive last streamed
+// from.
 package walarchive
