@@ -259,6 +259,30 @@ func checkFailoverRefusals(t *testing.T, e *relayEnv) {
 	if err := connect(t, sb.SuperURL()).QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
 		t.Errorf("the standby after refused FAILOVERs: in recovery %v, %v", inRecovery, err)
 	}
+
+	// A candidate that cannot catch up (it streams from nowhere) is not
+	// promoted when TIMEOUT ends, FORCE or not.
+	e.run(t, "BASE BACKUP TO 'lagging' WITH (STANDBY on)")
+	lag := pgtest.StartCopy(t, filepath.Join(e.root, "lagging"), pgtest.Options{BinDir: e.c.BinDir, Password: e.c.Password}, func(dir string) {
+		f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fmt.Fprintln(f, "primary_conninfo = 'host=127.0.0.1 port=1'")
+	})
+	if _, err := e.srv.Exec(ctx, "INSERT INTO relay SELECT g, 'after the lagging backup' FROM generate_series(50001, 50100) g"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCaughtUp(t)
+	sql = fmt.Sprintf("FAILOVER WAL ARCHIVE TO 'host=%s port=%d user=postgres dbname=postgres' WITH (FORCE on, TIMEOUT '2s')", lag.Host, lag.Port)
+	out, err := psql(t, e.c, e.url("postgres"), "-c", sql)
+	if err == nil || !strings.Contains(out, "did not catch up with the archive") {
+		t.Errorf("FAILOVER to a candidate that cannot catch up: %v\n%s", err, out)
+	}
+	if err := connect(t, lag.SuperURL()).QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
+		t.Errorf("the candidate that did not catch up was promoted: in recovery %v, %v", inRecovery, err)
+	}
 	if st := e.status(t); st["state"] != "streaming" || st["timeline"] != "1" {
 		t.Errorf("the archive after the refusals: %v", st)
 	}
