@@ -248,9 +248,9 @@ type FailoverResult struct {
 // manual procedure did by hand: refuse while the old upstream answers
 // (unless Force), catch the candidate up with the archive (it streams
 // from pgverbs), create the archive's slot on it, promote it, feed the
-// archive from it. Without CatchUp, or when the catch-up times out, the
-// candidate is not promoted: promoting it would lose acknowledged
-// commits.
+// archive from it. When the catch-up times out the candidate is not
+// promoted: promoting it would lose acknowledged commits (CatchUp off
+// takes that risk knowingly).
 func (m *Manager) Failover(ctx context.Context, o FailoverOptions) (FailoverResult, error) {
 	var res FailoverResult
 	m.mu.Lock()
