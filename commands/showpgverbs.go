@@ -297,6 +297,10 @@ func pgverbsVersion() string {
 // showMonitor asks the server whether the current role is a superuser or
 // a member of pg_monitor.
 func showMonitor(c Conn) (bool, error) {
+	if la, ok := c.(LocalAdmin); ok {
+		// No server to ask while it is down: wal_auth_admins decides.
+		return la.LocalAdmin(), nil
+	}
 	r, err := queryRow(c, 1, `SELECT coalesce((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), false)
 OR pg_catalog.pg_has_role(current_user, '`+monitorRole+`', 'MEMBER')`)
 	if err != nil {

@@ -110,6 +110,16 @@ func TestWALFailover(t *testing.T) {
 	// The operator: psql to pgverbs's usual address, the primary gone.
 	candidate := e.standbys[0]
 	admin := fmt.Sprintf("host=%s port=%d user=postgres password=%s dbname=postgres", p.Host, p.Port, c.Password)
+	if out, err := psql(t, c, admin, "-At", "-c", "SHOW WAL ARCHIVE", "-c", "SHOW PGVERBS CLIENTS", "-c", "SHOW WAL STANDBYS"); err != nil {
+		t.Errorf("pgverbs's SHOWs in the session it authenticated itself: %v\n%s", err, out)
+	}
+	if out, err := psql(t, c, admin, "-v", "VERBOSITY=verbose", "-c", "SELECT 1"); err == nil || !strings.Contains(out, "57P03") {
+		t.Errorf("SQL in the session pgverbs authenticated itself: %v, want 57P03\n%s", err, out)
+	}
+	if out, err := psql(t, c, strings.Replace(admin, "password="+c.Password, "password=wrong", 1), "-c", "SHOW WAL ARCHIVE"); err == nil ||
+		!strings.Contains(out, `password authentication failed for user "postgres"`) {
+		t.Errorf("a wrong password while the primary is down: %v\n%s", err, out)
+	}
 	out, err := psql(t, c, admin, "-At", "-c", fmt.Sprintf("FAILOVER WAL ARCHIVE TO 'host=%s port=%d user=postgres dbname=postgres' WITH (TIMEOUT '60s')", candidate.Host, candidate.Port))
 	if err != nil {
 		t.Fatalf("FAILOVER: %v\n%s", err, out)
