@@ -206,8 +206,14 @@ func reload(log *zap.Logger, args []string, old *conf.Config, level zap.AtomicLe
 		log.Error("SIGHUP: cannot load TLS certificate, keeping the old configuration", zap.Error(err))
 		return old
 	}
+	localAuth, admins, err := loadLocalAuth(cfg)
+	if err != nil {
+		log.Error("SIGHUP: cannot read wal_auth_file, keeping the old configuration", zap.Error(err))
+		return old
+	}
 	level.SetLevel(cfg.ZapLevel())
 	srv.SetLimits(limits(cfg))
+	srv.SetLocalAuth(localAuth, admins)
 	srv.SetCertificate(cert)
 	if keys := conf.RestartNeeded(old, cfg); len(keys) > 0 {
 		log.Warn("SIGHUP: changed settings that take effect only on restart", zap.Strings("settings", keys))

@@ -200,7 +200,6 @@ var settings = []setting{{
 		_, err := localauth.Load(c.WALAuthFile)
 		return err
 	},
-	restart: true,
 }, {
 	key: "wal_auth_admins", flag: "wal-auth-admins", arg: "ROLE[,ROLE...]",
 	usage: "roles of wal_auth_file that may open a session while the backend is unreachable, to run FAILOVER WAL ARCHIVE and the SHOW WAL commands",
@@ -211,7 +210,6 @@ var settings = []setting{{
 		}
 		return nil
 	},
-	restart: true,
 }, {
 	key: "relay_mode", flag: "relay-mode", arg: "loop|goroutines",
 	usage: "how sessions are relayed after authentication (TLS sessions always use goroutines)",

@@ -40,17 +40,18 @@ func (l localRW) Flush() error                { return l.w.Flush() }
 // usual FATAL for an unreachable server).
 func (s *session) serveLocally(p *startupPacket) bool {
 	srv := s.srv
-	if srv.localAuth == nil {
+	la := srv.localAuth.Load()
+	if la == nil {
 		return false
 	}
 	replication := s.physical && srv.repl != nil && srv.repl.Active()
-	if !replication && (s.replication || !srv.localAdmins[s.user]) {
+	if !replication && (s.replication || !la.admins[s.user]) {
 		return false
 	}
 	// A role absent from the file gets the zero Entry: a mock exchange
 	// that fails as a wrong password does, so that nobody learns which
 	// roles exist.
-	entry, _ := srv.localAuth.Lookup(s.user)
+	entry, _ := la.file.Lookup(s.user)
 	if err := localauth.Authenticate(localRW{s.cr, s.cw}, s.user, entry); err != nil {
 		var pe *pgerr.Error
 		if errors.As(err, &pe) {
@@ -75,7 +76,7 @@ func (s *session) serveLocally(p *startupPacket) bool {
 		s.serveReplication(ctx, p)
 		return true
 	}
-	s.serveAdmin()
+	s.serveAdmin(la.admins[s.user])
 	return true
 }
 
@@ -124,8 +125,8 @@ func notAvailable() *pgerr.Error {
 
 // serveAdmin answers simple queries with pgverbs's commands until the
 // client leaves.
-func (s *session) serveAdmin() {
-	conn := &adminConn{s: s}
+func (s *session) serveAdmin(admin bool) {
+	conn := &adminConn{s: s, admin: admin}
 	for {
 		typ, body, err := readFrontend(s.cr)
 		if err != nil {
@@ -215,7 +216,10 @@ func readFrontend(r *bufio.Reader) (byte, []byte, error) {
 
 // adminConn is commands.Conn for an admin session: no server to run
 // statements on, the role's rights from wal_auth_admins.
-type adminConn struct{ s *session }
+type adminConn struct {
+	s     *session
+	admin bool // in wal_auth_admins when the session was authenticated
+}
 
 func (c *adminConn) Exec(string, ...*string) (*commands.Result, error) { return nil, notAvailable() }
 func (c *adminConn) ExecBatch([]string) (int, error)                   { return 0, notAvailable() }
@@ -223,7 +227,7 @@ func (c *adminConn) User() string                                      { return 
 func (c *adminConn) Database() string                                  { return c.s.database }
 
 // LocalAdmin implements commands.LocalAdmin.
-func (c *adminConn) LocalAdmin() bool { return c.s.srv.localAdmins[c.s.user] }
+func (c *adminConn) LocalAdmin() bool { return c.admin }
 
 // Notice sends a NoticeResponse at once.
 func (c *adminConn) Notice(severity, message, detail string) {

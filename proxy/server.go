@@ -100,8 +100,7 @@ type Server struct {
 	repl Replication
 	// localAuth checks passwords while the backend is unreachable;
 	// localAdmins are the roles that may then open an admin session.
-	localAuth   *localauth.File
-	localAdmins map[string]bool
+	localAuth atomic.Pointer[localAuth]
 	// params are the server's ParameterStatus values as last relayed, for
 	// the startup reply of a session pgverbs authenticates itself.
 	paramsMu sync.Mutex
@@ -126,12 +125,8 @@ func New(opts Options) *Server {
 
 		connectLatency: stats.NewHistogram(stats.ConnectBuckets),
 		repl:           opts.Replication,
-		localAuth:      opts.LocalAuth,
-		localAdmins:    map[string]bool{},
 	}
-	for _, r := range opts.LocalAdmins {
-		s.localAdmins[r] = true
-	}
+	s.SetLocalAuth(opts.LocalAuth, opts.LocalAdmins)
 	s.replCtx, s.replStop = context.WithCancel(context.Background())
 	s.target.Store(opts.Target)
 	if s.log == nil {
@@ -314,6 +309,27 @@ func (s *Server) terminateAll() {
 	}
 	s.sessWG.Wait()
 	s.loops.stop()
+}
+
+// localAuth is the auth file and its admins, swapped whole on reload.
+type localAuth struct {
+	file   *localauth.File
+	admins map[string]bool
+}
+
+// SetLocalAuth replaces the auth file pgverbs checks while the backend is
+// unreachable and the roles that may then open an admin session (nil:
+// none); sessions already authenticated are not affected.
+func (s *Server) SetLocalAuth(f *localauth.File, admins []string) {
+	if f == nil {
+		s.localAuth.Store(nil)
+		return
+	}
+	la := &localAuth{file: f, admins: map[string]bool{}}
+	for _, r := range admins {
+		la.admins[r] = true
+	}
+	s.localAuth.Store(la)
 }
 
 // SetTarget sends new sessions to t; sessions already relayed stay with

@@ -339,3 +339,34 @@ func TestWALRelayRestart(t *testing.T) {
 		t.Errorf("the standby was restarted: %v, before %v", again, started)
 	}
 }
+
+// TestLocalAuthReload: SIGHUP rereads wal_auth_file, so that an operator
+// rotates a password without a restart (and while the server is down).
+func TestLocalAuthReload(t *testing.T) {
+	c := cluster(t, pgtest.Options{})
+	authFile := filepath.Join(t.TempDir(), "userlist.txt")
+	if err := os.WriteFile(authFile, []byte(`"ops" "first-secret"`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, c.URL("", "", "postgres"), "--wal-auth-file", authFile, "--wal-auth-admins", "ops")
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	as := func(password string) (string, error) {
+		return psql(t, c, fmt.Sprintf("host=%s port=%d user=ops password=%s dbname=postgres", p.Host, p.Port, password), "-At", "-c", "SHOW PGVERBS CLIENTS")
+	}
+	if out, err := as("first-secret"); err != nil {
+		t.Fatalf("SHOW PGVERBS CLIENTS as an admin pgverbs authenticated: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(authFile, []byte(`"ops" "second-secret"`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.Signal(t, syscall.SIGHUP)
+	archiveWait(t, "the new password is taken after SIGHUP", func() bool {
+		_, err := as("second-secret")
+		return err == nil
+	})
+	if out, _ := as("first-secret"); !strings.Contains(out, `password authentication failed for user "ops"`) {
+		t.Errorf("the old password still works after the reload:\n%s", out)
+	}
+}
