@@ -88,6 +88,13 @@
 // synchronous_standby_names); then a 16 MB segment is preallocated with
 // fallocate and by zeros (walarchive.go).
 //
+// WAL relay. With -relay-rounds rounds, a cluster of its own, as the WAL
+// archive's, runs pgbench -N -c 8 for -relay-duration with two standbys
+// streaming from it directly (pg_basebackup -R) and with two fed through
+// pgverbs (START WAL ARCHIVE, BASE BACKUP ... WITH (STANDBY on)),
+// alternating: the primary's tps, its walsenders' CPU and the standbys'
+// replay lag (walrelay.go).
+//
 // Everything runs on this machine: on a small one the proxy, pgbench and
 // PostgreSQL share the same cores, which is what the rows with many clients
 // measure. Anything else running skews the result, so every run also
@@ -108,6 +115,7 @@
 //	                              [-install-rounds 5] [-pgtap-rounds 7]
 //	                              [-backup-scale 70] [-backup-rounds 5] [-tls-rounds 5]
 //	                              [-nocount auto|off|PATH] [-wal-rounds 5] [-wal-duration 30s]
+//	                              [-relay-rounds 3] [-relay-duration 30s]
 package main
 
 import (
@@ -197,6 +205,10 @@ type options struct {
 	// skips it), each pgbench run walDuration long (walarchive.go).
 	walRounds   int
 	walDuration time.Duration
+	// relayRounds is the number of rounds of the WAL relay benchmark (0
+	// skips it), each pgbench run relayDuration long (walrelay.go).
+	relayRounds   int
+	relayDuration time.Duration
 	// nocount is the no-counting build: auto, off or a path.
 	nocount string
 }
@@ -245,6 +257,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.tlsRounds, "tls-rounds", minPairs, "pairs of the TLS relay-cost measurement, each running every TLS target once, at 16 clients in -M prepared and simple (0 skips it)")
 	fs.IntVar(&o.walRounds, "wal-rounds", 5, "rounds of the WAL archive benchmark per mode (asynchronous, synchronous), each running pg_receivewal and pgverbs' archive once, alternating (0 skips it)")
 	fs.DurationVar(&o.walDuration, "wal-duration", 30*time.Second, "duration of each pgbench -N -c 8 run of the WAL archive benchmark")
+	fs.IntVar(&o.relayRounds, "relay-rounds", 3, "rounds of the WAL relay benchmark, each running two direct standbys and two fed through pgverbs once, alternating (0 skips it)")
+	fs.DurationVar(&o.relayDuration, "relay-duration", 30*time.Second, "duration of each pgbench -N -c 8 run of the WAL relay benchmark")
 	// The timed runs these flags set up gave every target a different
 	// amount of work; say what replaced them rather than "flag provided
 	// but not defined".
@@ -476,6 +490,11 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if o.walRounds > 0 {
 		if err := runWALArchiveBench(ctx, proxyPath, o.walRounds, o.walDuration); err != nil {
+			return err
+		}
+	}
+	if o.relayRounds > 0 {
+		if err := runWALRelayBench(ctx, proxyPath, o.relayRounds, o.relayDuration); err != nil {
 			return err
 		}
 	}
