@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,9 +48,14 @@ type relayRun struct {
 	// walsenderPerGB the same per GB of WAL the run wrote.
 	walsenders                   int
 	walsenderCPU, walsenderPerGB float64
-	// pgverbsPerGB is the pgverbs process's CPU seconds per GB of WAL,
-	// NaN for the direct setup: where the walsender work went.
-	pgverbsPerGB float64
+	// pgverbsCPU is the pgverbs process's CPU seconds over the run and
+	// pgverbsPerGB the same per GB of WAL, NaN for the direct setup:
+	// where the walsender work went, on this machine the same cores.
+	pgverbsCPU, pgverbsPerGB float64
+	// busy is the share of the machine's CPU capacity in use during the
+	// run (/proc/stat), by anything: near 1, whatever pgverbs uses is
+	// taken from the primary and pgbench.
+	busy float64
 	// lagMed and lagMax are of the samples of both standbys' replay lag
 	// in bytes (the primary's WAL position minus the standby's replay
 	// position); timeLagMed and timeLagMax of now() -
@@ -132,9 +138,10 @@ func runWALRelayBench(ctx context.Context, proxyPath string, rounds int, duratio
 			}
 			part := fmt.Sprintf("%s %.0f tps, %d walsender(s) %.2f CPU s (%.2f s/GB), replay lag median %.0f max %.0f KB, %.1f / %.1f ms",
 				mode, run.tps, run.walsenders, run.walsenderCPU, run.walsenderPerGB, run.lagMed/1024, run.lagMax/1024, run.timeLagMed, run.timeLagMax)
-			if !math.IsNaN(run.pgverbsPerGB) {
-				part += fmt.Sprintf(", pgverbs %.2f CPU s/GB", run.pgverbsPerGB)
+			if !math.IsNaN(run.pgverbsCPU) {
+				part += fmt.Sprintf(", pgverbs %.2f CPU s (%.2f s/GB)", run.pgverbsCPU, run.pgverbsPerGB)
 			}
+			part += fmt.Sprintf(", machine %.0f%% busy", 100*run.busy)
 			fmt.Fprintf(os.Stderr, "[relay round %d] %s\n", r+1, part)
 			parts = append(parts, part)
 			res[mode] = append(res[mode], run)
@@ -229,6 +236,10 @@ func (e *relayEnv) runOnce(ctx context.Context, mode string, round int, duration
 	if err != nil {
 		return run, err
 	}
+	busy0, _, err := machineCPU()
+	if err != nil {
+		return run, err
+	}
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var lag, timeLag []float64
 	var wg sync.WaitGroup
@@ -250,6 +261,10 @@ func (e *relayEnv) runOnce(ctx context.Context, mode string, round int, duration
 	if err != nil {
 		return run, err
 	}
+	busy1, _, err := machineCPU()
+	if err != nil {
+		return run, err
+	}
 	lsn1, err := queryFloat(ctx, e.mon, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")
 	if err != nil {
 		return run, err
@@ -268,9 +283,11 @@ func (e *relayEnv) runOnce(ctx context.Context, mode string, round int, duration
 	run.walMBps = gb * 1e3 / elapsed.Seconds()
 	run.walsenderCPU = (cpu1 - cpu0).Seconds()
 	run.walsenderPerGB = run.walsenderCPU / gb
-	run.pgverbsPerGB = math.NaN()
+	run.busy = (busy1 - busy0).Seconds() / (elapsed.Seconds() * float64(runtime.NumCPU()))
+	run.pgverbsCPU, run.pgverbsPerGB = math.NaN(), math.NaN()
 	if mode == relayFed {
-		run.pgverbsPerGB = (proxyCPU1 - proxyCPU0).Seconds() / gb
+		run.pgverbsCPU = (proxyCPU1 - proxyCPU0).Seconds()
+		run.pgverbsPerGB = run.pgverbsCPU / gb
 	}
 	if len(lag) == 0 || len(timeLag) == 0 {
 		return run, errors.New("no replay position sampled during the run")
@@ -435,11 +452,13 @@ func printRelayBench(res map[string][]relayRun, raw []string) {
 		{"walsender CPU s", func(r relayRun) float64 { return r.walsenderCPU }, 2},
 		{"walsender CPU s/GB", func(r relayRun) float64 { return r.walsenderPerGB }, 2},
 		{"per walsender s/GB", func(r relayRun) float64 { return r.walsenderPerGB / float64(r.walsenders) }, 2},
+		{"pgverbs CPU s", func(r relayRun) float64 { return r.pgverbsCPU }, 2},
 		{"pgverbs CPU s/GB", func(r relayRun) float64 { return r.pgverbsPerGB }, 2},
 		{"replay lag median KB", func(r relayRun) float64 { return r.lagMed / 1024 }, 0},
 		{"replay lag max KB", func(r relayRun) float64 { return r.lagMax / 1024 }, 0},
 		{"replay lag median ms", func(r relayRun) float64 { return r.timeLagMed }, 1},
 		{"replay lag max ms", func(r relayRun) float64 { return r.timeLagMax }, 0},
+		{"machine busy %", func(r relayRun) float64 { return 100 * r.busy }, 0},
 	}
 	rows := summaryRows("standbys", cols, []string{relayDirect, relayFed}, res)
 	ratio := []string{"relay : direct"}
@@ -467,7 +486,7 @@ func printRelayBench(res map[string][]relayRun, raw []string) {
 	fmt.Printf("\nwalsender CPU target (relay's walsenders : one direct walsender, s/GB, <= 1.00): %.2f, %s\n", cpu, verdict(cpu <= 1))
 	fmt.Printf("tps target (relay : direct >= 1.00): %.2f, %s\n", tps, verdict(tps >= 1))
 	fmt.Printf("\nraw rounds, in the order they ran (CPU s: the primary's walsenders over the run; replay lag median and max\n" +
-		"of both standbys' samples every 100 ms, bytes and ms):\n")
+		"of both standbys' samples every 100 ms, bytes and ms; machine busy: all processes, share of all CPUs):\n")
 	for _, line := range raw {
 		fmt.Println(line)
 	}
