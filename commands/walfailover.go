@@ -79,73 +79,52 @@ func (p *parser) failover() (*failoverStmt, error) {
 	st := &failoverStmt{conninfo: conninfo, catchUp: true, promote: true, timeout: time.Minute}
 	if p.peekIs(0, pg_query.Token_WITH) {
 		p.pos++
-		if err := p.expect(pg_query.Token_ASCII_40); err != nil {
-			return nil, err
-		}
-		seen := map[string]bool{}
-		for {
-			t := p.peek(0)
-			name := ""
-			if t != nil {
-				name = asciiLower(p.text(t))
-			}
-			if t == nil || !contains(failoverOptions, name) {
-				return nil, unknownOption(p, t, "FAILOVER WAL ARCHIVE", failoverOptions)
-			}
-			if seen[name] {
-				e := pgerr.New(pgerr.SyntaxError, "conflicting or redundant options")
-				e.Position = PositionAt(p.sql, int(t.Start))
-				return nil, e
-			}
-			seen[name] = true
-			p.pos++
+		err := p.optionList("FAILOVER WAL ARCHIVE", failoverOptions, func(name string) error {
 			if name == "timeout" {
 				vt := p.peek(0)
 				v, err := p.walString()
 				if err != nil {
-					return nil, err
+					return err
 				}
 				d, ok := parseInterval(v)
 				if !ok || d <= 0 {
 					e := pgerr.New(pgerr.InvalidParameterValue, "invalid TIMEOUT %q", v)
 					e.Hint = "Write a positive interval such as '30s', '2 min' or '1 hour'."
 					e.Position = PositionAt(p.sql, int(vt.Start))
-					return nil, e
+					return e
 				}
 				st.timeout = d
-			} else {
-				v, err := p.walWord(name, onOff)
-				if err != nil {
-					return nil, err
-				}
-				switch name {
-				case "catch_up":
-					st.catchUp = isOn(v)
-				case "promote":
-					st.promote = isOn(v)
-				case "force":
-					st.force = isOn(v)
-				}
+				return nil
 			}
-			if !p.peekIs(0, pg_query.Token_ASCII_44) {
-				break
+			v, err := p.walWord(name, onOff)
+			if err != nil {
+				return err
 			}
-			p.pos++
-		}
-		if err := p.expect(pg_query.Token_ASCII_41); err != nil {
+			switch name {
+			case "catch_up":
+				st.catchUp = isOn(v)
+			case "promote":
+				st.promote = isOn(v)
+			case "force":
+				st.force = isOn(v)
+			}
+			return nil
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
 	return st, p.finish()
 }
 
-// onOffOptions parses "(name on|off [, ...])" for the boolean options
-// allowed of cmd; a missing value means on.
-func (p *parser) onOffOptions(cmd string, allowed []string) (map[string]bool, error) {
+// optionList parses "(name value [, ...])" with the options allowed of
+// cmd, each at most once; value reads the value of the option name (the
+// parser stands after the name).
+func (p *parser) optionList(cmd string, allowed []string, value func(name string) error) error {
 	if err := p.expect(pg_query.Token_ASCII_40); err != nil {
-		return nil, err
+		return err
 	}
-	out := map[string]bool{}
+	seen := map[string]bool{}
 	for {
 		t := p.peek(0)
 		name := ""
@@ -153,28 +132,42 @@ func (p *parser) onOffOptions(cmd string, allowed []string) (map[string]bool, er
 			name = asciiLower(p.text(t))
 		}
 		if t == nil || !contains(allowed, name) {
-			return nil, unknownOption(p, t, cmd, allowed)
+			return unknownOption(p, t, cmd, allowed)
 		}
-		if _, dup := out[name]; dup {
+		if seen[name] {
 			e := pgerr.New(pgerr.SyntaxError, "conflicting or redundant options")
 			e.Position = PositionAt(p.sql, int(t.Start))
-			return nil, e
+			return e
 		}
+		seen[name] = true
 		p.pos++
-		out[name] = true
-		if v := p.peek(0); v != nil && !p.peekIs(0, pg_query.Token_ASCII_44) && !p.peekIs(0, pg_query.Token_ASCII_41) {
-			w, err := p.walWord(name, onOff)
-			if err != nil {
-				return nil, err
-			}
-			out[name] = isOn(w)
+		if err := value(name); err != nil {
+			return err
 		}
 		if !p.peekIs(0, pg_query.Token_ASCII_44) {
 			break
 		}
 		p.pos++
 	}
-	return out, p.expect(pg_query.Token_ASCII_41)
+	return p.expect(pg_query.Token_ASCII_41)
+}
+
+// onOffOptions parses "(name on|off [, ...])" for the boolean options
+// allowed of cmd; a missing value means on.
+func (p *parser) onOffOptions(cmd string, allowed []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := p.optionList(cmd, allowed, func(name string) error {
+		out[name] = true
+		if !p.peekIs(0, pg_query.Token_ASCII_44) && !p.peekIs(0, pg_query.Token_ASCII_41) && p.peek(0) != nil {
+			w, err := p.walWord(name, onOff)
+			if err != nil {
+				return err
+			}
+			out[name] = isOn(w)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // unknownOption is 22023 for an option cmd does not take.

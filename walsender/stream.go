@@ -164,12 +164,11 @@ func (c *conn) startReplication(ctx context.Context, cmd command) error {
 		if err := c.flush(); err != nil {
 			return err
 		}
-		if p.Flushed < cmd.lsn && !st.historic {
-			p = c.awaitSwitch(ctx, p, cmd.lsn)
-		}
-		if p.Flushed < cmd.lsn && !st.historic {
-			return pgerr.New(pgerr.InternalError, "requested starting point %s is ahead of the WAL flush position of this server %s",
-				walstream.FormatLSN(cmd.lsn), walstream.FormatLSN(p.Flushed))
+		if !st.historic && p.Flushed < cmd.lsn {
+			if p = c.awaitSwitch(ctx, p, cmd.lsn); p.Flushed < cmd.lsn {
+				return pgerr.New(pgerr.InternalError, "requested starting point %s is ahead of the WAL flush position of this server %s",
+					walstream.FormatLSN(cmd.lsn), walstream.FormatLSN(p.Flushed))
+			}
 		}
 		if err := st.run(ctx); err != nil {
 			return err
@@ -199,10 +198,9 @@ func (c *conn) awaitSwitch(ctx context.Context, p walarchive.Position, lsn uint6
 		return p
 	}
 	deadline := time.After(switchWait)
-	for p.Flushed < lsn {
-		var changed <-chan struct{}
-		var err error
-		if p, changed, err = c.position(); err != nil || p.Flushed >= lsn {
+	for {
+		p, changed, err := c.position()
+		if err != nil || p.Flushed >= lsn {
 			return p
 		}
 		select {
@@ -213,7 +211,6 @@ func (c *conn) awaitSwitch(ctx context.Context, p walarchive.Position, lsn uint6
 			return p
 		}
 	}
-	return p
 }
 
 // streamState is one START_REPLICATION's streaming.
