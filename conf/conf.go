@@ -77,6 +77,10 @@ type Config struct {
 	// WALAuthAdmins lists (comma-separated) the roles of WALAuthFile that
 	// may open such an admin session.
 	WALAuthAdmins string
+	// Storage holds the object-storage targets that storage://NAME/...
+	// URLs name, by name (each target's Name is its key). Only the config
+	// file sets it; nil when it gives none.
+	Storage map[string]StorageTarget
 	// ConfigFile is the YAML file this configuration was loaded from, ""
 	// if none.
 	ConfigFile string
@@ -113,17 +117,26 @@ type Setting struct {
 }
 
 // Settings lists every setting in table order, with its effective value
-// (passwords redacted) and where it came from.
+// (passwords redacted) and where it came from, then one row per field of
+// each storage target that has a value (storage.NAME.FIELD, targets in
+// name order).
 func (c *Config) Settings() []Setting {
 	out := make([]Setting, 0, len(settings))
 	for _, s := range settings {
-		src := c.sources[s.key]
-		if src == "" {
-			src = FromDefault
-		}
-		out = append(out, Setting{Name: s.key, Value: s.text(c), Source: src, Description: s.usage})
+		out = append(out, Setting{Name: s.key, Value: s.text(c), Source: c.source(s.key), Description: s.usage})
+	}
+	for _, r := range c.storageRows() {
+		out = append(out, Setting{Name: r.key, Value: r.value, Source: c.source(r.key), Description: r.usage})
 	}
 	return out
+}
+
+// source is the layer that set key, FromDefault if none did.
+func (c *Config) source(key string) Source {
+	if src := c.sources[key]; src != "" {
+		return src
+	}
+	return FromDefault
 }
 
 // FollowingSource returns a copy of c whose backend is the WAL archive's
@@ -171,7 +184,8 @@ func Default() Config {
 //
 // Validate reads the TLS key pair from disk when one is configured, so a
 // missing or mismatched file fails at startup rather than at the first TLS
-// client.
+// client; likewise each storage target's ca_file and credentials_file
+// (whose permissions must keep other users out).
 func (c *Config) Validate() error {
 	var errs []error
 	for _, s := range settings {
@@ -182,6 +196,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %v", s.key, err))
 		}
 	}
+	errs = append(errs, c.validateStorage()...)
 	// A half-configured pair is reported by tls_cert's or tls_key's own
 	// check; only a complete one can be loaded.
 	if c.TLSCert != "" && c.TLSKey != "" {
@@ -277,7 +292,8 @@ func (c *Config) ZapLevel() zapcore.Level {
 }
 
 // String renders the configuration for logs, every setting as key=value
-// with connection strings redacted. It exists so that printing a Config
+// with connection strings redacted, then the storage targets' fields as
+// Settings lists them. It exists so that printing a Config
 // with %v or zap.Any cannot leak the backend password.
 func (c Config) String() string {
 	var b strings.Builder
@@ -287,6 +303,13 @@ func (c Config) String() string {
 			v = strconv.Quote(v)
 		}
 		fmt.Fprintf(&b, "%s=%s ", s.key, v)
+	}
+	for _, r := range c.storageRows() {
+		v := r.value
+		if r.quote {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(&b, "%s=%s ", r.key, v)
 	}
 	fmt.Fprintf(&b, "config_file=%q", c.ConfigFile)
 	return b.String()

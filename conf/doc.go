@@ -13,6 +13,8 @@
 //
 // Every layer, the usage text, Validate and Config.String read one table,
 // settings in settings.go: a new setting is a row there and a Config field.
+// The object-storage targets (Config.Storage, storage.go) are the one
+// exception: a map that only the file sets, with its own table of keys.
 //
 // The backend connection string may carry a password. Nothing this package
 // returns (errors, RedactedBackend, Config.String) contains it; callers that

@@ -115,7 +115,11 @@ func printUsage(w io.Writer) {
 		"Settings come from built-in defaults, then the YAML file named by --config\n" +
 		"or " + configEnv + ", then PGVERBS_* environment variables, then flags; later\n" +
 		"sources win. Both --flag value and --flag=value are accepted. Durations use\n" +
-		"Go syntax, such as 30s or 2m.\n\nFlags:\n")
+		"Go syntax, such as 30s or 2m.\n\n" +
+		"Object-storage targets (the storage: map, named in SQL as storage://NAME/path)\n" +
+		"are set only in the config file: no flag or environment variable sets a map.\n" +
+		"Their credentials are never in the file: each target's credentials_file, or\n" +
+		"the AWS SDK's usual chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws).\n\nFlags:\n")
 	fmt.Fprintf(&b, "  --%s FILE\n    \tYAML configuration file (env %s)\n", configFlag, configEnv)
 	def := Default()
 	for _, s := range settings {
@@ -193,6 +197,11 @@ func copyField(dst, src any) {
 // counts as unset, since getenv cannot tell the two apart.
 func applyEnv(cfg *Config, getenv func(string) string) error {
 	var errs []error
+	if getenv(envPrefix+"STORAGE") != "" {
+		// Said rather than ignored: the operator meant to configure
+		// something, and the value (a map) has nowhere to go.
+		errs = append(errs, fmt.Errorf("%sSTORAGE: storage targets are set only in the config file", envPrefix))
+	}
 	for _, s := range settings {
 		v := getenv(s.env())
 		if v == "" {
@@ -278,9 +287,11 @@ func decodeSettings(n *yaml.Node, cfg *Config) []string {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		s, known := settingFor(k.Value)
-		if k.Kind != yaml.ScalarNode || !known {
-			// Also YAML's merge key "<<": no setting's value is a mapping,
-			// so nothing in a valid file could be merged.
+		isStorage := k.Kind == yaml.ScalarNode && k.Value == storageKey
+		if k.Kind != yaml.ScalarNode || !known && !isStorage {
+			// Also YAML's merge key "<<": no setting's value but storage's
+			// is a mapping, and merging targets in would hide which key
+			// came from where.
 			problems = append(problems, fmt.Sprintf("line %d: unknown key %q", k.Line, k.Value))
 			continue
 		}
@@ -289,6 +300,11 @@ func decodeSettings(n *yaml.Node, cfg *Config) []string {
 			continue
 		}
 		firstLine[k.Value] = k.Line
+		if isStorage {
+			// Sources are noted per target field, as Settings lists them.
+			problems = append(problems, decodeStorage(v, cfg)...)
+			continue
+		}
 		if v.ShortTag() != "!!null" {
 			cfg.setSource(s.key, FromFile)
 		}

@@ -3,6 +3,7 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -250,13 +251,17 @@ func errorIf(bad bool, format string, args ...any) error {
 
 // RestartNeeded returns the YAML keys of the settings that differ between
 // old and cur but are read only at startup: the changes a reload cannot
-// apply.
+// apply. Any change to the storage targets is named "storage", last.
 func RestartNeeded(old, cur *Config) []string {
 	var keys []string
 	for _, s := range settings {
 		if s.restart && (fieldValue{s.field(old)}).String() != (fieldValue{s.field(cur)}).String() {
 			keys = append(keys, s.key)
 		}
+	}
+	// maps.Equal treats nil and empty alike: "storage: {}" is no change.
+	if !maps.Equal(old.Storage, cur.Storage) {
+		keys = append(keys, storageKey)
 	}
 	return keys
 }
