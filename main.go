@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
@@ -43,6 +44,7 @@ func main() {
 }
 
 func run(args []string) int {
+	started := time.Now()
 	if len(args) > 0 && args[0] == walGetCommand {
 		return runWalGet(args[1:], os.Getenv, os.Stderr)
 	}
@@ -93,10 +95,16 @@ func run(args []string) int {
 	if cfg.BackupConninfo == "" {
 		backupFollow.configured = cfg.Backend
 	}
+	stores, err := newStores(cfg)
+	if err != nil {
+		log.Error("cannot set up object storage", zap.Error(err))
+		return 2
+	}
+	cleanStores(stores, started, log)
 	registry.Register(commands.NewBaseBackup(cfg.BackupRoot, backupConnect(backupFollow.get), commands.StandbySource{
 		Listen: cfg.Listen, HTTPListen: cfg.HTTPListen, HTTPS: cfg.TLSCert != "",
 		TokenFile: cfg.HTTPTokenFile, InlineToken: cfg.HTTPToken != "", Executable: self,
-	}))
+	}).WithStorage(stores))
 	archive, closeArchive := newArchive(cfg, backupTarget, log)
 	defer closeArchive()
 	registerWALCommands(registry, cfg.BackupRoot, archive)

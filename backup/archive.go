@@ -31,29 +31,24 @@ func writePieces(f *os.File, p []byte) (int, error) {
 	return n, nil
 }
 
-// pieceFile is an *os.File written with writePieces.
-type pieceFile struct{ f *os.File }
-
-func (p pieceFile) Write(b []byte) (int, error) { return writePieces(p.f, b) }
-
 // outFile is a file in the target written through an optional compressor.
 type outFile struct {
 	name string // relative to the target, for messages
-	f    *os.File
+	f    rawFile
 	w    io.Writer      // what Write writes to: f or the compressor
 	c    io.WriteCloser // the compressor, nil without compression
 	n    int64          // bytes written before compression
 }
 
-// createOut creates name (0600, must not exist) in dir, compressed with alg
+// createOut creates name (0600, must not exist) in d, compressed with alg
 // at level (0: default).
-func createOut(dir *os.Root, name string, alg Compression, level int) (*outFile, error) {
+func createOut(d dest, name string, alg Compression, level int) (*outFile, error) {
 	name += alg.suffix()
-	f, err := dir.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := d.createRaw(name)
 	if err != nil {
-		return nil, fileError("create", name, err)
+		return nil, err
 	}
-	o := &outFile{name: name, f: f, w: pieceFile{f}}
+	o := &outFile{name: name, f: f, w: f}
 	switch alg {
 	case Gzip:
 		if level == 0 {
@@ -72,7 +67,7 @@ func createOut(dir *os.Root, name string, alg Compression, level int) (*outFile,
 		o.c, err = newZstdWriter(f, level)
 	}
 	if err != nil {
-		f.Close()
+		f.abort()
 		return nil, fileError("set up compression for", name, err)
 	}
 	if o.c != nil {
@@ -110,7 +105,7 @@ func (o *outFile) abort() {
 	if o.c != nil {
 		o.c.Close()
 	}
-	o.f.Close()
+	o.f.abort()
 }
 
 // tarArchive is an archive from the server written as a (compressed) tar

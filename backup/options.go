@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
+	"github.com/pgverbs/pgverbs/storage"
 )
 
 // Format is the layout of a backup on disk.
@@ -195,8 +196,13 @@ type Options struct {
 	// base backups are disabled.
 	Root string
 	// Target is the user's path for the backup directory, relative to Root;
-	// an absolute path must still lie inside Root.
+	// an absolute path must still lie inside Root. With Store, it is the
+	// path below the store's prefix (storage.ParseURL's).
 	Target string
+	// Store, when set, has the backup written to object storage below
+	// Target, as streaming multipart uploads: tar format only, Root
+	// unused.
+	Store *storage.Store
 	// Format is Plain (default) or Tar.
 	Format Format
 	// Compression is NoCompression (default), Gzip, LZ4 or Zstd: client-side

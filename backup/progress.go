@@ -71,6 +71,14 @@ func (p *progress) setTotal(total int64) {
 	p.mu.Unlock()
 }
 
+// estimate is the backup's expected size as the server estimated it, 0
+// before it said.
+func (p *progress) estimate() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total
+}
+
 func (p *progress) add(n int64) {
 	p.mu.Lock()
 	p.bytes += n

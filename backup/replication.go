@@ -274,7 +274,7 @@ func (rb *replBackup) finishWAL() error {
 // a plain backup, pg_wal.tar of a tar backup.
 func (b *run) walSink() (sink, error) {
 	if b.s.Format == Tar {
-		ts, err := newTarSink(b.t.dir, "pg_wal.tar", b.s.Compression, b.s.Level)
+		ts, err := newTarSink(b.out, "pg_wal.tar", b.s.Compression, b.s.Level)
 		if err != nil {
 			return nil, err
 		}
@@ -458,7 +458,7 @@ func (b *run) copyStream(mc *msgConn) (err error) {
 					return protocolError("second manifest in BASE_BACKUP's stream")
 				}
 				b.prog.setPhase("manifest")
-				if manifest, err = createOut(b.t.dir, "backup_manifest", NoCompression, 0); err != nil {
+				if manifest, err = createOut(b.out, "backup_manifest", NoCompression, 0); err != nil {
 					return err
 				}
 			default:
@@ -510,7 +510,7 @@ func (b *run) copyLegacy(mc *msgConn, spcRows [][][]byte) (err error) {
 		} else {
 			b.prog.setPhase("manifest")
 			var m *outFile
-			m, err = createOut(b.t.dir, "backup_manifest", NoCompression, 0)
+			m, err = createOut(b.out, "backup_manifest", NoCompression, 0)
 			if err == nil {
 				w = manifestArchive{m}
 			}
@@ -565,7 +565,7 @@ func (b *run) openArchive(name, location string) (archive, error) {
 		return nil, protocolError("unexpected archive name %q from BASE_BACKUP", name)
 	}
 	if b.s.Format == Tar {
-		out, err := createOut(b.t.dir, name, b.s.Compression, b.s.Level)
+		out, err := createOut(b.out, name, b.s.Compression, b.s.Level)
 		if err != nil {
 			return nil, err
 		}

@@ -23,6 +23,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Store != nil {
+		return runObject(ctx, o, s, began)
+	}
 	r, err := resolve(o.Root, o.Target)
 	if err != nil {
 		return nil, err
@@ -60,6 +63,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	b := &run{
 		s:      s,
 		t:      t,
+		out:    t,
 		spcDir: map[string]*targetDir{},
 		prog:   newProgress(o.Progress),
 		res:    &Result{Path: r.path, Format: s.Format, Method: s.Method},
@@ -114,7 +118,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // run is one Run in progress.
 type run struct {
 	s      *settings
-	t      *targetDir
+	t      *targetDir            // nil for a backup to object storage
+	out    dest                  // where tar files and the manifest go: t or an objectDest
 	spcDir map[string]*targetDir // TABLESPACE_MAP: server location -> directory
 	prog   *progress
 	res    *Result

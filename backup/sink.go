@@ -113,8 +113,8 @@ type tarSink struct {
 	tw  *tar.Writer
 }
 
-func newTarSink(dir *os.Root, name string, alg Compression, level int) (*tarSink, error) {
-	out, err := createOut(dir, name, alg, level)
+func newTarSink(d dest, name string, alg Compression, level int) (*tarSink, error) {
+	out, err := createOut(d, name, alg, level)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func TestSinks(t *testing.T) {
 			defer root.Close()
 			var s sink = dirSink{dir: root, prefix: "p"}
 			if format == Tar {
-				if s, err = newTarSink(root, "t.tar", NoCompression, 0); err != nil {
+				if s, err = newTarSink(dirDest{root}, "t.tar", NoCompression, 0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -119,7 +119,7 @@ func TestTarSinkClosed(t *testing.T) {
 	root, err := os.OpenRoot(dir)
 	must(t, err)
 	defer root.Close()
-	s, err := newTarSink(root, "t.tar", NoCompression, 0)
+	s, err := newTarSink(dirDest{root}, "t.tar", NoCompression, 0)
 	must(t, err)
 	f, err := createFile(s, "a", 3, time.Now(), false)
 	must(t, err)

@@ -296,8 +296,9 @@ func (sb *sqlBackup) readLayout() error {
 // copyData copies the data directory, then the tablespaces, then
 // global/pg_control.
 func (sb *sqlBackup) copyData() error {
-	sb.base = dirSink{dir: sb.t.dir}
-	if sb.s.Format == Tar {
+	if sb.s.Format == Plain {
+		sb.base = dirSink{dir: sb.t.dir}
+	} else {
 		var err error
 		if sb.base, err = sb.addTar("base.tar"); err != nil {
 			return err
@@ -374,7 +375,7 @@ func (sb *sqlBackup) closeSinks() error {
 // writeManifest writes backup_manifest, once every file is in it.
 func (sb *sqlBackup) writeManifest() error {
 	data := sb.man.finish(sb.res.Timeline, sb.res.StartLSN, sb.res.EndLSN)
-	out, err := createOut(sb.t.dir, "backup_manifest", NoCompression, 0)
+	out, err := createOut(sb.out, "backup_manifest", NoCompression, 0)
 	if err != nil {
 		return err
 	}
@@ -582,7 +583,7 @@ func (sb *sqlBackup) copyFile(src string, size int64, mtime time.Time, dst sink,
 // addTar starts the tar file name of a tar backup and keeps it for
 // closing.
 func (sb *sqlBackup) addTar(name string) (sink, error) {
-	ts, err := newTarSink(sb.t.dir, name, sb.s.Compression, sb.s.Level)
+	ts, err := newTarSink(sb.out, name, sb.s.Compression, sb.s.Level)
 	if err != nil {
 		return nil, err
 	}

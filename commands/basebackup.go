@@ -16,6 +16,7 @@ import (
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/storage"
 )
 
 // ConnectFunc opens a connection of the proxy's own to the server, as user
@@ -28,6 +29,7 @@ type BaseBackup struct {
 	root    string
 	connect ConnectFunc
 	standby StandbySource
+	stores  *storage.Stores
 }
 
 // StandbySource is what BASE BACKUP ... WITH (STANDBY on) writes into a
@@ -56,6 +58,13 @@ func NewBaseBackup(root string, connect ConnectFunc, standby StandbySource) *Bas
 	return &BaseBackup{root: root, connect: connect, standby: standby}
 }
 
+// WithStorage lets BASE BACKUP write to the object-storage targets of
+// stores, named 'storage://target/path'.
+func (b *BaseBackup) WithStorage(stores *storage.Stores) *BaseBackup {
+	b.stores = stores
+	return b
+}
+
 // Name implements Command.
 func (*BaseBackup) Name() string { return "BASE BACKUP" }
 
@@ -73,6 +82,13 @@ func (b *BaseBackup) Parse(sql string) (Prepared, error) {
 		return nil, err
 	}
 	r := &backupRun{cmd: b, opts: opts}
+	if storage.IsURL(st.Path) {
+		// The target is checked now, so that a mistyped name or a path
+		// escape never reaches the permission check or the server.
+		if r.opts.Store, r.opts.Target, err = b.stores.Resolve(st.Path); err != nil {
+			return nil, err
+		}
+	}
 	if isOn(st.Options["standby"]) {
 		if r.standby, err = b.standby.plan(st); err != nil {
 			return nil, err
@@ -310,7 +326,7 @@ func (*backupRun) Columns() []Column {
 }
 
 func (r *backupRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
-	if r.cmd.root == "" {
+	if r.cmd.root == "" && r.opts.Store == nil {
 		e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "BASE BACKUP is disabled: no backup root is configured")
 		e.Hint = "Start pgverbs with --backup-root DIR (config backup_root)."
 		return nil, e
