@@ -105,7 +105,7 @@ func run(args []string) int {
 		Listen: cfg.Listen, HTTPListen: cfg.HTTPListen, HTTPS: cfg.TLSCert != "",
 		TokenFile: cfg.HTTPTokenFile, InlineToken: cfg.HTTPToken != "", Executable: self,
 	}).WithStorage(stores))
-	archive, closeArchive := newArchive(cfg, backupTarget, log)
+	archive, closeArchive := newArchive(cfg, backupTarget, stores, log)
 	defer closeArchive()
 	registerWALCommands(registry, cfg.BackupRoot, archive)
 	// current is the configuration in effect, for SHOW PGVERBS CONFIG;

@@ -11,6 +11,7 @@ import (
 	"github.com/pgverbs/pgverbs/commands"
 	"github.com/pgverbs/pgverbs/conf"
 	"github.com/pgverbs/pgverbs/proxy"
+	"github.com/pgverbs/pgverbs/storage"
 	"github.com/pgverbs/pgverbs/walarchive"
 	"github.com/pgverbs/pgverbs/walsender"
 )
@@ -32,11 +33,12 @@ func registerWALCommands(registry *commands.Registry, backupRoot string, a walar
 }
 
 // newArchive returns the process's WAL archive, fed from target
-// (backup_conninfo, else the backend), and resumes the one that was
+// (backup_conninfo, else the backend), uploading to stores when started
+// TO a storage URL, and resumes the one that was
 // running when pgverbs last stopped. Without a backup root there is none:
 // the interface is nil then (never a nil *Manager inside it), which the
 // commands and the HTTP listener test for.
-func newArchive(cfg *conf.Config, target *backend.Target, log *zap.Logger) (walarchive.Archiver, func()) {
+func newArchive(cfg *conf.Config, target *backend.Target, stores *storage.Stores, log *zap.Logger) (walarchive.Archiver, func()) {
 	if cfg.BackupRoot == "" {
 		return nil, func() {}
 	}
@@ -47,6 +49,8 @@ func newArchive(cfg *conf.Config, target *backend.Target, log *zap.Logger) (wala
 		Upstream: network + ":" + address,
 		Logger:   log,
 		Connect:  sourceConnect,
+		// START WAL ARCHIVE TO 'storage://...' uploads to these.
+		Stores: stores,
 	})
 	if err := m.Recover(); err != nil {
 		// The archive stays stopped; the operator sees why and can START

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/pgverbs/pgverbs/backup"
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/internal/pgwire"
+	"github.com/pgverbs/pgverbs/storage"
 	"github.com/pgverbs/pgverbs/walarchive"
 	"github.com/pgverbs/pgverbs/walstream"
 )
@@ -153,7 +155,7 @@ func (r *walRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 	done := &Outcome{Tag: r.cmd.Name()}
 	switch r.st.Verb {
 	case WALStart:
-		dir, err := backup.ResolveDir(r.cmd.root, r.st.Dir)
+		dir, url, err := walArchiveDir(r.cmd.root, r.st.Dir)
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +165,7 @@ func (r *walRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		}
 		o := walarchive.Options{
 			Dir: dir, Slot: defaultWALSlot, CreateSlot: true, ApplicationName: defaultWALApplicationName,
-			Synchronous: defaultWALSynchronous, User: c.User(),
+			Synchronous: defaultWALSynchronous, User: c.User(), Storage: url,
 		}
 		s.apply(&o)
 		return outcomeOr(done, a.Start(ctx, o))
@@ -209,6 +211,27 @@ func (r *walRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		walLSN(res.From, lsnNull), walLSN(res.To, lsnNull),
 	}}
 	return done, nil
+}
+
+// walArchiveDir resolves START's TO: a directory inside the backup root,
+// or a storage URL, whose local staging directory is
+// <root>/.pgverbs-wal/<target>/<path> (url is then the URL, for the
+// archive to upload to; the target is looked up at START).
+func walArchiveDir(root, to string) (dir, url string, err error) {
+	if !storage.IsURL(to) {
+		dir, err = backup.ResolveDir(root, to)
+		return dir, "", err
+	}
+	target, p, err := storage.ParseURL(to)
+	if err != nil {
+		return "", "", err
+	}
+	if p == "" {
+		return "", "", pgerr.New(pgerr.InvalidParameterValue, "a WAL archive needs a path below the storage target, not its whole prefix").
+			WithHint("Name it as 'storage://%s/wal'.", target)
+	}
+	dir, err = backup.ResolveDir(root, filepath.Join(walarchive.StagingDir, target, filepath.FromSlash(p)))
+	return dir, to, err
 }
 
 // outcomeOr is done, or err when there is one.
@@ -324,6 +347,10 @@ var statusColumns = []Column{
 	{"segments", pgwire.Int8OID}, {"bytes", pgwire.Int8OID},
 	{"oldest_segment", pgwire.TextOID}, {"newest_segment", pgwire.TextOID},
 	{"synchronous", pgwire.BoolOID}, {"last_error", pgwire.TextOID}, {"last_error_sqlstate", pgwire.TextOID},
+	// The upload to object storage (NULL for a local archive).
+	{"storage", pgwire.TextOID}, {"upload_pending_files", pgwire.Int8OID}, {"upload_pending_bytes", pgwire.Int8OID},
+	{"upload_oldest_pending", pgwire.TextOID}, {"upload_oldest_pending_seconds", pgwire.Float8OID},
+	{"upload_last_error", pgwire.TextOID},
 }
 
 // segmentColumns are SHOW WAL ARCHIVE SEGMENTS'. completed_at is text,
@@ -378,7 +405,7 @@ func statusRow(a walarchive.Archiver) []*string {
 		row[0] = strp(string(walarchive.Stopped))
 		return row
 	}
-	return []*string{
+	return append([]*string{
 		strp(string(s.State)), showOrNull(s.Upstream), showOrNull(s.Slot), showOrNull(s.ApplicationName),
 		walTimeline(s.Timeline),
 		walLSN(s.Received, s.Received == 0), walLSN(s.Flushed, s.Flushed == 0), walLSN(s.UpstreamFlush, s.UpstreamFlush == 0),
@@ -386,7 +413,22 @@ func statusRow(a walarchive.Archiver) []*string {
 		strp(strconv.Itoa(s.Segments)), strp(strconv.FormatInt(s.Bytes, 10)),
 		showOrNull(s.Oldest), showOrNull(s.Newest), strp(showBool(s.Synchronous)),
 		showOrNull(s.LastError), showOrNull(s.LastErrorCode),
+	}, uploadCells(s.Upload)...)
+}
+
+// uploadCells are SHOW WAL ARCHIVE's upload columns: NULL for a local
+// archive. Until the store's listing is known every local file counts as
+// pending: none is known to be uploaded, and none is removed.
+func uploadCells(u walarchive.UploadStatus) []*string {
+	if u.Storage == "" {
+		return make([]*string, 6)
 	}
+	cells := []*string{strp(u.Storage), strp(strconv.Itoa(u.PendingFiles)), strp(strconv.FormatInt(u.PendingBytes, 10)),
+		showOrNull(u.OldestPending), nil, showOrNull(u.LastError)}
+	if u.OldestPending != "" {
+		cells[4] = strp(strconv.FormatFloat(u.OldestPendingSeconds, 'f', 3, 64))
+	}
+	return cells
 }
 
 // walLSN renders lsn as pg_lsn does, or NULL.

@@ -258,6 +258,34 @@ func TestStartWALArchive(t *testing.T) {
 		t.Fatalf("Start got %+v, want %+v", f.a.started, want)
 	}
 
+	// A storage URL: the local staging directory below the root, the URL
+	// for the archiver to resolve and upload to.
+	f.a.started = nil
+	if _, err := f.run(t, c, "START WAL ARCHIVE TO 'storage://offsite/db1/wal/'"); err != nil {
+		t.Fatal(err)
+	}
+	want = walarchive.Options{Dir: filepath.Join(f.root, ".pgverbs-wal/offsite/db1/wal"), Slot: "pgverbs", CreateSlot: true,
+		ApplicationName: "pgverbs", Synchronous: true, User: "alice", Storage: "storage://offsite/db1/wal/"}
+	if !reflect.DeepEqual(f.a.started, []walarchive.Options{want}) {
+		t.Fatalf("Start got %+v, want %+v", f.a.started, want)
+	}
+	f.a.started = nil
+	for url, code := range map[string]pgerr.Code{
+		"storage://offsite":        pgerr.InvalidParameterValue,
+		"storage://offsite/":       pgerr.InvalidParameterValue,
+		"storage:///wal":           pgerr.InvalidParameterValue,
+		"storage://offsite/a/../b": pgerr.InsufficientPrivilege,
+		"storage://offsite/a//b":   pgerr.InsufficientPrivilege,
+		"storage://offsite/./wal":  pgerr.InsufficientPrivilege,
+		"storage://offsite/a\\b":   pgerr.InsufficientPrivilege,
+	} {
+		_, err := f.run(t, c, "START WAL ARCHIVE TO '"+url+"'")
+		wantPgCode(t, err, code)
+	}
+	if len(f.a.started) != 0 {
+		t.Fatalf("refused storage URLs reached the archiver: %+v", f.a.started)
+	}
+
 	// The archiver's own refusal (a second START) reaches the client.
 	f.a.err = pgerr.New(pgerr.ObjectInUse, "a WAL archive is already running")
 	_, err = f.run(t, c, "START WAL ARCHIVE TO 'w'")
@@ -485,14 +513,15 @@ func TestShowWALArchive(t *testing.T) {
 	c := &walConn{t: t, replication: true}
 	prep := f.prepare(t, "SHOW WAL ARCHIVE")
 	if got := columnNames(prep); got != "state,upstream,slot,application_name,timeline,received_lsn,flushed_lsn,upstream_flush_lsn,"+
-		"lag_bytes,lag_seconds,segments,bytes,oldest_segment,newest_segment,synchronous,last_error,last_error_sqlstate" {
+		"lag_bytes,lag_seconds,segments,bytes,oldest_segment,newest_segment,synchronous,last_error,last_error_sqlstate,"+
+		"storage,upload_pending_files,upload_pending_bytes,upload_oldest_pending,upload_oldest_pending_seconds,upload_last_error" {
 		t.Fatalf("columns %s", got)
 	}
 	out, err := prep.Execute(context.Background(), c)
 	if err != nil || out.Tag != "SHOW" || len(out.Rows) != 1 {
 		t.Fatalf("%+v, %v", out, err)
 	}
-	if got := rowText(out.Rows[0]); got != "stopped"+strings.Repeat("|NULL", 16) {
+	if got := rowText(out.Rows[0]); got != "stopped"+strings.Repeat("|NULL", 22) {
 		t.Fatalf("never started: %s", got)
 	}
 
@@ -505,15 +534,30 @@ func TestShowWALArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "reconnecting|db:5432|pgverbs|pgverbs|2|1/3000060|1/3000000|1/4000000|16776960|1.250|3|50331648|" +
-		"000000020000000100000001|000000020000000100000003.partial|t|could not write: no space left on device|53100"
+		"000000020000000100000001|000000020000000100000003.partial|t|could not write: no space left on device|53100" +
+		"|NULL|NULL|NULL|NULL|NULL|NULL"
 	if got := rowText(out.Rows[0]); got != want {
 		t.Fatalf("row\n  %s\nwant\n  %s", got, want)
 	}
 	// Nothing received yet: NULL positions, not 0/0.
 	f.a.status = &walarchive.Status{State: walarchive.Streaming}
 	out, _ = prep.Execute(context.Background(), c)
-	if got := rowText(out.Rows[0]); got != "streaming|NULL|NULL|NULL|NULL|NULL|NULL|NULL|0|0.000|0|0|NULL|NULL|f|NULL|NULL" {
+	if got := rowText(out.Rows[0]); got != "streaming|NULL|NULL|NULL|NULL|NULL|NULL|NULL|0|0.000|0|0|NULL|NULL|f|NULL|NULL"+strings.Repeat("|NULL", 6) {
 		t.Fatalf("fresh archive: %s", got)
+	}
+	// An archive uploading to object storage: its lag, and the last
+	// upload error.
+	f.a.status = &walarchive.Status{State: walarchive.Streaming, Upload: walarchive.UploadStatus{
+		Storage: "storage://offsite/wal", Known: true, PendingFiles: 2, PendingBytes: 32 << 20,
+		OldestPending: "000000010000000000000005", OldestPendingSeconds: 12.5, LastError: "could not write to object storage"}}
+	out, _ = prep.Execute(context.Background(), c)
+	if got := rowText(out.Rows[0]); !strings.HasSuffix(got, "|storage://offsite/wal|2|33554432|000000010000000000000005|12.500|could not write to object storage") {
+		t.Fatalf("storage archive: %s", got)
+	}
+	f.a.status.Upload = walarchive.UploadStatus{Storage: "storage://offsite/wal"}
+	out, _ = prep.Execute(context.Background(), c)
+	if got := rowText(out.Rows[0]); !strings.HasSuffix(got, "|storage://offsite/wal|0|0|NULL|NULL|NULL") {
+		t.Fatalf("storage archive caught up: %s", got)
 	}
 }
 

@@ -99,6 +99,21 @@ var (
 		"WAL bytes the archive received since pgverbs started.", nil, nil)
 	archiveSegmentsClosed = prometheus.NewDesc("pgverbs_wal_archive_segments_completed_total",
 		"Segments the archive completed (renamed from .partial) since pgverbs started.", nil, nil)
+
+	// The upload of an archive started TO a storage URL; 0 for a local
+	// archive.
+	archiveUploadPending = prometheus.NewDesc("pgverbs_wal_archive_upload_pending_files",
+		"Completed segments and history files held locally whose upload to object storage is not confirmed.", nil, nil)
+	archiveUploadPendingBytes = prometheus.NewDesc("pgverbs_wal_archive_upload_pending_bytes",
+		"Bytes of the files not yet uploaded to object storage.", nil, nil)
+	archiveUploadOldest = prometheus.NewDesc("pgverbs_wal_archive_upload_oldest_pending_seconds",
+		"How long ago the oldest file not yet uploaded to object storage was completed; 0 when none waits.", nil, nil)
+	archiveUploadFailing = prometheus.NewDesc("pgverbs_wal_archive_upload_failing",
+		"1 while the last upload to object storage failed (SHOW WAL ARCHIVE has the error), else 0.", nil, nil)
+	archiveUploadedFiles = prometheus.NewDesc("pgverbs_wal_archive_uploaded_files_total",
+		"Files the archive uploaded to object storage since pgverbs started.", nil, nil)
+	archiveUploadedBytes = prometheus.NewDesc("pgverbs_wal_archive_uploaded_bytes_total",
+		"Bytes the archive uploaded to object storage since pgverbs started.", nil, nil)
 )
 
 // archiveStates are the states pgverbs_wal_archive_state has a series
@@ -229,7 +244,9 @@ type archiveCollector struct {
 func (archiveCollector) Describe(ch chan<- *prometheus.Desc) {
 	describe(ch, archiveState, archiveTimeline, archiveReceived, archiveFlushed, archiveUpstream,
 		archiveLagBytes, archiveLagSeconds, archiveSegments, archiveBytes, archiveFsAvail, archiveFsSize,
-		archiveFsync, archiveReconnects, archiveReceivedBytes, archiveSegmentsClosed)
+		archiveFsync, archiveReconnects, archiveReceivedBytes, archiveSegmentsClosed,
+		archiveUploadPending, archiveUploadPendingBytes, archiveUploadOldest, archiveUploadFailing,
+		archiveUploadedFiles, archiveUploadedBytes)
 }
 
 // Collect implements prometheus.Collector.
@@ -271,4 +288,15 @@ func (c archiveCollector) Collect(out chan<- prometheus.Metric) {
 	ch.counter(archiveReconnects, st.Reconnects)
 	ch.counter(archiveReceivedBytes, st.BytesReceived)
 	ch.counter(archiveSegmentsClosed, st.SegmentsClosed)
+	up := st.Upload
+	ch.gauge(archiveUploadPending, float64(up.PendingFiles))
+	ch.gauge(archiveUploadPendingBytes, float64(up.PendingBytes))
+	ch.gauge(archiveUploadOldest, up.OldestPendingSeconds)
+	failing := 0.0
+	if up.LastError != "" {
+		failing = 1
+	}
+	ch.gauge(archiveUploadFailing, failing)
+	ch.counter(archiveUploadedFiles, up.UploadedFiles)
+	ch.counter(archiveUploadedBytes, up.UploadedBytes)
 }

@@ -123,6 +123,8 @@ func TestArchiveMetrics(t *testing.T) {
 		State: walarchive.Reconnecting, Dir: t.TempDir(), Timeline: 2,
 		Received: 0x3000100, Flushed: 0x3000000, UpstreamFlush: 0x3000200, LagBytes: 0x200, LagSeconds: 1.5,
 		Segments: 3, Bytes: 3 << 24, Reconnects: 4, BytesReceived: 5000, SegmentsClosed: 2, FsyncSeconds: &fsync,
+		Upload: walarchive.UploadStatus{Storage: "storage://offsite/wal", Known: true, PendingFiles: 2, PendingBytes: 1000,
+			OldestPending: "000000020000000000000003", OldestPendingSeconds: 7.5, LastError: "store down", UploadedFiles: 9, UploadedBytes: 90},
 	}
 	text := exposition(t, fakeSource{}, func() (walarchive.Status, bool) { return st, true })
 	mustContainLines(t, text,
@@ -142,6 +144,12 @@ func TestArchiveMetrics(t *testing.T) {
 		`pgverbs_wal_archive_reconnects_total 4`,
 		`pgverbs_wal_archive_received_bytes_total 5000`,
 		`pgverbs_wal_archive_segments_completed_total 2`,
+		`pgverbs_wal_archive_upload_pending_files 2`,
+		`pgverbs_wal_archive_upload_pending_bytes 1000`,
+		`pgverbs_wal_archive_upload_oldest_pending_seconds 7.5`,
+		`pgverbs_wal_archive_upload_failing 1`,
+		`pgverbs_wal_archive_uploaded_files_total 9`,
+		`pgverbs_wal_archive_uploaded_bytes_total 90`,
 	)
 	// The directory's file system is asked at the scrape.
 	if strings.Contains(text, "pgverbs_wal_archive_filesystem_size_bytes 0\n") ||
@@ -169,6 +177,8 @@ func TestNoArchiveMetrics(t *testing.T) {
 				`pgverbs_wal_archive_filesystem_size_bytes 0`,
 				`pgverbs_wal_archive_fsync_duration_seconds_count 0`,
 				`pgverbs_wal_archive_reconnects_total 0`,
+				`pgverbs_wal_archive_upload_pending_files 0`,
+				`pgverbs_wal_archive_upload_failing 0`,
 			)
 		})
 	}

@@ -65,6 +65,10 @@ type Options struct {
 	// Source, set by SET SOURCE or FAILOVER, is the conninfo of the
 	// server the archive streams from instead of the configured one.
 	Source string
+	// Storage, when not empty, is the storage:// URL completed files are
+	// uploaded to (upload.go); Dir is then the local staging directory.
+	// It cannot change while the archive runs.
+	Storage string
 }
 
 // State is what the archive is doing.
@@ -111,6 +115,31 @@ type Status struct {
 	// FsyncSeconds is the distribution of the archive's fdatasync calls;
 	// nil before the first Start.
 	FsyncSeconds *stats.HistogramSnapshot
+	// Upload is the upload to object storage of an archive started TO a
+	// storage URL; its zero value otherwise.
+	Upload UploadStatus
+}
+
+// UploadStatus is how far the upload of completed files to object
+// storage lags behind the local archive.
+type UploadStatus struct {
+	// Storage is the storage:// URL uploaded to; "" for a local archive.
+	Storage string
+	// Known is false until the store's listing said what it holds: until
+	// then every file counts as pending and retention removes nothing.
+	Known bool
+	// PendingFiles and PendingBytes are the completed segments and
+	// history files held locally and not yet uploaded; OldestPending is
+	// the first of them in upload order, completed OldestPendingSeconds
+	// ago.
+	PendingFiles         int
+	PendingBytes         int64
+	OldestPending        string
+	OldestPendingSeconds float64
+	// LastError is the last upload's failure, empty once one succeeds.
+	LastError string
+	// Counters since this pgverbs started.
+	UploadedFiles, UploadedBytes uint64
 }
 
 // SegmentState is what SHOW WAL ARCHIVE SEGMENTS says of a file.

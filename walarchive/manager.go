@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
 	"github.com/pgverbs/pgverbs/stats"
+	"github.com/pgverbs/pgverbs/storage"
 	"github.com/pgverbs/pgverbs/walstream"
 )
 
@@ -42,6 +43,9 @@ type Config struct {
 	// Standbys names the standbys streaming from pgverbs, for FAILOVER's
 	// result.
 	Standbys func() []string
+	// Stores are the object-storage targets an archive started TO a
+	// storage URL uploads to (nil: none).
+	Stores *storage.Stores
 }
 
 // Backoff bounds between reconnection attempts.
@@ -80,6 +84,9 @@ type Manager struct {
 	// when feedbackSent is false.
 	feedback     Feedback
 	feedbackSent bool
+	// uploadedFiles and uploadedBytes count the uploads to object
+	// storage since pgverbs started.
+	uploadedFiles, uploadedBytes uint64
 }
 
 // archiveRun is one started archive.
@@ -108,6 +115,9 @@ type archiveRun struct {
 	// floorSource is the source whose slot position vouches for the
 	// archive's files (see receiver.floor); another source's does not.
 	floorSource string
+	// up uploads completed files to object storage (upload.go); nil for
+	// a local archive.
+	up *uploader
 }
 
 var _ Archiver = (*Manager)(nil)
@@ -185,6 +195,13 @@ func (m *Manager) Start(ctx context.Context, o Options) error {
 		return archiveError("open the directory", err)
 	}
 	st, err := m.probe(ctx, root, o)
+	if err == nil && o.Storage != "" {
+		var store *storage.Store
+		var prefix string
+		if store, prefix, err = m.cfg.Stores.Resolve(o.Storage); err == nil {
+			err = checkRemote(ctx, store, prefix, st)
+		}
+	}
 	if err == nil {
 		err = writeState(root, st)
 	}
@@ -292,6 +309,11 @@ func (m *Manager) launch(o Options, root *os.Root, st state) {
 	m.status.Synchronous, m.status.Compression, m.status.Upstream = o.Synchronous, o.Compression, m.upstreamName(o)
 	m.status.State = Reconnecting
 	m.backoff = minBackoff
+	m.status.Upload = UploadStatus{}
+	if o.Storage != "" {
+		run.up = m.newUploader(o)
+		go m.uploadLoop(ctx, run)
+	}
 	go m.loop(ctx, run)
 	go m.maintain(ctx, run)
 }
@@ -530,7 +552,7 @@ func (m *Manager) Alter(ctx context.Context, change func(*Options) error) error 
 	if err := change(&o); err != nil {
 		return err
 	}
-	if o.Dir != run.opts.Dir {
+	if o.Dir != run.opts.Dir || o.Storage != run.opts.Storage {
 		return pgerr.New(pgerr.FeatureNotSupported, "the directory of a running WAL archive cannot change")
 	}
 	st := run.st
@@ -588,6 +610,7 @@ func (m *Manager) Status() (Status, bool) {
 	s := m.status
 	run := m.cur
 	caughtUp := m.caughtUp
+	uploadedFiles, uploadedBytes := m.uploadedFiles, m.uploadedBytes
 	m.mu.Unlock()
 	snap := m.fsync.Snapshot()
 	s.FsyncSeconds = &snap
@@ -601,7 +624,11 @@ func (m *Manager) Status() (Status, bool) {
 		}
 	}
 	if run != nil {
-		if files, err := scan(run.dir, run.st.SegmentSize); err == nil {
+		files, err := scan(run.dir, run.st.SegmentSize)
+		if err == nil && run.up != nil {
+			s.Upload = run.up.status(files, time.Now())
+		}
+		if err == nil {
 			for _, f := range files {
 				s.Bytes += f.Bytes
 				if f.State == SegHistory {
@@ -615,6 +642,7 @@ func (m *Manager) Status() (Status, bool) {
 			}
 		}
 	}
+	s.Upload.UploadedFiles, s.Upload.UploadedBytes = uploadedFiles, uploadedBytes
 	return s, true
 }
 
@@ -660,6 +688,10 @@ func (m *Manager) maintain(ctx context.Context, run *archiveRun) {
 		m.mu.Unlock()
 		if err := m.maintainOnce(run.dir, o, st, time.Now()); err != nil {
 			m.log.Warn("WAL archive: maintenance failed", zap.Error(err))
+		}
+		if run.up != nil {
+			// What was just compressed is what gets uploaded.
+			run.up.prompt()
 		}
 		select {
 		case <-ctx.Done():
@@ -720,11 +752,27 @@ func (m *Manager) maintainOnce(dir *os.Root, o Options, st state, now time.Time)
 		p.SlotRestart = floor
 	}
 	slotsKnown := m.cur != nil && !m.cur.slotsBroken
+	var up *uploader
+	if m.cur != nil {
+		up = m.cur.up
+	}
 	m.mu.Unlock()
 	if !slotsKnown {
 		return fmt.Errorf("walarchive: %s unreadable, retention waits", SlotsFile)
 	}
+	if up != nil {
+		floor, known := up.floor(files)
+		if !known {
+			// The store has not said what it holds: every local copy
+			// may be the only one.
+			return nil
+		}
+		p.NotUploaded = floor
+	}
 	remove := PlanRemoval(files, p, now, o.Retention, o.MaxSize)
+	if up != nil {
+		remove = up.onlyUploaded(remove)
+	}
 	for _, name := range remove {
 		if err := dir.Remove(name); err != nil {
 			return fileError("remove", name, err)

@@ -23,19 +23,25 @@ type Protect struct {
 	// start LSN of the newest base backup older than the retention window
 	// (NewestBefore); 0 when unknown or none.
 	SlotRestart, BackupStart uint64
+	// NotUploaded, for an archive uploading to object storage, is the
+	// start LSN of the oldest complete segment whose upload is not
+	// confirmed (at least 1, so that segment 0 is protected too); 0 when
+	// every one is uploaded or the archive uploads nowhere. The local
+	// copy is the only one until then.
+	NotUploaded uint64
 }
 
-// KeepFrom is the LSN from which every segment is kept: the smaller of
-// the known positions, 0 when neither is known (then neither protects
+// KeepFrom is the LSN from which every segment is kept: the smallest of
+// the known positions, 0 when none is known (then none protects
 // anything).
 func (p Protect) KeepFrom() uint64 {
-	switch {
-	case p.SlotRestart == 0:
-		return p.BackupStart
-	case p.BackupStart == 0:
-		return p.SlotRestart
+	var keep uint64
+	for _, lsn := range []uint64{p.SlotRestart, p.BackupStart, p.NotUploaded} {
+		if lsn != 0 && (keep == 0 || lsn < keep) {
+			keep = lsn
+		}
 	}
-	return min(p.SlotRestart, p.BackupStart)
+	return keep
 }
 
 // PlanRemoval returns the names of the files retention deletes, oldest

@@ -65,7 +65,10 @@ func StatusArchive(a interface{ Status() (Status, bool) }) ArchiveFunc {
 // NewHandler serves GET and HEAD WALPath+name from the archive archive
 // returns, for restore_command (pgverbs wal-get): a complete segment NAME
 // (decompressed from NAME.zst when it is compressed), a NAME.partial
-// asked for by that name, or a timeline's XXXXXXXX.history.
+// asked for by that name, or a timeline's XXXXXXXX.history. For an
+// archive that uploads to object storage, a segment or history file no
+// longer in the directory is streamed from the store (as NAME, else
+// NAME.zst decompressed).
 //
 // token, when not empty, must come as "Authorization: Bearer token" (401
 // otherwise); conf refuses an empty one on anything but a loopback
@@ -139,6 +142,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer root.Close()
 	f, n, err := OpenFile(root, name, segSize)
+	if rem := remoteOf(dir); errors.Is(err, fs.ErrNotExist) && rem != nil {
+		// Uploaded, and removed here by retention since: streamed from
+		// the store, never stored locally again.
+		f, n, err = rem.open(r.Context(), name, segSize)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		httpError(w, http.StatusNotFound, "not in the archive")
 		return
@@ -244,14 +252,14 @@ func openRegular(dir *os.Root, name string) (*os.File, int64, error) {
 // zstdSegment decompresses NAME.zst and fails the read that would end it
 // at a length other than the segment size.
 type zstdSegment struct {
-	f    *os.File
+	f    io.Closer
 	zr   io.ReadCloser
 	name string
 	want uint64
 	got  uint64
 }
 
-func newZstdSegment(f *os.File, name string, segSize uint64) *zstdSegment {
+func newZstdSegment(f io.ReadCloser, name string, segSize uint64) *zstdSegment {
 	return &zstdSegment{f: f, zr: zstd.NewReader(f), name: name, want: segSize}
 }
 

@@ -41,20 +41,21 @@ type stateOptions struct {
 	MaxSize         int64  `json:"max_size,omitempty"`
 	User            string `json:"user,omitempty"`
 	Source          string `json:"source,omitempty"`
+	Storage         string `json:"storage,omitempty"`
 }
 
 func toState(o Options) stateOptions {
 	return stateOptions{
 		Slot: o.Slot, CreateSlot: o.CreateSlot, ApplicationName: o.ApplicationName, Synchronous: o.Synchronous,
 		Compression: o.Compression.String(), Level: o.Level, RetentionSecs: int64(o.Retention / time.Second),
-		MaxSize: o.MaxSize, User: o.User, Source: o.Source,
+		MaxSize: o.MaxSize, User: o.User, Source: o.Source, Storage: o.Storage,
 	}
 }
 
 func (s stateOptions) options(dir string) Options {
 	o := Options{
 		Dir: dir, Slot: s.Slot, CreateSlot: s.CreateSlot, ApplicationName: s.ApplicationName, Synchronous: s.Synchronous,
-		Level: s.Level, Retention: time.Duration(s.RetentionSecs) * time.Second, MaxSize: s.MaxSize, User: s.User, Source: s.Source,
+		Level: s.Level, Retention: time.Duration(s.RetentionSecs) * time.Second, MaxSize: s.MaxSize, User: s.User, Source: s.Source, Storage: s.Storage,
 	}
 	if s.Compression == "zstd" {
 		o.Compression = Zstd
