@@ -108,6 +108,7 @@ func run(args []string) int {
 	archive, closeArchive := newArchive(cfg, backupTarget, stores, log)
 	defer closeArchive()
 	registerWALCommands(registry, cfg.BackupRoot, archive)
+	registry.Register(commands.NewShowBackups(cfg.BackupRoot, stores, archive))
 	// current is the configuration in effect, for SHOW PGVERBS CONFIG;
 	// source is the proxy, once it exists, for what reports on it.
 	var current atomic.Pointer[conf.Config]
