@@ -5,6 +5,7 @@
 //
 //	pgverbs [--config FILE] [--listen ADDR] [--backend CONNINFO] [flags]
 //	pgverbs wal-get [--url URL] [--token-file FILE] [--partial] FILE DEST
+//	pgverbs backup-get [--config FILE] [--restore-command URL] [--token-file FILE] SOURCE DATADIR
 //
 // pgverbs --help lists every flag with its setting and environment
 // variable; README.md's configuration section explains them.
@@ -47,6 +48,9 @@ func run(args []string) int {
 	started := time.Now()
 	if len(args) > 0 && args[0] == walGetCommand {
 		return runWalGet(args[1:], os.Getenv, os.Stderr)
+	}
+	if len(args) > 0 && args[0] == backupGetCommand {
+		return runBackupGet(args[1:], os.Getenv, os.Stderr)
 	}
 	cfg, err := conf.Load(args, os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
