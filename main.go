@@ -113,6 +113,7 @@ func run(args []string) int {
 	defer closeArchive()
 	registerWALCommands(registry, cfg.BackupRoot, archive)
 	registry.Register(commands.NewShowBackups(cfg.BackupRoot, stores, archive))
+	registry.Register(commands.NewVerifyBackup(cfg.BackupRoot, stores, archive))
 	// current is the configuration in effect, for SHOW PGVERBS CONFIG;
 	// source is the proxy, once it exists, for what reports on it.
 	var current atomic.Pointer[conf.Config]

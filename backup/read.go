@@ -190,6 +190,9 @@ func (s *Stored) findArchives(names []string) error {
 // Name is the backup as the user named it: a path or a storage:// URL.
 func (s *Stored) Name() string { return s.url }
 
+// Dir is a local backup's directory, "" for one in object storage.
+func (s *Stored) Dir() string { return s.dir }
+
 // Local reports whether the backup is in a local directory.
 func (s *Stored) Local() bool { return s.store == nil }
 

@@ -382,15 +382,21 @@ func VerifyBackup(ctx context.Context, b *Stored, o VerifyOptions) (*VerifyResul
 	return res, nil
 }
 
+// VerifyRecordName is the object VERIFY BACKUP writes into a backup's
+// prefix with its last result (commands.VerifyResultName, which SHOW
+// BACKUPS reads): not part of the backup, so never an extra object.
+const VerifyRecordName = "pgverbs_verify.json"
+
 // checkObjects compares an object-storage backup's objects with its
 // summary: each listed one there with its size, no other (but the
-// summary, and the in-progress marker CleanStorage removes).
+// summary, the in-progress marker CleanStorage removes, and the record of
+// the last verification).
 func checkObjects(b *Stored, add func(kind, p, format string, args ...any)) {
 	have := map[string]int64{}
 	for _, o := range b.Objects {
 		have[o.Name] = o.Size
 	}
-	listed := map[string]bool{SummaryName: true, markerName: true}
+	listed := map[string]bool{SummaryName: true, markerName: true, VerifyRecordName: true}
 	for _, o := range b.Summary.Objects {
 		listed[o.Name] = true
 		size, ok := have[o.Name]
