@@ -187,6 +187,14 @@ func (m *Manager) Start(ctx context.Context, o Options) error {
 	if err != nil {
 		return pgerr.New(pgerr.InsufficientPrivilege, "the WAL archive must be inside the backup root")
 	}
+	// An unknown target is refused before anything is created.
+	var store *storage.Store
+	var prefix string
+	if o.Storage != "" {
+		if store, prefix, err = m.cfg.Stores.Resolve(o.Storage); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return archiveError("create the directory", err)
 	}
@@ -195,12 +203,8 @@ func (m *Manager) Start(ctx context.Context, o Options) error {
 		return archiveError("open the directory", err)
 	}
 	st, err := m.probe(ctx, root, o)
-	if err == nil && o.Storage != "" {
-		var store *storage.Store
-		var prefix string
-		if store, prefix, err = m.cfg.Stores.Resolve(o.Storage); err == nil {
-			err = checkRemote(ctx, store, prefix, st)
-		}
+	if err == nil && store != nil {
+		err = checkRemote(ctx, store, prefix, st)
 	}
 	if err == nil {
 		err = writeState(root, st)

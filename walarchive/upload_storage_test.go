@@ -1,0 +1,168 @@
+package walarchive
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/pgverbs/pgverbs/internal/pgtest"
+	"github.com/pgverbs/pgverbs/internal/s3test"
+	"github.com/pgverbs/pgverbs/storage"
+)
+
+// testStores configures one target, "offsite", on srv's bucket.
+func testStores(t *testing.T, srv *s3test.Server, bucket string) *storage.Stores {
+	t.Helper()
+	creds := filepath.Join(t.TempDir(), "credentials")
+	ini := fmt.Sprintf("[good]\naws_access_key_id = %s\naws_secret_access_key = %s\n", srv.AccessKey, srv.SecretKey)
+	if err := os.WriteFile(creds, []byte(ini), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stores, err := storage.NewStores(context.Background(), []storage.Config{{
+		Name: "offsite", Endpoint: srv.Endpoint, Region: srv.Region, Bucket: bucket, Prefix: "db",
+		PathStyle: true, CredentialsFile: creds, Profile: "good",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stores
+}
+
+// TestUploadToStorage archives TO a storage URL on a real server and a
+// real S3 store (SeaweedFS): completed segments reach the store with the
+// local bytes, MAX_SIZE removes local copies only once uploaded, a store
+// that is down makes the lag grow and shows the error while nothing
+// pending is removed, the uploads catch up when it is back, a new Manager
+// (a restarted pgverbs) neither loses nor uploads again, and /wal/ serves
+// a segment no longer local from the store.
+func TestUploadToStorage(t *testing.T) {
+	srv := s3test.Start(t)
+	const bucket = "walup"
+	srv.Bucket(t, bucket)
+	stores := testStores(t, srv, bucket)
+	store, _ := stores.Lookup("offsite")
+	c := pgtest.Start(t, pgtest.Options{})
+	root := t.TempDir()
+	dir := filepath.Join(root, StagingDir, "offsite", "wal")
+	ctx := context.Background()
+	newManager := func() *Manager {
+		return NewManager(Config{Root: root, Dial: dialer(c), Upstream: "test", Stores: stores,
+			Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
+	}
+	m := newManager()
+	o := defaultOptions(dir)
+	o.Storage = "storage://offsite/wal"
+	if err := m.Start(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { m.Stop(ctx, true) }()
+	waitFor(t, "streaming", func() bool { s, _ := m.Status(); return s.State == Streaming })
+	if _, err := store.Stat(ctx, "wal/"+StateFile); err != nil {
+		t.Fatalf("START wrote no %s beside the WAL: %v", StateFile, err)
+	}
+
+	switchWAL := func(n int) []string {
+		var names []string
+		for i := 0; i < n; i++ {
+			names = append(names, query(t, c, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())"))
+			query(t, c, "CREATE TABLE IF NOT EXISTS t AS SELECT 1 AS a; INSERT INTO t SELECT generate_series(1, 1000); SELECT pg_switch_wal()")
+		}
+		return names
+	}
+	uploaded := func(name string) bool {
+		_, err := store.Stat(ctx, "wal/"+name)
+		return err == nil
+	}
+	first := switchWAL(3)
+	for _, n := range first {
+		waitFor(t, n+" uploaded", func() bool { return uploaded(n) })
+		local, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote, err := store.ReadAll(ctx, "wal/"+n)
+		if err != nil || !bytes.Equal(local, remote) {
+			t.Fatalf("%s in the store differs from the local copy (%d and %d bytes, %v)", n, len(local), len(remote), err)
+		}
+	}
+	waitFor(t, "no upload pending", func() bool { s, _ := m.Status(); return s.Upload.PendingFiles == 0 && s.Upload.Known })
+
+	// The store goes down: segments completed meanwhile wait, with the
+	// error shown, and MAX_SIZE removes only what was uploaded.
+	srv.Stop()
+	second := switchWAL(3)
+	waitFor(t, "the upload error", func() bool {
+		s, _ := m.Status()
+		return s.Upload.LastError != "" && s.Upload.PendingFiles >= 3
+	})
+	if err := m.Alter(ctx, func(o *Options) error { o.MaxSize = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range first {
+		waitFor(t, n+" removed locally", func() bool { return !exists(dir, n) })
+	}
+	time.Sleep(time.Second)
+	for _, n := range second {
+		if !exists(dir, n) {
+			t.Fatalf("%s removed locally before its upload", n)
+		}
+	}
+	s, _ := m.Status()
+	if s.Upload.OldestPending != second[0] || s.Upload.OldestPendingSeconds <= 0 {
+		t.Fatalf("upload status while the store is down: %+v", s.Upload)
+	}
+
+	// A restarted pgverbs (a new Manager) while the store is still down:
+	// nothing is removed before the store answers, then everything goes up.
+	m.Close()
+	m = newManager()
+	if err := m.Recover(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	for _, n := range second {
+		if !exists(dir, n) {
+			t.Fatalf("%s removed locally while the store's listing was unknown", n)
+		}
+	}
+	srv.Restart()
+	for _, n := range second {
+		waitFor(t, n+" uploaded after the restart", func() bool { return uploaded(n) })
+	}
+	waitFor(t, "caught up", func() bool {
+		s, _ := m.Status()
+		return s.Upload.PendingFiles == 0 && s.Upload.LastError == ""
+	})
+	// Retention now removes the second batch but the newest complete
+	// segment.
+	for _, n := range second[:len(second)-1] {
+		waitFor(t, n+" removed locally after its upload", func() bool { return !exists(dir, n) })
+	}
+
+	// /wal/ serves a segment that is only in the store.
+	h := NewHandler(StatusArchive(m), "", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, WALPath+first[0], nil))
+	remote, err := store.ReadAll(ctx, "wal/"+first[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), remote) || len(remote) != 16<<20 {
+		t.Fatalf("GET %s: %d, %d bytes (store: %d): %s", first[0], rec.Code, rec.Body.Len(), len(remote), strings.TrimSpace(rec.Body.String()[:min(rec.Body.Len(), 200)]))
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, WALPath+"0000000100000000000000FF", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("GET of a segment in neither place: %d", rec.Code)
+	}
+}
