@@ -113,7 +113,7 @@
 //	                              [-clients 1,16,100] [-modes simple,extended,prepared]
 //	                              [-pgbouncer auto|off|PATH] [-idle 1000,10000]
 //	                              [-install-rounds 5] [-pgtap-rounds 7]
-//	                              [-backup-scale 70] [-backup-rounds 5] [-tls-rounds 5]
+//	                              [-backup-scale 70] [-backup-rounds 5] [-storage-scale 70] [-storage-rounds 5] [-tls-rounds 5]
 //	                              [-nocount auto|off|PATH] [-wal-rounds 5] [-wal-duration 30s]
 //	                              [-relay-rounds 3] [-relay-duration 30s]
 package main
@@ -199,6 +199,10 @@ type options struct {
 	// backupScale sizes the base-backup benchmark's cluster (pgbench
 	// scale; 0 skips it); backupRounds is its number of rounds.
 	backupScale, backupRounds int
+	// storageScale and storageRounds are the object-storage backup
+	// benchmark's (BASE BACKUP to SeaweedFS vs local disk vs
+	// pg_basebackup + upload).
+	storageScale, storageRounds int
 	// tlsRounds is the number of pairs of the TLS measurement; 0 skips it.
 	tlsRounds int
 	// walRounds is the number of rounds of the WAL archive benchmark (0
@@ -254,6 +258,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.pgtapRounds, "pgtap-rounds", 7, "pairs of native CREATE EXTENSION pgtap and INSTALL EXTENSION pgtap through pgverbs (0 skips them)")
 	fs.IntVar(&o.backupScale, "backup-scale", 70, "pgbench scale of the base-backup benchmark's cluster, about 15 MB each (0 skips it)")
 	fs.IntVar(&o.backupRounds, "backup-rounds", 5, "rounds of the base-backup benchmark (odd, for a true median)")
+	fs.IntVar(&o.storageScale, "storage-scale", 70, "pgbench scale of the object-storage backup benchmark's cluster (0 skips it)")
+	fs.IntVar(&o.storageRounds, "storage-rounds", 5, "rounds of the object-storage backup benchmark")
 	fs.IntVar(&o.tlsRounds, "tls-rounds", minPairs, "pairs of the TLS relay-cost measurement, each running every TLS target once, at 16 clients in -M prepared and simple (0 skips it)")
 	fs.IntVar(&o.walRounds, "wal-rounds", 5, "rounds of the WAL archive benchmark per mode (asynchronous, synchronous), each running pg_receivewal and pgverbs' archive once, alternating (0 skips it)")
 	fs.DurationVar(&o.walDuration, "wal-duration", 30*time.Second, "duration of each pgbench -N -c 8 run of the WAL archive benchmark")
@@ -485,6 +491,11 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if o.backupScale > 0 {
 		if err := runBackupBench(ctx, proxyPath, o.backupScale, o.backupRounds); err != nil {
+			return err
+		}
+	}
+	if o.storageScale > 0 {
+		if err := runStorageBench(ctx, proxyPath, o.storageScale, o.storageRounds); err != nil {
 			return err
 		}
 	}
