@@ -3,11 +3,13 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -278,6 +280,22 @@ func TestBackupGetPlain(t *testing.T) {
 		t.Fatalf("tampered plain: exit %d: %s", code, out)
 	}
 	if _, err := os.Stat(dest2); err == nil {
+		t.Errorf("DATADIR left behind")
+	}
+}
+
+// TestBackupGetInterrupted: an interrupt (the context SIGINT cancels)
+// stops the restore and removes DATADIR.
+func TestBackupGetInterrupted(t *testing.T) {
+	src := newBGFixture().write(t)
+	dest := filepath.Join(t.TempDir(), "restored")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := backupGet(ctx, backupGetOptions{source: src, datadir: dest, getenv: func(string) string { return "" }, progress: newBGProgress(io.Discard, true)})
+	if code := exitCode(err); code != bgInterrupted {
+		t.Errorf("exit %d (%v), want %d", code, err, bgInterrupted)
+	}
+	if _, err := os.Stat(dest); err == nil {
 		t.Errorf("DATADIR left behind")
 	}
 }
