@@ -56,6 +56,7 @@ type Stored struct {
 	Objects []storage.Object
 
 	dir    string // local: the backup's directory
+	links  string // local: pg_tblspc links are followed only into here ("" anywhere)
 	store  *storage.Store
 	prefix string // object storage: the backup's prefix in store
 	url    string // what the user named, for messages
@@ -189,6 +190,17 @@ func (s *Stored) findArchives(names []string) error {
 
 // Name is the backup as the user named it: a path or a storage:// URL.
 func (s *Stored) Name() string { return s.url }
+
+// ConfineLinks makes Walk follow a plain backup's pg_tblspc links only
+// when they lead into root (evaluated); others are yielded as links and
+// not followed, so that a link planted in a backup cannot make VERIFY
+// BACKUP read or name files outside the backup root.
+func (s *Stored) ConfineLinks(root string) {
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
+	s.links = filepath.Clean(root)
+}
 
 // Dir is a local backup's directory, "" for one in object storage.
 func (s *Stored) Dir() string { return s.dir }
@@ -501,6 +513,9 @@ func (s *Stored) walkPlain(ctx context.Context, fn WalkFunc) error {
 					return fileError("follow the link", childRel, err)
 				}
 				if ti, err := os.Stat(target); err != nil || !ti.IsDir() {
+					continue
+				}
+				if s.links != "" && !strings.HasPrefix(target, s.links+string(filepath.Separator)) {
 					continue
 				}
 				// The tablespaces/ directory of pgverbs's layout holds

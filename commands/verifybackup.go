@@ -103,6 +103,9 @@ func (r *verifyRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		var dir string
 		if dir, err = backup.ResolveDir(r.cmd.root, r.st.Path); err == nil {
 			b, err = backup.OpenLocal(dir, r.st.Path)
+			if err == nil {
+				b.ConfineLinks(r.cmd.root)
+			}
 		}
 	}
 	if err != nil {
