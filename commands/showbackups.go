@@ -660,7 +660,10 @@ func (w *archiveWAL) covers(ranges []walRange) bool {
 		w.read = true
 		files, err := w.a.Segments()
 		if err != nil {
-			return false
+			// A stopped archive keeps its WAL, which a restore through
+			// wal-get can still fetch.
+			w.segs = stoppedArchiveSegments(w.a)
+			return covered(append([]segRange(nil), w.segs...), ranges)
 		}
 		st, _ := w.a.Status()
 		for _, f := range files {
@@ -739,4 +742,26 @@ func objectBackups(ctx context.Context, store *storage.Store, prefix string, war
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// stoppedArchiveSegments lists the complete segments (NAME, NAME.zst) in
+// the directory of an archive that is not running, as /wal/ serves them.
+func stoppedArchiveSegments(a walarchive.Archiver) []segRange {
+	dir, segSize, ok := walarchive.StatusArchive(a)()
+	if !ok {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var segs []segRange
+	for _, e := range ents {
+		n, err := walarchive.ParseName(strings.TrimSuffix(e.Name(), ".zst"), segSize)
+		if err != nil || n.Kind != walarchive.Segment || !e.Type().IsRegular() {
+			continue
+		}
+		segs = append(segs, segRange{n.Timeline, n.SegNo * segSize, (n.SegNo + 1) * segSize})
+	}
+	return segs
 }

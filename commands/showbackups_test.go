@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -179,6 +180,16 @@ func TestShowBackupsLocal(t *testing.T) {
 	out, err = showBackupsRun(t, root, nil, c, "SHOW BACKUPS IN '"+filepath.Join(root, "nightly")+"'")
 	if err != nil || len(out.Rows) != 1 || *out.Rows[0][0] != "nightly/plain" || *out.Rows[0][10] != "t" {
 		t.Fatalf("IN absolute nightly: %v %s", err, rowText(out.Rows[0]))
+	}
+	// A stopped archive (Segments fails) still holds its WAL.
+	walDir := t.TempDir()
+	writeFile(t, walDir, walarchive.StateFile, []byte(`{"segment_size":16777216}`))
+	writeFile(t, walDir, "000000010000000000000002.zst", []byte("z"))
+	writeFile(t, walDir, "000000010000000000000003", []byte("s"))
+	stopped := &fakeArchiver{err: errors.New("not running"), status: &walarchive.Status{State: walarchive.Stopped, Dir: walDir}}
+	out, err = showBackupsRun(t, root, stopped, c, "SHOW BACKUPS IN 'tarred'")
+	if err != nil || len(out.Rows) != 1 || *out.Rows[0][10] != "t" {
+		t.Fatalf("IN 'tarred' with a stopped archive: %v %v", err, out)
 	}
 	// A backup being written is not listed, nor refused.
 	out, err = showBackupsRun(t, root, nil, c, "SHOW BACKUPS IN 'busy'")
