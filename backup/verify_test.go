@@ -1,16 +1,21 @@
 package backup
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/DataDog/zstd"
 )
 
 // verifyLocal runs VerifyBackup on a local backup directory.
@@ -363,4 +368,75 @@ func TestVerifyTarZstd(t *testing.T) {
 	// An archive with the segments: the cluster's own pg_wal.
 	v = verifyLocal(t, res.Path, VerifyOptions{WAL: true, Archive: DirSegments(filepath.Join(s.c.DataDir, "pg_wal"))})
 	wantProblems(t, v)
+}
+
+// TestVerifyFetchAndSQL: WAL fetched into base.tar, and a SQL-method
+// backup with the manifest pgverbs writes itself.
+func TestVerifyFetchAndSQL(t *testing.T) {
+	s := getSource(t)
+	root := t.TempDir()
+	o := baseOptions(s, root, "fetch")
+	o.Format, o.Compression, o.WAL = Tar, LZ4, WALFetch
+	res := runBackup(t, o)
+	v := verifyLocal(t, res.Path, VerifyOptions{WAL: true})
+	wantProblems(t, v)
+	if v.WALRecords == 0 {
+		t.Errorf("result %+v", v)
+	}
+
+	o = baseOptions(s, root, "sql")
+	o.Method, o.ManifestChecksums = SQL, "SHA256"
+	res = runBackup(t, o)
+	v = verifyLocal(t, res.Path, VerifyOptions{WAL: true})
+	wantProblems(t, v)
+	if v.WALRecords == 0 || v.Files < 100 {
+		t.Errorf("result %+v", v)
+	}
+	verify(t, s, res.Path, "-i", "tablespaces")
+}
+
+// TestVerifyWALFromTar reads a WAL range over two segments out of a
+// pg_wal.tar.zst, twice over the same reader (the second time from the
+// archive's start again).
+func TestVerifyWALFromTar(t *testing.T) {
+	s := getSource(t)
+	w := takeWALSample(t, s)
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "base.tar"), make([]byte, 1024), 0o600))
+	var buf bytes.Buffer
+	zw := zstd.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	wal := map[string]walEntry{}
+	for _, name := range append([]string{"000000010000000000000099"}, w.files...) {
+		var data []byte
+		if name == "000000010000000000000099" {
+			data = make([]byte, 16<<20) // an unrelated member first
+		} else {
+			var err error
+			data, err = os.ReadFile(filepath.Join(w.dir, name))
+			must(t, err)
+		}
+		must(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(data)), Typeflag: tar.TypeReg}))
+		_, err := tw.Write(data)
+		must(t, err)
+		wal[name] = walEntry{archive: "pg_wal.tar.zst", size: int64(len(data))}
+	}
+	must(t, tw.Close())
+	must(t, zw.Close())
+	must(t, os.WriteFile(filepath.Join(dir, "pg_wal.tar.zst"), buf.Bytes(), 0o600))
+	b, err := OpenLocal(dir, "t")
+	must(t, err)
+	src := &backupSegments{b: b, wal: wal}
+	for i := 0; i < 2; i++ {
+		n, p := verifyWAL(context.Background(), src, w.r, 16<<20)
+		if p != nil || n < 20 {
+			t.Fatalf("pass %d: %d records, %+v", i, n, p)
+		}
+	}
+	// A member named but not there.
+	wal["000000010000000000000098"] = walEntry{archive: "pg_wal.tar.zst", size: 16 << 20}
+	if _, err := src.OpenSegment(context.Background(), "000000010000000000000098", 16<<20); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("absent member: %v", err)
+	}
+	src.close()
 }
