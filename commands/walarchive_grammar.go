@@ -65,7 +65,7 @@ const maxZstdLevel = 22
 
 // ParseWALArchive parses one of the WAL ARCHIVE statements:
 //
-//	START WAL ARCHIVE TO 'dir' [WITH (option [, ...])]
+//	START WAL ARCHIVE TO 'dir' | 'storage://target/path' [WITH (option [, ...])]
 //	STOP WAL ARCHIVE [DROP SLOT]
 //	ALTER WAL ARCHIVE SET (option [, ...])
 //	ALTER WAL ARCHIVE SET SOURCE 'conninfo' [WITH (FORCE on|off)]

@@ -57,4 +57,26 @@
 // position on another source vouches for nothing the archive holds, so
 // the resume floor applies only to the source the archive last streamed
 // from.
+//
+// # Object storage
+//
+// START WAL ARCHIVE TO 'storage://target/path' (upload.go) archives into
+// a local staging directory, <backup root>/.pgverbs-wal/target/path, with
+// every promise above unchanged: what is acknowledged upstream is
+// fsynced there first. An uploader goroutine then copies each completed
+// segment and history file to the object path/NAME (path/NAME.zst with
+// COMPRESSION zstd, uploaded once compressed; a .partial never), in
+// order, stopping at the first failure and retrying with exponential
+// backoff (1 s to 1 min). An upload is confirmed when the store accepted
+// it with its CRC32C checksum. What is uploaded is not recorded locally:
+// at start the uploader lists the prefix (objects appear whole, so a
+// listed object is a confirmed upload and one a crash cut is absent and
+// uploaded again); until that listing succeeds nothing counts as
+// uploaded. RETENTION and MAX_SIZE apply to the staging directory only:
+// they never remove a segment whose upload is not confirmed (Protect's
+// NotUploaded, and the plan cut at the first such file), and the store
+// keeps everything (expire it with the bucket's lifecycle rules). START
+// writes StateFile's system identifier beside the uploaded WAL and
+// refuses a prefix holding another system's. /wal/ serves a file from
+// the store when the staging directory no longer has it.
 package walarchive

@@ -235,7 +235,11 @@ func (m *Manager) uploadPass(ctx context.Context, run *archiveRun) error {
 	if u.broken != nil {
 		return u.broken
 	}
-	if err := u.list(ctx, run.st.SegmentSize); err != nil {
+	// run.st is replaced under m.mu by ALTER; the segment size stays.
+	m.mu.Lock()
+	segSize := run.st.SegmentSize
+	m.mu.Unlock()
+	if err := u.list(ctx, segSize); err != nil {
 		return err
 	}
 	uploaded := 0
@@ -254,7 +258,7 @@ func (m *Manager) uploadPass(ctx context.Context, run *archiveRun) error {
 		m.mu.Lock()
 		zstdOn := run.opts.Compression == Zstd
 		m.mu.Unlock()
-		files, err := scan(run.dir, run.st.SegmentSize)
+		files, err := scan(run.dir, segSize)
 		if err != nil {
 			return archiveError("list", err)
 		}
@@ -263,7 +267,7 @@ func (m *Manager) uploadPass(ctx context.Context, run *archiveRun) error {
 		u.mu.Unlock()
 		again := false
 		for _, f := range pending {
-			n, err := m.uploadFile(ctx, run, f.Name)
+			n, err := m.uploadFile(ctx, run, f.Name, segSize)
 			if errors.Is(err, fs.ErrNotExist) {
 				again = true
 				break
@@ -331,7 +335,7 @@ func (u *uploader) list(ctx context.Context, segSize uint64) error {
 // returns its length. The upload is confirmed when this returns nil. A
 // file that is gone (compressed meanwhile) is an error matching
 // fs.ErrNotExist.
-func (m *Manager) uploadFile(ctx context.Context, run *archiveRun, name string) (int64, error) {
+func (m *Manager) uploadFile(ctx context.Context, run *archiveRun, name string, segSize uint64) (int64, error) {
 	u := run.up
 	f, size, err := openRegular(run.dir, name)
 	if err != nil {
@@ -341,8 +345,8 @@ func (m *Manager) uploadFile(ctx context.Context, run *archiveRun, name string) 
 		return 0, fileError("open", name, err)
 	}
 	defer f.Close()
-	if info, ok := fileInfo(name, run.st.SegmentSize); ok && info.State == SegComplete && size != int64(run.st.SegmentSize) {
-		return 0, fmt.Errorf("walarchive: %s is %d bytes, not the segment size %d", name, size, run.st.SegmentSize)
+	if info, ok := fileInfo(name, segSize); ok && info.State == SegComplete && size != int64(segSize) {
+		return 0, fmt.Errorf("walarchive: %s is %d bytes, not the segment size %d", name, size, segSize)
 	}
 	ctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()

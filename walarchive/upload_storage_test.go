@@ -166,3 +166,55 @@ func TestUploadToStorage(t *testing.T) {
 		t.Fatalf("GET of a segment in neither place: %d", rec.Code)
 	}
 }
+
+// TestUploadCompressed archives TO a storage URL with COMPRESSION zstd:
+// what is uploaded is NAME.zst, once compressed (never NAME as well), and
+// /wal/ serves it decompressed from the store once the local copy is
+// gone.
+func TestUploadCompressed(t *testing.T) {
+	srv := s3test.Start(t)
+	const bucket = "walzst"
+	srv.Bucket(t, bucket)
+	stores := testStores(t, srv, bucket)
+	store, _ := stores.Lookup("offsite")
+	c := pgtest.Start(t, pgtest.Options{})
+	root := t.TempDir()
+	dir := filepath.Join(root, StagingDir, "offsite", "z")
+	ctx := context.Background()
+	m := NewManager(Config{Root: root, Dial: dialer(c), Upstream: "test", Stores: stores,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
+	o := defaultOptions(dir)
+	o.Storage, o.Compression = "storage://offsite/z", Zstd
+	if err := m.Start(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { m.Stop(ctx, true) }()
+	waitFor(t, "streaming", func() bool { s, _ := m.Status(); return s.State == Streaming })
+	var names []string
+	server := map[string][]byte{}
+	for range 3 {
+		name := query(t, c, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
+		query(t, c, "CREATE TABLE IF NOT EXISTS t AS SELECT 1 AS a; INSERT INTO t SELECT generate_series(1, 1000); SELECT pg_switch_wal()")
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, server[name] = append(names, name), b
+	}
+	for _, n := range names {
+		waitFor(t, n+".zst uploaded", func() bool { _, err := store.Stat(ctx, "z/"+n+compressedSuffix); return err == nil })
+		if _, err := store.Stat(ctx, "z/"+n); err == nil {
+			t.Fatalf("%s uploaded uncompressed as well", n)
+		}
+	}
+	if err := m.Alter(ctx, func(o *Options) error { o.MaxSize = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, names[0]+" removed locally", func() bool { return !exists(dir, names[0]+compressedSuffix) })
+	h := NewHandler(StatusArchive(m), "", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, WALPath+names[0], nil))
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), server[names[0]]) {
+		t.Fatalf("GET %s from the store: %d, %d bytes, want the server's %d", names[0], rec.Code, rec.Body.Len(), len(server[names[0]]))
+	}
+}
