@@ -23,7 +23,8 @@ import (
 // storageRun is one timed backup of the object-storage benchmark.
 type storageRun struct {
 	seconds float64
-	peakRSS int64 // pgverbs's peak resident set during the run, bytes; 0 when not measured
+	peakRSS int64   // pgverbs's peak resident set during the run, bytes; 0 when not measured
+	cpu     float64 // pgverbs's CPU seconds during the run
 }
 
 // runStorageBench compares, on one cluster of about scale*15 MB, alternating
@@ -140,6 +141,7 @@ func runStorageBench(ctx context.Context, proxyPath string, scale, rounds int) e
 		{"pg_basebackup -Ft --compress=client-zstd + upload", twoStep, false,
 			func(name string) error { return store.DeletePrefix(ctx, name) }},
 	}
+	idleRSS := peakRSS(pid)
 	runs := make([][]storageRun, len(cases))
 	for r := 0; r < rounds; r++ {
 		for i, c := range cases {
@@ -147,16 +149,19 @@ func runStorageBench(ctx context.Context, proxyPath string, scale, rounds int) e
 			if c.rss {
 				resetPeakRSS(pid)
 			}
+			cpu0, _ := procCPU(pid, false)
 			start := time.Now()
 			if err := c.run(ctx, name); err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			run := storageRun{seconds: time.Since(start).Seconds()}
+			cpu1, _ := procCPU(pid, false)
+			run.cpu = (cpu1 - cpu0).Seconds()
 			if c.rss {
 				run.peakRSS = peakRSS(pid)
 			}
 			runs[i] = append(runs[i], run)
-			fmt.Fprintf(os.Stderr, "[storage round %d] %s: %.2fs, peak RSS %.1f MB\n", r+1, c.name, run.seconds, float64(run.peakRSS)/(1<<20))
+			fmt.Fprintf(os.Stderr, "[storage round %d] %s: %.2fs, pgverbs CPU %.2fs, peak RSS %.1f MB\n", r+1, c.name, run.seconds, run.cpu, float64(run.peakRSS)/(1<<20))
 			if err := c.cleanup(name); err != nil {
 				return err
 			}
@@ -187,6 +192,7 @@ func runStorageBench(ctx context.Context, proxyPath string, scale, rounds int) e
 		rows = append(rows, []string{c.name, fmt.Sprintf("%.2f", m), fmt.Sprintf("%.0f", float64(size)/(1<<20)/m), rss, ratio})
 	}
 	printMarkdown(rows)
+	fmt.Printf("\npgverbs's resident set before the rounds: %.1f MB (the local tar+zstd backup's peak is the same process without part buffers).\n", float64(idleRSS)/(1<<20))
 	fmt.Printf("\nThe configured bound: parts of %d MB, %d in flight for base.tar and 1 for pg_wal.tar: (3+2+1+2) x 8 MB = 64 MB of part buffers.\n",
 		storage.DefaultPartSize>>20, storage.DefaultParallelParts)
 	return nil
