@@ -23,13 +23,19 @@ import (
 // testStores configures one target, "offsite", on srv's bucket.
 func testStores(t *testing.T, srv *s3test.Server, bucket string) *storage.Stores {
 	t.Helper()
+	return testStoresAt(t, srv, srv.Endpoint, bucket)
+}
+
+// testStoresAt is testStores reaching srv at endpoint (a FaultProxy's).
+func testStoresAt(t *testing.T, srv *s3test.Server, endpoint, bucket string) *storage.Stores {
+	t.Helper()
 	creds := filepath.Join(t.TempDir(), "credentials")
 	ini := fmt.Sprintf("[good]\naws_access_key_id = %s\naws_secret_access_key = %s\n", srv.AccessKey, srv.SecretKey)
 	if err := os.WriteFile(creds, []byte(ini), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	stores, err := storage.NewStores(context.Background(), []storage.Config{{
-		Name: "offsite", Endpoint: srv.Endpoint, Region: srv.Region, Bucket: bucket, Prefix: "db",
+		Name: "offsite", Endpoint: endpoint, Region: srv.Region, Bucket: bucket, Prefix: "db",
 		PathStyle: true, CredentialsFile: creds, Profile: "good",
 	}})
 	if err != nil {
@@ -217,4 +223,58 @@ func TestUploadCompressed(t *testing.T) {
 	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), server[names[0]]) {
 		t.Fatalf("GET %s from the store: %d, %d bytes, want the server's %d", names[0], rec.Code, rec.Body.Len(), len(server[names[0]]))
 	}
+}
+
+// TestUploadFaults uploads through a fault proxy: a part damaged on the
+// way is refused by the store's CRC32C check and the segment still ends
+// up whole, and a store cut off mid-run shows the error until the
+// uploads resume.
+func TestUploadFaults(t *testing.T) {
+	srv := s3test.Start(t)
+	const bucket = "walfault"
+	srv.Bucket(t, bucket)
+	fault := s3test.NewFaultProxy(t, srv.Addr())
+	stores := testStoresAt(t, srv, fault.Endpoint, bucket)
+	direct, _ := testStores(t, srv, bucket).Lookup("offsite")
+	c := pgtest.Start(t, pgtest.Options{})
+	root := t.TempDir()
+	dir := filepath.Join(root, StagingDir, "offsite", "wal")
+	ctx := context.Background()
+	m := NewManager(Config{Root: root, Dial: dialer(c), Upstream: "test", Stores: stores,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
+	o := defaultOptions(dir)
+	o.Storage = "storage://offsite/wal"
+	if err := m.Start(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { m.Stop(ctx, true) }()
+	waitFor(t, "streaming", func() bool { s, _ := m.Status(); return s.State == Streaming })
+	switchOne := func() string {
+		name := query(t, c, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
+		query(t, c, "CREATE TABLE IF NOT EXISTS t AS SELECT 1 AS a; INSERT INTO t SELECT generate_series(1, 1000); SELECT pg_switch_wal()")
+		return name
+	}
+	sameAsLocal := func(name string) bool {
+		remote, err := direct.ReadAll(ctx, "wal/"+name)
+		if err != nil {
+			return false
+		}
+		local, err := os.ReadFile(filepath.Join(dir, name))
+		return err == nil && bytes.Equal(local, remote)
+	}
+
+	// 16 MB segments go up in 8 MB parts: one of them damaged.
+	fault.CorruptUploadParts(1)
+	damaged := switchOne()
+	waitFor(t, damaged+" uploaded whole", func() bool { return sameAsLocal(damaged) })
+	if fault.Corrupted() != 1 {
+		t.Fatalf("the proxy damaged %d parts, want 1: the test shows nothing", fault.Corrupted())
+	}
+
+	fault.Cut()
+	cut := switchOne()
+	waitFor(t, "the upload error", func() bool { s, _ := m.Status(); return s.Upload.LastError != "" && s.Upload.OldestPending == cut })
+	fault.Resume()
+	waitFor(t, cut+" uploaded after the cut", func() bool { return sameAsLocal(cut) })
+	waitFor(t, "the error cleared", func() bool { s, _ := m.Status(); return s.Upload.LastError == "" && s.Upload.PendingFiles == 0 })
 }
