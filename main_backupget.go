@@ -26,8 +26,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/DataDog/zstd"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/pgverbs/pgverbs/backup"
@@ -554,6 +554,8 @@ type restorer struct {
 	progress *bgProgress
 	man      *bgManifest
 	extra    []string
+	// inPlace reports a tablespace restored as a directory.
+	inPlace bool
 }
 
 func (r *restorer) run() error {
@@ -593,6 +595,9 @@ func (r *restorer) run() error {
 		}
 	}
 	if err := r.man.complete(r.extra); err != nil {
+		return err
+	}
+	if err := r.allowInPlace(); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(r.dir, "backup_manifest"), data, 0o600); err != nil {
@@ -695,7 +700,9 @@ func (r *restorer) readError(name string, err error) error {
 	return bgFail(bgVerify, "%s is damaged: %v", name, err)
 }
 
-// decompress reads r decompressed as name's suffix says.
+// decompress reads r decompressed as name's suffix says. zstd is
+// klauspost's decoder, not libzstd's streaming reader, which ends a
+// truncated stream with io.EOF as if it were whole.
 func decompress(name string, r io.Reader) (io.ReadCloser, error) {
 	switch path.Ext(name) {
 	case ".gz":
@@ -703,9 +710,50 @@ func decompress(name string, r io.Reader) (io.ReadCloser, error) {
 	case ".lz4":
 		return io.NopCloser(lz4.NewReader(r)), nil
 	case ".zst":
-		return zstd.NewReader(r), nil
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
 	}
 	return io.NopCloser(r), nil
+}
+
+// tarEnd is the two zero blocks that end a tar archive.
+const tarEnd = 2 * 512
+
+// tailReader remembers the last tarEnd bytes read: a tar stream that
+// stops at an entry's end without them was cut short, which tar.Reader
+// does not tell from its end.
+type tailReader struct {
+	r    io.Reader
+	n    int64
+	tail [tarEnd]byte
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	if n >= tarEnd {
+		copy(t.tail[:], p[n-tarEnd:n])
+	} else {
+		copy(t.tail[:], t.tail[n:])
+		copy(t.tail[tarEnd-n:], p[:n])
+	}
+	return n, err
+}
+
+// ended reports whether the stream so far ends with the end blocks.
+func (t *tailReader) ended() bool {
+	if t.n < tarEnd {
+		return false
+	}
+	for _, b := range t.tail {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // archive unpacks one stored archive: base.tar into DATADIR, OID.tar
@@ -722,6 +770,7 @@ func (r *restorer) archive(name string) error {
 		dest, prefix = filepath.Join(r.dir, "pg_wal"), "pg_wal/"
 	default:
 		dest, prefix = filepath.Join(r.dir, "pg_tblspc", base), "pg_tblspc/"+base+"/"
+		r.inPlace = true
 	}
 	if err := os.MkdirAll(dest, 0o700); err != nil {
 		return &bgError{bgWrite, err}
@@ -753,6 +802,11 @@ func (r *restorer) archive(name string) error {
 		unpacked <- err
 	}()
 	ferr := r.filter(name, base, prefix, dr, pw)
+	if ferr == nil {
+		// To its end, past the tar end blocks: a compressed stream is
+		// only checked whole (its frame checksum, its last block).
+		_, ferr = io.Copy(io.Discard, dr)
+	}
 	pw.CloseWithError(ferr)
 	uerr := <-unpacked
 	switch {
@@ -774,11 +828,15 @@ func (r *restorer) archive(name string) error {
 // the manifest (paths below prefix) and turning base.tar's tablespace
 // links pg_tblspc/OID into the directories OID.tar is unpacked into.
 func (r *restorer) filter(name, base, prefix string, in io.Reader, out io.Writer) error {
-	tr := tar.NewReader(in)
+	tail := &tailReader{r: in}
+	tr := tar.NewReader(tail)
 	tw := tar.NewWriter(out)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			if !tail.ended() {
+				return errors.New("the archive is cut short: it lacks the blocks that end a tar file")
+			}
 			return tw.Close()
 		}
 		if err != nil {
@@ -792,8 +850,21 @@ func (r *restorer) filter(name, base, prefix string, in io.Reader, out io.Writer
 			}
 			// An in-place tablespace: its files come from OID.tar.
 			hdr = &tar.Header{Name: clean + "/", Typeflag: tar.TypeDir, Mode: 0o700, ModTime: hdr.ModTime}
+			r.inPlace = true
 		case tar.TypeReg:
 			c := r.man.check(prefix + clean)
+			if base == "base" && clean == "tablespace_map" {
+				// Checked, not written: at the start of recovery the
+				// server would replace the in-place tablespace
+				// directories by links to the original locations.
+				if _, err := io.Copy(c, tr); err != nil {
+					return err
+				}
+				if err := c.done(&r.extra); err != nil {
+					return err
+				}
+				continue
+			}
 			hdr.Format = tar.FormatPAX // names and sizes of any length
 			if err := tw.WriteHeader(hdr); err != nil {
 				return err
@@ -861,6 +932,7 @@ func (r *restorer) copyPlain() error {
 				if err := os.Mkdir(filepath.Join(r.dir, p), 0o700); err != nil {
 					return &bgError{bgWrite, err}
 				}
+				r.inPlace = true
 				if err := copyDir(target, p); err != nil {
 					return err
 				}
@@ -885,6 +957,9 @@ func (r *restorer) copyPlain() error {
 		return err
 	}
 	if err := r.man.complete(r.extra); err != nil {
+		return err
+	}
+	if err := r.allowInPlace(); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(r.dir, "backup_manifest"), data, 0o600); err != nil {
@@ -918,6 +993,33 @@ func (r *restorer) copyFile(src, rel string) error {
 	return c.done(&r.extra)
 }
 
+// allowInPlace lets the server recover with in-place tablespaces: without
+// allow_in_place_tablespaces, recovery stops (PANIC) at a directory in
+// pg_tblspc that is not a link.
+func (r *restorer) allowInPlace() error {
+	if !r.inPlace {
+		return nil
+	}
+	return appendAutoConf(r.dir, "# Added by pgverbs backup-get: the tablespaces are directories in pg_tblspc.\nallow_in_place_tablespaces = on\n")
+}
+
+// appendAutoConf appends lines to DATADIR/postgresql.auto.conf, where
+// the last setting of a name wins.
+func appendAutoConf(dir, lines string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return &bgError{bgWrite, err}
+	}
+	_, err = f.WriteString("\n" + lines)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return &bgError{bgWrite, err}
+	}
+	return nil
+}
+
 // writeRestoreCommand sets restore_command in postgresql.auto.conf (the
 // server reads it after postgresql.conf, and the last setting wins) and
 // creates recovery.signal: the server starts in archive recovery,
@@ -933,17 +1035,9 @@ func writeRestoreCommand(o backupGetOptions) error {
 		cmd = append(cmd, "--token-file", shellWord(tf))
 	}
 	cmd = append(cmd, "--partial", "%f", "%p")
-	line := "\n# Added by pgverbs backup-get.\nrestore_command = '" + strings.ReplaceAll(strings.Join(cmd, " "), "'", "''") + "'\n"
-	f, err := os.OpenFile(filepath.Join(o.datadir, "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return &bgError{bgWrite, err}
-	}
-	_, err = f.WriteString(line)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return &bgError{bgWrite, err}
+	line := "# Added by pgverbs backup-get.\nrestore_command = '" + strings.ReplaceAll(strings.Join(cmd, " "), "'", "''") + "'\n"
+	if err := appendAutoConf(o.datadir, line); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(o.datadir, "recovery.signal"), nil, 0o600); err != nil {
 		return &bgError{bgWrite, err}

@@ -94,9 +94,10 @@ func backupGet(t *testing.T, bin string, args ...string) (int, string) {
 	return 0, string(out)
 }
 
-// TestBackupGet: BASE BACKUPs to a local tar+zstd directory and to
-// object storage (WAL none: recovery needs the archive), each restored by
-// backup-get with --restore-command, pass pg_verifybackup and start:
+// TestBackupGet: BASE BACKUPs of a cluster with a tablespace to a local
+// tar+zstd directory and to object storage (WAL none: recovery needs the
+// archive), each restored by backup-get with --restore-command (the
+// tablespace an in-place directory), pass pg_verifybackup and start:
 // recovery fetches WAL through pgverbs wal-get and ends with every row
 // written before the backup and after it (the archive has all of them).
 // A byte changed in a stored object makes backup-get exit 1 and leave no
@@ -104,6 +105,19 @@ func backupGet(t *testing.T, bin string, args ...string) (int, string) {
 func TestBackupGet(t *testing.T) {
 	e := newBackupEnv(t)
 	e.insert(t, 1, 1000)
+	loc, err := pgtest.ServerDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(loc) })
+	for _, sql := range []string{
+		"CREATE TABLESPACE spc LOCATION '" + loc + "'",
+		"CREATE TABLE moved TABLESPACE spc AS SELECT g FROM generate_series(1, 500) g",
+	} {
+		if _, err := e.srv.Exec(testCtx(t), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.run(t, "START WAL ARCHIVE TO 'wal'")
 	e.waitCaughtUp(t)
 	e.run(t, "BASE BACKUP TO 'local' WITH (FORMAT tar, COMPRESSION zstd)")
@@ -117,9 +131,11 @@ func TestBackupGet(t *testing.T) {
 		name, source string
 		verifyArgs   []string
 	}{
-		{"local", filepath.Join(e.root, "local"), nil},
+		// backup-get checks tablespace_map and leaves it out: the
+		// tablespace is an in-place directory.
+		{"local", filepath.Join(e.root, "local"), []string{"--ignore", "tablespace_map"}},
 		// No WAL in the backup: pg_verifybackup parses it from the archive.
-		{"storage", "storage://offsite/nightly/b1", []string{"--wal-directory", filepath.Join(e.root, "wal")}},
+		{"storage", "storage://offsite/nightly/b1", []string{"--ignore", "tablespace_map", "--wal-directory", filepath.Join(e.root, "wal")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dest := filepath.Join(t.TempDir(), "restored")
@@ -148,6 +164,12 @@ func TestBackupGet(t *testing.T) {
 			}
 			if n != 2000 || maxID != 2000 {
 				t.Errorf("restored %d rows up to id %d, want 2000", n, maxID)
+			}
+			if err := connect(t, r.SuperURL()).QueryRow(testCtx(t), "SELECT count(*) FROM moved").Scan(&n); err != nil || n != 500 {
+				t.Errorf("the table in the tablespace: %d rows, %v", n, err)
+			}
+			if fi, err := os.Lstat(filepath.Join(dest, "pg_tblspc")); err != nil || !fi.IsDir() {
+				t.Errorf("pg_tblspc: %v", err)
 			}
 			if log := r.ServerLog(); !strings.Contains(log, "restored log file") {
 				t.Errorf("recovery fetched no WAL through restore_command:\n%s", log)
