@@ -232,6 +232,28 @@ func TestBaseBackupStorage(t *testing.T) {
 	}
 	nothingAt("faulty/")
 
+	// A cancel (psql's Ctrl-C) and the client leaving mid-upload: 57014
+	// for the one, and for both every upload aborted, nothing left.
+	slowSQL := func(dir string) string {
+		return "BASE BACKUP TO 'storage://offsite/" + dir + "' WITH (FORMAT tar, MAX_RATE '4MB')"
+	}
+	cmd, sout := startPsql(t, c, url, "-c", slowSQL("cancelled"))
+	waitFor(t, func() bool { return openUploads(t, admin, bucket, "db1/cancelled/") > 0 })
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = waitExit(t, cmd, 30*time.Second, "Ctrl-C")
+	if !strings.Contains(sout.String(), "canceling statement due to user request") {
+		t.Fatalf("cancelled backup to storage:\n%s", sout.String())
+	}
+	waitFor(t, func() bool { return len(listKeys(t, admin, bucket, "db1/cancelled/")) == 0 })
+	nothingAt("db1/cancelled/")
+	cmd, _ = startPsql(t, c, url, "-c", slowSQL("left"))
+	waitFor(t, func() bool { return openUploads(t, admin, bucket, "db1/left/") > 0 })
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	waitFor(t, func() bool {
+		return len(listKeys(t, admin, bucket, "db1/left/")) == 0 && openUploads(t, admin, bucket, "db1/left/") == 0
+	})
+
 	// The store stopped mid-backup: the client gets an I/O error; what
 	// could not be aborted then is cleaned up when pgverbs starts again.
 	slow := "BASE BACKUP TO 'storage://offsite/stopped' WITH (FORMAT tar, MAX_RATE '4MB')"
