@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin/pgverbs
 PKGS    := ./...
 
-.PHONY: all build test unit e2e lint fuzz bench run clean
+.PHONY: all build test unit e2e lint fuzz bench weed run clean
 
 all: build
 
@@ -47,8 +47,21 @@ fuzz:
 		done; \
 	done
 
-bench: build
+bench: build weed
 	$(GO) run ./internal/tools/bench
+
+# SeaweedFS's weed, the S3 server of the object-storage tests and benchmark
+# (internal/s3test finds it here, or at $$PGVERBS_WEED as .ci/run sets it).
+# Built once from the pinned module internal/tools/weed: about 6 minutes
+# and 2.7 GB of RAM the first time.
+WEED ?= $(HOME)/.cache/pgverbs-weed/weed
+
+weed:
+	@if [ -n "$$PGVERBS_WEED" ] && [ -x "$$PGVERBS_WEED" ]; then exit 0; fi; \
+	if [ ! -x "$(WEED)" ]; then \
+		echo "building $(WEED) (once; several minutes)"; mkdir -p "$$(dirname "$(WEED)")"; \
+		cd internal/tools/weed && GOFLAGS="-mod=readonly -buildvcs=false" $(GO) build -o "$(WEED)" github.com/seaweedfs/seaweedfs/weed; \
+	fi
 
 # The example packages are served from examples/extensions; devrun adds a
 # backup root (./backups, git-ignored) and the HTTP listener on loopback
