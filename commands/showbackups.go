@@ -148,7 +148,9 @@ func (r *showBackupsRun) Execute(ctx context.Context, c Conn) (*Outcome, error) 
 	if err != nil {
 		return nil, err
 	}
-	arch := newArchiveWAL(r.cmd.archive)
+	actx, cancel := context.WithTimeout(ctx, showBackupsTimeout)
+	defer cancel()
+	arch := &archiveWAL{ctx: actx, a: r.cmd.archive, stores: r.cmd.stores}
 	rows := make([][]*string, 0, len(infos))
 	for _, b := range infos {
 		if b.wal == nil && len(b.ranges) > 0 {
@@ -643,26 +645,29 @@ func covered(segs []segRange, ranges []walRange) bool {
 // archiveWAL is what the running WAL archive holds, read once per
 // statement.
 type archiveWAL struct {
-	a    walarchive.Archiver
-	segs []segRange
-	read bool
+	ctx    context.Context
+	a      walarchive.Archiver
+	stores *storage.Stores
+	segs   []segRange
+	read   bool
 }
 
-func newArchiveWAL(a walarchive.Archiver) *archiveWAL { return &archiveWAL{a: a} }
-
 // covers reports whether the archive holds ranges: complete and
-// compressed segments whole, the partial one up to the durable position.
+// compressed segments whole, the partial one up to the durable position,
+// and for an archive uploading to object storage what was uploaded
+// (which the local retention may have removed).
 func (w *archiveWAL) covers(ranges []walRange) bool {
 	if w.a == nil {
 		return false
 	}
 	if !w.read {
 		w.read = true
+		w.segs = w.uploaded()
 		files, err := w.a.Segments()
 		if err != nil {
 			// A stopped archive keeps its WAL, which a restore through
 			// wal-get can still fetch.
-			w.segs = stoppedArchiveSegments(w.a)
+			w.segs = append(w.segs, stoppedArchiveSegments(w.a)...)
 			return covered(append([]segRange(nil), w.segs...), ranges)
 		}
 		st, _ := w.a.Status()
@@ -742,6 +747,38 @@ func objectBackups(ctx context.Context, store *storage.Store, prefix string, war
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// uploaded lists the segments an archive started TO 'storage://...'
+// has uploaded (NAME or NAME.zst below its prefix); none when the store
+// cannot be listed.
+func (w *archiveWAL) uploaded() []segRange {
+	st, ok := w.a.Status()
+	if !ok || st.Upload.Storage == "" {
+		return nil
+	}
+	_, segSize, ok := walarchive.StatusArchive(w.a)()
+	if !ok {
+		return nil
+	}
+	store, prefix, err := w.stores.Resolve(st.Upload.Storage)
+	if err != nil {
+		return nil
+	}
+	objs, err := store.List(w.ctx, prefix)
+	if err != nil {
+		return nil
+	}
+	var segs []segRange
+	for _, o := range objs {
+		name := strings.TrimSuffix(path.Base(o.Name), ".zst")
+		n, err := walarchive.ParseName(name, segSize)
+		if err != nil || n.Kind != walarchive.Segment || path.Dir(o.Name) != strings.Trim(prefix, "/") {
+			continue
+		}
+		segs = append(segs, segRange{n.Timeline, n.SegNo * segSize, (n.SegNo + 1) * segSize})
+	}
+	return segs
 }
 
 // stoppedArchiveSegments lists the complete segments (NAME, NAME.zst) in
