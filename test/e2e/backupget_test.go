@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,7 +25,10 @@ type backupEnv struct {
 	*archiveEnv
 	s3     *s3test.Server
 	bucket string
-	cfg    string // the config file naming the target
+	cfg    string // the config file naming the targets
+	// fault is a proxy to the store; the target "faulty" reaches the
+	// same bucket and prefix through it.
+	fault *s3test.FaultProxy
 }
 
 func newBackupEnv(t *testing.T) *backupEnv {
@@ -31,7 +36,9 @@ func newBackupEnv(t *testing.T) *backupEnv {
 	srv := s3test.Start(t)
 	const bucket = "pgbackups"
 	srv.Bucket(t, bucket)
-	cfg := writeStorageConfig(t, srv, storageTarget{name: "offsite", bucket: bucket, prefix: "db1"})
+	fault := s3test.NewFaultProxy(t, srv.Addr())
+	cfg := writeStorageConfig(t, srv, storageTarget{name: "offsite", bucket: bucket, prefix: "db1"},
+		storageTarget{name: "faulty", bucket: bucket, prefix: "db1", endpoint: fault.Endpoint})
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(walToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -49,7 +56,7 @@ func newBackupEnv(t *testing.T) *backupEnv {
 	if _, err := e.srv.Exec(testCtx(t), "CREATE TABLE walfill(id int, pad text)"); err != nil {
 		t.Fatal(err)
 	}
-	return &backupEnv{archiveEnv: e, s3: srv, bucket: bucket, cfg: cfg}
+	return &backupEnv{archiveEnv: e, s3: srv, bucket: bucket, cfg: cfg, fault: fault}
 }
 
 // insert adds rows from to to (inclusive) to the table kept.
@@ -210,4 +217,61 @@ func TestBackupGet(t *testing.T) {
 			t.Errorf("backup-get of a prefix without a summary: exit %d, want 3\n%s", code, out)
 		}
 	})
+}
+
+// TestBackupGetInterrupted: backup-get of a storage backup whose store
+// goes away mid-download exits 3, one interrupted by SIGINT exits 130,
+// and neither leaves DATADIR behind.
+func TestBackupGetInterrupted(t *testing.T) {
+	e := newBackupEnv(t)
+	// About 40 MB of table, so that the download takes a while.
+	if _, err := e.srv.Exec(testCtx(t), "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 400000) g"); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, "BASE BACKUP TO 'storage://offsite/big' WITH (FORMAT tar, COMPRESSION gzip)")
+	for _, tc := range []struct {
+		name string
+		act  func(cmd *exec.Cmd)
+		want int
+	}{
+		{"store cut", func(*exec.Cmd) { e.fault.Cut() }, 3},
+		{"SIGINT", func(cmd *exec.Cmd) { cmd.Process.Signal(syscall.SIGINT) }, 130},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer e.fault.Resume()
+			dest := filepath.Join(t.TempDir(), "restored")
+			cmd := exec.Command(pgverbsBin, "backup-get", "--config", e.cfg, "storage://faulty/big", dest)
+			cmd.Env = append(os.Environ(), "PGVERBS_CONFIG=")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// At the first progress line (10 %), act.
+			var out bytes.Buffer
+			sc := bufio.NewScanner(stderr)
+			acted := false
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+				if !acted && strings.Contains(sc.Text(), "%") {
+					tc.act(cmd)
+					acted = true
+				}
+			}
+			err = cmd.Wait()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != tc.want {
+				t.Errorf("exit %d, want %d\n%s", code, tc.want, out.String())
+			}
+			if _, err := os.Stat(dest); err == nil {
+				t.Errorf("DATADIR left behind\n%s", out.String())
+			}
+			t.Logf("backup-get: %s", out.String())
+		})
+	}
 }
