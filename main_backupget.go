@@ -161,7 +161,7 @@ func runBackupGet(args []string, getenv func(string) string, stderr io.Writer) i
 	if err != nil {
 		code := exitCode(err)
 		if ctx.Err() != nil {
-			code, err = bgInterrupted, errors.New("interrupted; "+o.datadir+" was removed")
+			code, err = bgInterrupted, errors.New("interrupted; what was written to "+o.datadir+" was removed")
 		}
 		fmt.Fprintf(stderr, "pgverbs backup-get: %v\n", err)
 		return code
@@ -250,7 +250,6 @@ type bgFile struct {
 // restoreSource is a backup to restore: its stored files, or for a plain
 // backup its directory.
 type restoreSource struct {
-	shown string // SOURCE as given, for messages
 	// files are the archives and backup_manifest of a tar backup.
 	files []bgFile
 	open  func(ctx context.Context, name string) (io.ReadCloser, error)
@@ -280,7 +279,7 @@ func openBGSource(ctx context.Context, o backupGetOptions) (*restoreSource, erro
 	if _, err := os.Stat(filepath.Join(dir, "backup_manifest")); err != nil {
 		return nil, bgFail(bgSource, "SOURCE %s has no backup_manifest: backup-get verifies every file against it (%v)", dir, err)
 	}
-	src := &restoreSource{shown: dir, open: func(_ context.Context, name string) (io.ReadCloser, error) {
+	src := &restoreSource{open: func(_ context.Context, name string) (io.ReadCloser, error) {
 		return os.Open(filepath.Join(dir, name))
 	}}
 	ents, err := os.ReadDir(dir)
@@ -346,7 +345,7 @@ func openObjectSource(ctx context.Context, o backupGetOptions) (*restoreSource, 
 	for _, ob := range objs {
 		sizes[ob.Name] = ob.Size
 	}
-	src := &restoreSource{shown: o.source, open: func(ctx context.Context, name string) (io.ReadCloser, error) {
+	src := &restoreSource{open: func(ctx context.Context, name string) (io.ReadCloser, error) {
 		r, _, err := store.Open(ctx, storage.Join(dir, name))
 		return r, err
 	}}
