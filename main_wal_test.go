@@ -146,7 +146,15 @@ func TestWALCommandsThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var state string
-	if err := tx.QueryRow(ctx, "SHOW WAL ARCHIVE").Scan(&state, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil); err != nil || state != "streaming" {
+	rows, err := tx.Query(ctx, "SHOW WAL ARCHIVE")
+	if err == nil {
+		if rows.Next() {
+			state = string(rows.RawValues()[0]) // a text column: the same bytes in either format
+		}
+		rows.Close()
+		err = rows.Err()
+	}
+	if err != nil || state != "streaming" {
 		t.Fatalf("SHOW WAL ARCHIVE in a block: %q, %v", state, err)
 	}
 	_, err = tx.Exec(ctx, "ALTER WAL ARCHIVE PAUSE")
@@ -161,12 +169,13 @@ func TestWALCommandsThroughProxy(t *testing.T) {
 		received, flushed                   string
 		lagSeconds                          float64
 		synchronous                         bool
-		lastError                           *string
+		lastError, storageURL               *string
 	)
 	err = super.QueryRow(ctx, "SHOW WAL ARCHIVE").Scan(&state, nil, nil, nil, &timeline, &received, &flushed, nil,
-		&lagBytes, &lagSeconds, &segments, &bytes, nil, nil, &synchronous, &lastError, nil)
+		&lagBytes, &lagSeconds, &segments, &bytes, nil, nil, &synchronous, &lastError, nil,
+		&storageURL, nil, nil, nil, nil, nil)
 	if err != nil || state != "streaming" || timeline != 1 || received != "0/3000060" || flushed != "0/3000000" ||
-		lagBytes != 0x60 || lagSeconds != 0.5 || segments != 2 || bytes != 32<<20 || !synchronous || lastError != nil {
+		lagBytes != 0x60 || lagSeconds != 0.5 || segments != 2 || bytes != 32<<20 || !synchronous || lastError != nil || storageURL != nil {
 		t.Fatalf("SHOW WAL ARCHIVE: %v %q %d %q %q %d %v %d %d %v %v", err, state, timeline, received, flushed,
 			lagBytes, lagSeconds, segments, bytes, synchronous, lastError)
 	}
