@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/DataDog/zstd"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
@@ -58,8 +58,9 @@ type Stored struct {
 	dir    string // local: the backup's directory
 	links  string // local: pg_tblspc links are followed only into here ("" anywhere)
 	store  *storage.Store
-	prefix string // object storage: the backup's prefix in store
-	url    string // what the user named, for messages
+	prefix string        // object storage: the backup's prefix in store
+	url    string        // what the user named, for messages
+	count  func(n int64) // if set, told of every stored byte read (Restore's progress)
 }
 
 // OpenLocal opens the backup in dir, a directory already resolved inside
@@ -331,23 +332,69 @@ func archivePrefix(name string) string {
 }
 
 // OpenArchive streams the archive name of a tar backup, decompressed.
+// Failures to open or read the stored file itself (not its contents) are
+// a *SourceError.
 func (s *Stored) OpenArchive(ctx context.Context, name string) (io.ReadCloser, error) {
 	var raw io.ReadCloser
 	if s.store != nil {
 		r, _, err := s.store.Open(ctx, storage.Join(s.prefix, name))
 		if err != nil {
-			return nil, err
+			return nil, &SourceError{Err: err}
 		}
 		raw = r
 	} else {
 		f, err := os.Open(filepath.Join(s.dir, name))
 		if err != nil {
-			return nil, fileError("open", name, err)
+			return nil, &SourceError{Err: fileError("open", name, err)}
 		}
 		raw = f
 	}
 	_, alg, _ := splitArchive(name)
-	return decompress(raw, alg)
+	return decompress(&sourceReader{ReadCloser: raw, ctx: ctx, count: s.count}, alg)
+}
+
+// SourceError is a failure to read a stored file (an object that went
+// away, a local read error, an interrupt), as opposed to what the file
+// holds being damaged: backup-get exits 3 for the one, 1 for the other.
+type SourceError struct{ Err error }
+
+func (e *SourceError) Error() string { return e.Err.Error() }
+
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// sourceReader reads a stored file, counting what it reads for progress
+// reports, stopping at ctx's end between reads (a large member is read
+// in many), and marking its errors as the source's.
+type sourceReader struct {
+	io.ReadCloser
+	ctx   context.Context
+	count func(int64)
+}
+
+func (r *sourceReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, &SourceError{Err: canceledError(r.ctx)}
+	}
+	n, err := r.ReadCloser.Read(p)
+	if r.count != nil && n > 0 {
+		r.count(int64(n))
+	}
+	if err != nil && err != io.EOF {
+		err = &SourceError{Err: err}
+	}
+	return n, err
+}
+
+// newZstdReader decodes a zstd stream. It is klauspost's decoder, not
+// libzstd's streaming reader, which ends a truncated stream with io.EOF
+// as if it were whole: this one reports a frame that does not end as
+// io.ErrUnexpectedEOF.
+func newZstdReader(r io.Reader) (io.ReadCloser, error) {
+	d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+	if err != nil {
+		return nil, err
+	}
+	return d.IOReadCloser(), nil
 }
 
 // decompress wraps raw in the decompressor of alg; Close closes both.
@@ -363,7 +410,11 @@ func decompress(raw io.ReadCloser, alg Compression) (io.ReadCloser, error) {
 	case LZ4:
 		return &stacked{Reader: lz4.NewReader(raw), closers: []io.Closer{raw}}, nil
 	case Zstd:
-		zr := zstd.NewReader(raw)
+		zr, err := newZstdReader(raw)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
 		return &stacked{Reader: zr, closers: []io.Closer{zr, raw}}, nil
 	}
 	return raw, nil
@@ -387,8 +438,12 @@ func (s *stacked) Close() error {
 
 // WalkArchive calls fn for the members of one archive of a tar backup,
 // named with their data-directory paths as Walk names them. A failure to
-// read the archive is an *ArchiveError; fn's errors are returned as they
-// are, ErrSkipArchive ending the walk without one.
+// read the archive is an *ArchiveError: among them an archive without the
+// two zero blocks that end a tar file (tar.Reader takes a stream cut at a
+// member's end for a whole one) and compressed data that does not end
+// well after them, for the archive is read to its end; fn's errors are
+// returned as they are, ErrSkipArchive ending the walk without one (and
+// without those checks).
 func (s *Stored) WalkArchive(ctx context.Context, name string, fn WalkFunc) error {
 	rc, err := s.OpenArchive(ctx, name)
 	if err != nil {
@@ -396,13 +451,22 @@ func (s *Stored) WalkArchive(ctx context.Context, name string, fn WalkFunc) erro
 	}
 	defer rc.Close()
 	prefix := archivePrefix(name)
-	tr := tar.NewReader(rc)
+	tail := &tailReader{r: rc}
+	tr := tar.NewReader(tail)
 	for {
 		if err := ctx.Err(); err != nil {
 			return canceledError(ctx)
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
+			if !tail.ended() {
+				return &ArchiveError{Archive: name, Err: ErrTarCutShort}
+			}
+			// A compressed stream is only checked whole: its last
+			// block, its frame checksum.
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				return &ArchiveError{Archive: name, Err: err}
+			}
 			return nil
 		}
 		if err != nil {
@@ -432,6 +496,45 @@ func (s *Stored) WalkArchive(ctx context.Context, name string, fn WalkFunc) erro
 			return err
 		}
 	}
+}
+
+// ErrTarCutShort is the error of an *ArchiveError for a tar archive that
+// stops at a member's end without the blocks that end a tar file.
+var ErrTarCutShort = errors.New("the archive is cut short: it lacks the blocks that end a tar file")
+
+// tarEnd is the two zero blocks that end a tar archive.
+const tarEnd = 2 * 512
+
+// tailReader remembers the last tarEnd bytes read, for ended.
+type tailReader struct {
+	r    io.Reader
+	n    int64
+	tail [tarEnd]byte
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	if n >= tarEnd {
+		copy(t.tail[:], p[n-tarEnd:n])
+	} else {
+		copy(t.tail[:], t.tail[n:])
+		copy(t.tail[tarEnd-n:], p[:n])
+	}
+	return n, err
+}
+
+// ended reports whether the stream so far ends with the end blocks.
+func (t *tailReader) ended() bool {
+	if t.n < tarEnd {
+		return false
+	}
+	for _, b := range t.tail {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // archiveReader marks read errors of an archive's member as the
@@ -484,7 +587,7 @@ func (s *Stored) walkPlain(ctx context.Context, fn WalkFunc) error {
 				if err != nil {
 					return fileError("open", childRel, err)
 				}
-				err = fn(e, f)
+				err = fn(e, &sourceReader{ReadCloser: f, ctx: ctx, count: s.count})
 				f.Close()
 				if err != nil {
 					return err

@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/DataDog/zstd"
-
 	"github.com/pgverbs/pgverbs/storage"
 	"github.com/pgverbs/pgverbs/walarchive"
 )
@@ -214,7 +212,11 @@ func (s storeSegments) OpenSegment(ctx context.Context, name string, _ uint64) (
 		if zerr != nil {
 			return nil, err
 		}
-		zr := zstd.NewReader(rc)
+		zr, err := newZstdReader(rc)
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
 		return &stacked{Reader: zr, closers: []io.Closer{zr, rc}}, nil
 	}
 	return rc, err
