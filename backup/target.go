@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pgverbs/pgverbs/internal/pgerr"
@@ -202,13 +203,27 @@ func inUse(typed string) error {
 }
 
 // Process-wide exclusion of Runs writing to the same directory, or to
-// directories inside one another.
+// directories inside one another. It refuses early and with certainty
+// inside one process; across processes the marker protocol in
+// createTarget is what holds.
 var (
 	targetsMu sync.Mutex
 	targets   = map[string]bool{}
 )
 
+// testHooks let a test emulate two processes in one: noProcessLock skips
+// the process-wide map, so that only the marker protocol excludes, and
+// afterMarker (when set) runs between planting the marker and the
+// re-check, where another process's steps may interleave.
+var testHooks struct {
+	noProcessLock bool
+	afterMarker   func(rel string)
+}
+
 func lockTarget(r *resolved) (unlock func(), err error) {
+	if testHooks.noProcessLock {
+		return func() {}, nil
+	}
 	targetsMu.Lock()
 	defer targetsMu.Unlock()
 	for p := range targets {
@@ -229,16 +244,43 @@ func lockTarget(r *resolved) (unlock func(), err error) {
 
 // targetDir is the backup directory while Run writes it.
 type targetDir struct {
-	r          *resolved
-	root       *os.Root // the backup root
-	dir        *os.Root // the target
-	createdTop string   // topmost directory Run created, relative to the root; "" if the target existed
+	r    *resolved
+	root *os.Root // the backup root
+	dir  *os.Root // the target
+	// created are the directories Run made, relative to the root, the
+	// topmost first; empty if the target existed.
+	created []string
 }
 
 // createTarget makes the target and its missing parents (0700) inside the
-// root, checks it is empty and plants the marker file. Directories are
-// created through an os.Root, so a symbolic link swapped in after resolve
-// cannot lead the writes out of the root.
+// root, checks it is empty and plants the marker file, then checks again
+// that no other backup overlaps. Directories are created through an
+// os.Root, so a symbolic link swapped in after resolve cannot lead the
+// writes out of the root.
+//
+// Across processes (several pgverbs sharing a backup root) there is no
+// lock but the file system's, so the exclusion is a protocol: each
+// backup first makes its target's path exist, then creates its marker
+// with O_EXCL, then re-checks (a) that the target holds nothing but its
+// marker and (b) that no directory between the root and the target holds
+// a marker; a backup that finds either withdraws (removes its marker and
+// the now empty directories it made) and reports 55006. Why two backups
+// P and Q never both proceed:
+//
+//   - The same target: O_EXCL lets only one marker be created.
+//   - Q's target inside P's, through P's child d (d is Q's target or one
+//     of its parents). If P's listing (a) shows d, P withdraws. If not, d
+//     came to exist after P listed, so after P's marker was created; Q's
+//     look (b) at P's target comes after d exists, so it finds P's
+//     marker and Q withdraws. Either way at most one goes on (both may
+//     withdraw, in a narrow race; the client retries).
+//   - Disjoint targets do not conflict; each removes only what it made,
+//     and a shared parent one of them made is removed with rmdir, which
+//     leaves it to the other when the other is inside.
+//
+// This needs what the README says a shared file system must give: an
+// atomic O_EXCL create, and directory listings and lookups that show
+// another client's create as soon as it returned.
 func createTarget(r *resolved) (_ *targetDir, err error) {
 	root, err := os.OpenRoot(r.realRoot)
 	if err != nil {
@@ -256,13 +298,16 @@ func createTarget(r *resolved) (_ *targetDir, err error) {
 		err := root.Mkdir(p, 0o700)
 		switch {
 		case err == nil:
-			if t.createdTop == "" {
-				t.createdTop = p
-			}
+			t.created = append(t.created, p)
 		case errors.Is(err, fs.ErrExist):
 			fi, serr := root.Stat(p)
 			if escapes(serr) {
 				return nil, outsideRoot(r.typed)
+			}
+			if errors.Is(serr, fs.ErrNotExist) {
+				// Removed just now by another backup withdrawing.
+				t.withdraw(false)
+				return nil, inUse(r.typed)
 			}
 			if serr != nil {
 				return nil, fileError("examine", r.typed, serr)
@@ -270,6 +315,10 @@ func createTarget(r *resolved) (_ *targetDir, err error) {
 			if !fi.IsDir() {
 				return nil, pgerr.New(pgerr.DuplicateDatabase, "backup target %s already exists and is not a directory", quote(r.typed)).WithCause(ErrTargetExists)
 			}
+		case errors.Is(err, fs.ErrNotExist):
+			// A parent vanished under us: another backup withdrew.
+			t.withdraw(false)
+			return nil, inUse(r.typed)
 		default:
 			if escapes(err) {
 				return nil, outsideRoot(r.typed)
@@ -278,9 +327,13 @@ func createTarget(r *resolved) (_ *targetDir, err error) {
 		}
 	}
 	if t.dir, err = root.OpenRoot(r.rel); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			t.withdraw(false)
+			return nil, inUse(r.typed)
+		}
 		return nil, fileError("open", r.typed, err)
 	}
-	if t.createdTop == "" {
+	if len(t.created) == 0 {
 		if err := checkEmpty(r); err != nil {
 			return nil, err
 		}
@@ -288,17 +341,73 @@ func createTarget(r *resolved) (_ *targetDir, err error) {
 	f, err := t.dir.OpenFile(markerName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		// Someone else got here first: what was created is theirs now.
-		t.createdTop = ""
+		t.created = nil
 		return nil, inUse(r.typed)
 	}
 	if err != nil {
+		t.withdraw(false)
 		return nil, fileError("create", markerName, err)
 	}
 	fmt.Fprintf(f, "pid %d\nstarted %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339))
 	if err := f.Close(); err != nil {
+		t.withdraw(true)
 		return nil, fileError("write", markerName, err)
 	}
+	if h := testHooks.afterMarker; h != nil {
+		h(r.rel)
+	}
+	if err := t.recheck(comps); err != nil {
+		t.withdraw(true)
+		return nil, err
+	}
 	return t, nil
+}
+
+// recheck is the second half of createTarget's protocol, run with the
+// marker in place: the target holds only the marker (no other backup
+// made a directory inside it), and no directory above it holds one (no
+// other backup writes around it).
+func (t *targetDir) recheck(comps []string) error {
+	f, err := t.dir.Open(".")
+	if err != nil {
+		return fileError("open", t.r.typed, err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fileError("read", t.r.typed, err)
+	}
+	for _, n := range names {
+		if n != markerName {
+			return inUse(t.r.typed)
+		}
+	}
+	for i := len(comps) - 1; i >= 1; i-- {
+		p := filepath.Join(append(comps[:i:i], markerName)...)
+		_, err := t.root.Lstat(p)
+		if err == nil {
+			return inUse(t.r.typed)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fileError("examine", t.r.typed, err)
+		}
+	}
+	return nil
+}
+
+// withdraw undoes createTarget after a conflict: the marker (when
+// planted) and the directories it made, deepest first, each only while
+// empty, since another backup may already be using one.
+func (t *targetDir) withdraw(marker bool) {
+	if marker && t.dir != nil {
+		_ = t.dir.Remove(markerName)
+	}
+	for i := len(t.created) - 1; i >= 0; i-- {
+		if t.root.Remove(t.created[i]) != nil {
+			break
+		}
+	}
+	t.created = nil
 }
 
 // finish removes the marker of a complete backup.
@@ -309,11 +418,25 @@ func (t *targetDir) finish() error {
 	return nil
 }
 
-// discard removes what Run created: the topmost directory it made, or the
-// contents of a target that existed (and was empty) before.
+// discard removes what Run created: the target with what it holds when
+// Run made it, then the parents it made as long as they are empty (a
+// sibling target another backup made meanwhile stays); or the contents
+// of a target that existed (and was empty) before.
 func (t *targetDir) discard() error {
-	if t.createdTop != "" {
-		return t.root.RemoveAll(t.createdTop)
+	if n := len(t.created); n > 0 {
+		if err := t.root.RemoveAll(t.created[n-1]); err != nil {
+			return err
+		}
+		for i := n - 2; i >= 0; i-- {
+			err := t.root.Remove(t.created[i])
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+					break // someone else's now
+				}
+				return err
+			}
+		}
+		return nil
 	}
 	if t.dir == nil {
 		return nil
