@@ -173,6 +173,15 @@ func (f *objectFile) abort() {
 // Process-wide exclusion of Runs writing to the same prefix of a store,
 // or to prefixes inside one another (the in-process half of what
 // targetsMu does for directories).
+//
+// Across processes there is only the check that the prefix is empty and
+// the marker object: an S3 PUT overwrites instead of failing, so two
+// pgverbs processes that list the same empty prefix at the same moment
+// can both go on (the directory protocol in createTarget relies on an
+// O_EXCL create that object storage does not offer in general; a
+// conditional PUT, If-None-Match: *, would be its equivalent where the
+// store supports it). Several instances sharing a storage target should
+// give their backups distinct names, as in a name with the host.
 var (
 	objectsMu sync.Mutex
 	objects   = map[string]bool{}
