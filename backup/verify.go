@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -244,6 +245,103 @@ func ignored(p string) bool {
 	return strings.HasPrefix(p, "pg_wal/")
 }
 
+// manifestCheck compares the files of a backup, as a walk meets them,
+// with its manifest: the one check VERIFY BACKUP (VerifyBackup) and
+// backup-get (Restore) make, each reporting in its own words.
+type manifestCheck struct {
+	m    *Manifest
+	want map[string]*ManifestFile
+	seen map[string]bool
+}
+
+// What manifestCheck finds of a file.
+const (
+	checkOK        = iota
+	checkIgnored   // a path pg_verifybackup passes over (ignored)
+	checkDuplicate // a path met before in the walk
+	checkExtra     // a path the manifest does not list
+	checkSize      // a size other than the manifest's
+	checkSum       // a checksum other than the manifest's
+)
+
+// newManifestCheck checks against m; dups are the paths m lists more
+// than once (the last entry is the one checked).
+func newManifestCheck(m *Manifest) (c *manifestCheck, dups []string) {
+	c = &manifestCheck{m: m, want: make(map[string]*ManifestFile, len(m.Files)), seen: make(map[string]bool, len(m.Files))}
+	for i := range m.Files {
+		f := &m.Files[i]
+		if _, dup := c.want[f.Path]; dup {
+			dups = append(dups, f.Path)
+		}
+		c.want[f.Path] = f
+	}
+	return c, dups
+}
+
+// entry classifies the file p of size bytes before its content is read,
+// and marks it seen: checkOK, checkIgnored, checkDuplicate, checkExtra or
+// checkSize; f is its manifest entry (for checkOK and checkSize).
+func (c *manifestCheck) entry(p string, size int64) (f *ManifestFile, kind int) {
+	if ignored(p) {
+		return nil, checkIgnored
+	}
+	if c.seen[p] {
+		return nil, checkDuplicate
+	}
+	c.seen[p] = true
+	f = c.want[p]
+	switch {
+	case f == nil:
+		return nil, checkExtra
+	case size != f.Size:
+		return f, checkSize
+	}
+	return f, checkOK
+}
+
+// missing lists the files of the manifest no entry call met, in the
+// manifest's order.
+func (c *manifestCheck) missing() []string {
+	var out []string
+	for _, f := range c.m.Files {
+		if !c.seen[f.Path] && !ignored(f.Path) {
+			out = append(out, f.Path)
+		}
+	}
+	return out
+}
+
+// fileSum checksums a file's content as it is written through it.
+type fileSum struct {
+	f *ManifestFile
+	h hash.Hash // nil for NONE
+	n int64
+}
+
+func newFileSum(f *ManifestFile) *fileSum { return &fileSum{f: f, h: newHash(f.Algorithm)} }
+
+func (s *fileSum) Write(p []byte) (int, error) {
+	s.n += int64(len(p))
+	if s.h != nil {
+		s.h.Write(p)
+	}
+	return len(p), nil
+}
+
+// verdict compares what was written with the manifest: checkOK,
+// checkSize or checkSum (got is then the checksum found).
+func (s *fileSum) verdict() (kind int, got string) {
+	if s.n != s.f.Size {
+		return checkSize, ""
+	}
+	if s.h != nil {
+		if got = checksumHex(s.f.Algorithm, s.h); got != s.f.Checksum {
+			return checkSum, got
+		}
+	}
+	return checkOK, ""
+}
+
 // VerifyBackup checks the backup b as pg_verifybackup does, streaming
 // every file from where it is stored: the manifest's checksum, every
 // file's size and checksum, no file missing and none extra (ignoring
@@ -281,15 +379,10 @@ func VerifyBackup(ctx context.Context, b *Stored, o VerifyOptions) (*VerifyResul
 		return res, nil
 	}
 	res.WAL = m.WAL
-	want := make(map[string]*ManifestFile, len(m.Files))
-	for i := range m.Files {
-		f := &m.Files[i]
-		if _, dup := want[f.Path]; dup {
-			add("manifest", f.Path, "duplicate path name in backup manifest: %s", quote(f.Path))
-		}
-		want[f.Path] = f
+	check, dups := newManifestCheck(m)
+	for _, p := range dups {
+		add("manifest", p, "duplicate path name in backup manifest: %s", quote(p))
 	}
-	seen := make(map[string]bool, len(m.Files))
 	wal := map[string]walEntry{} // segments found in the backup's pg_wal
 	buf := make([]byte, 256<<10)
 	walkErr := b.Walk(ctx, func(e *Entry, r io.Reader) error {
@@ -299,20 +392,17 @@ func VerifyBackup(ctx context.Context, b *Stored, o VerifyOptions) (*VerifyResul
 		if rest, ok := strings.CutPrefix(e.Path, "pg_wal/"); ok && !strings.Contains(rest, "/") {
 			wal[rest] = walEntry{archive: e.Archive, size: e.Size}
 		}
-		if ignored(e.Path) {
+		f, kind := check.entry(e.Path, e.Size)
+		switch kind {
+		case checkIgnored:
 			return nil
-		}
-		if seen[e.Path] {
+		case checkDuplicate:
 			add("extra", e.Path, "%s appears more than once in the backup", quote(e.Path))
 			return nil
-		}
-		seen[e.Path] = true
-		f := want[e.Path]
-		if f == nil {
+		case checkExtra:
 			add("extra", e.Path, "%s is present in the backup but not in the manifest", quote(e.Path))
 			return nil
-		}
-		if e.Size != f.Size {
+		case checkSize:
 			add("size", e.Path, "%s has size %d in the backup but size %d in the manifest", quote(e.Path), e.Size, f.Size)
 			return nil
 		}
@@ -321,8 +411,8 @@ func VerifyBackup(ctx context.Context, b *Stored, o VerifyOptions) (*VerifyResul
 		if f.Algorithm == "NONE" {
 			return nil
 		}
-		h := newHash(f.Algorithm)
-		n, err := io.CopyBuffer(h, r, buf)
+		sum := newFileSum(f)
+		_, err := io.CopyBuffer(sum, r, buf)
 		if err != nil {
 			var ae *ArchiveError
 			if errors.As(err, &ae) {
@@ -331,11 +421,10 @@ func VerifyBackup(ctx context.Context, b *Stored, o VerifyOptions) (*VerifyResul
 			add("archive", e.Path, "%s could not be read: %v", quote(e.Path), err)
 			return nil
 		}
-		if n != f.Size {
-			add("size", e.Path, "%s has size %d in the backup but size %d in the manifest", quote(e.Path), n, f.Size)
-			return nil
-		}
-		if got := checksumHex(f.Algorithm, h); got != f.Checksum {
+		switch kind, _ := sum.verdict(); kind {
+		case checkSize:
+			add("size", e.Path, "%s has size %d in the backup but size %d in the manifest", quote(e.Path), sum.n, f.Size)
+		case checkSum:
 			add("checksum", e.Path, "checksum mismatch for file %s", quote(e.Path))
 		}
 		return nil
@@ -352,10 +441,8 @@ func VerifyBackup(ctx context.Context, b *Stored, o VerifyOptions) (*VerifyResul
 		}
 		add("archive", ae.Archive, "archive %s cannot be read: %v", quote(ae.Archive), ae.Err)
 	}
-	for _, f := range m.Files {
-		if !seen[f.Path] && !ignored(f.Path) {
-			add("missing", f.Path, "%s is present in the manifest but not in the backup", quote(f.Path))
-		}
+	for _, p := range check.missing() {
+		add("missing", p, "%s is present in the manifest but not in the backup", quote(p))
 	}
 	if !o.WAL {
 		return res, nil
