@@ -168,6 +168,11 @@ func (r *walRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 			Synchronous: defaultWALSynchronous, User: c.User(), Storage: url,
 		}
 		s.apply(&o)
+		if sc, ok := a.(slotCheckedStarter); ok {
+			if _, local := c.(LocalAdmin); !local {
+				return outcomeOr(done, sc.StartChecked(ctx, o, slotHolderOver(c)))
+			}
+		}
 		return outcomeOr(done, a.Start(ctx, o))
 	case WALStop:
 		return outcomeOr(done, a.Stop(ctx, r.st.DropSlot))
@@ -211,6 +216,30 @@ func (r *walRun) Execute(ctx context.Context, c Conn) (*Outcome, error) {
 		walLSN(res.From, lsnNull), walLSN(res.To, lsnNull),
 	}}
 	return done, nil
+}
+
+// slotCheckedStarter is an Archiver whose START can first ask who holds
+// the slot (walarchive.Manager).
+type slotCheckedStarter interface {
+	StartChecked(ctx context.Context, o walarchive.Options, check walarchive.SlotCheck) error
+}
+
+// slotHolderOver asks the client's server, the archive's upstream unless
+// backup_conninfo names another, who has a slot active: its walsender's
+// PID, and pg_stat_replication's application_name and client address for
+// it where the role may see them (NULL otherwise, and then left out).
+func slotHolderOver(c Conn) walarchive.SlotCheck {
+	return func(_ context.Context, slot string) (*walarchive.SlotHolder, error) {
+		rows, err := queryRows(c, 3, `SELECT s.active_pid, r.application_name, pg_catalog.host(r.client_addr)
+FROM pg_catalog.pg_replication_slots s LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid
+WHERE s.slot_name = $1 AND s.active_pid IS NOT NULL`, &slot)
+		if err != nil || len(rows) == 0 {
+			return nil, err
+		}
+		h := &walarchive.SlotHolder{ApplicationName: string(rows[0][1]), ClientAddr: string(rows[0][2])}
+		h.PID, _ = strconv.Atoi(string(rows[0][0]))
+		return h, nil
+	}
 }
 
 // walArchiveDir resolves START's TO: a directory inside the backup root,

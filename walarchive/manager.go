@@ -170,6 +170,14 @@ func (m *Manager) Recover() error {
 
 // Start implements Archiver.
 func (m *Manager) Start(ctx context.Context, o Options) error {
+	return m.StartChecked(ctx, o, nil)
+}
+
+// StartChecked is Start that first asks check (when not nil) who holds
+// o.Slot upstream, so that a slot another pgverbs instance archives from
+// is refused at once (SlotInUseError) instead of failing in the
+// background. check is used during the call only.
+func (m *Manager) StartChecked(ctx context.Context, o Options, check SlotCheck) error {
 	if m.cfg.Root == "" {
 		e := pgerr.New(pgerr.ObjectNotInPrerequisiteState, "WAL ARCHIVE is disabled: no backup root is configured")
 		e.Hint = "Start pgverbs with --backup-root DIR (config backup_root)."
@@ -186,6 +194,15 @@ func (m *Manager) Start(ctx context.Context, o Options) error {
 	rel, err := relInside(m.cfg.Root, o.Dir)
 	if err != nil {
 		return pgerr.New(pgerr.InsufficientPrivilege, "the WAL archive must be inside the backup root")
+	}
+	if check != nil {
+		// Before anything is written: the slot's holder (another
+		// pgverbs) would keep this archive failing in the background.
+		// Two STARTs racing past this both launch; the server lets one
+		// stream and the receiver reports the other's SlotInUseError.
+		if err := checkSlotFree(ctx, check, o.Slot); err != nil {
+			return err
+		}
 	}
 	// An unknown target is refused before anything is created.
 	var store *storage.Store

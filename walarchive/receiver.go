@@ -160,6 +160,9 @@ func (r *receiver) startTimeline(ctx context.Context) (*walstream.TimelineEnd, e
 		}
 	}
 	end, err := r.conn.StartReplication(ctx, r.opts.Slot, r.pos, r.tli)
+	if e := slotTaken(r.opts.Slot, err); e != nil {
+		return nil, e
+	}
 	if err != nil {
 		return nil, upstreamError("START_REPLICATION failed", err)
 	}
