@@ -213,12 +213,7 @@ func (s storeSegments) OpenSegment(ctx context.Context, name string, _ uint64) (
 		if zerr != nil {
 			return nil, err
 		}
-		zr, err := newZstdReader(rc)
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		return &stacked{Reader: zr, closers: []io.Closer{zr, rc}}, nil
+		return decompress(rc, Zstd)
 	}
 	return rc, err
 }
