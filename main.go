@@ -146,6 +146,7 @@ func run(args []string) int {
 		Replication: replication(sender),
 		LocalAuth:   localAuth,
 		LocalAdmins: admins,
+		Peering:     peering(cfg),
 	})
 	if m, ok := archive.(*walarchive.Manager); ok {
 		wireFollow(m, backendFollow, backupFollow, srv.SetTarget, standbyNames(sender), log)
@@ -229,10 +230,12 @@ func reload(log *zap.Logger, args []string, old *conf.Config, level zap.AtomicLe
 	srv.SetLimits(limits(cfg))
 	srv.SetLocalAuth(localAuth, admins)
 	srv.SetCertificate(cert)
+	srv.SetPeering(peering(cfg))
 	if keys := conf.RestartNeeded(old, cfg); len(keys) > 0 {
 		log.Warn("SIGHUP: changed settings that take effect only on restart", zap.Strings("settings", keys))
 	}
-	log.Info("SIGHUP: configuration reloaded", zap.String("log_level", cfg.LogLevel), zap.Int("max_client_conns", cfg.MaxClientConns))
+	log.Info("SIGHUP: configuration reloaded", zap.String("log_level", cfg.LogLevel), zap.Int("max_client_conns", cfg.MaxClientConns),
+		zap.Int("peer_id", cfg.PeerID), zap.Stringer("peers", cfg.Peers))
 	return cfg
 }
 
@@ -263,6 +266,11 @@ func backupConnect(current func() *backend.Target) commands.ConnectFunc {
 
 func limits(cfg *conf.Config) proxy.Limits {
 	return proxy.Limits{MaxClientConns: cfg.MaxClientConns, AuthTimeout: cfg.AuthTimeout}
+}
+
+// peering is the cancel peering cfg sets; SIGHUP applies it again.
+func peering(cfg *conf.Config) proxy.Peering {
+	return proxy.Peering{ID: cfg.PeerID, Peers: cfg.Peers}
 }
 
 func loadCert(cfg *conf.Config) (*tls.Certificate, error) {

@@ -77,6 +77,14 @@ type Config struct {
 	// WALAuthAdmins lists (comma-separated) the roles of WALAuthFile that
 	// may open such an admin session.
 	WALAuthAdmins string
+	// PeerID is this instance's id among pgverbs instances that share one
+	// address, 1 to MaxPeerID; 0 (the default) turns cancel peering off.
+	// Under protocol 3.2 the cancel keys this instance hands out carry it.
+	PeerID int
+	// Peers maps the ids of those instances to the addresses they listen
+	// on; a cancel request meant for another instance is forwarded there.
+	// This instance's own entry, if any, is ignored.
+	Peers Peers
 	// Storage holds the object-storage targets that storage://NAME/...
 	// URLs name, by name (each target's Name is its key). Only the config
 	// file sets it; nil when it gives none.
@@ -299,7 +307,8 @@ func (c Config) String() string {
 	var b strings.Builder
 	for _, s := range settings {
 		v := s.text(&c)
-		if _, ok := s.field(&c).(*string); ok {
+		switch s.field(&c).(type) {
+		case *string, *Peers:
 			v = strconv.Quote(v)
 		}
 		fmt.Fprintf(&b, "%s=%s ", s.key, v)

@@ -322,6 +322,8 @@ func TestHelp(t *testing.T) {
 		{"--wal-auth-file FILE", "PGVERBS_WAL_AUTH_FILE", "wal_auth_file"},
 		{"--wal-auth-admins ROLE[,ROLE...]", "PGVERBS_WAL_AUTH_ADMINS", "wal_auth_admins"},
 		{"--relay-mode loop|goroutines", "PGVERBS_RELAY_MODE", "relay_mode"},
+		{"--peer-id N", "PGVERBS_PEER_ID", "peer_id"},
+		{"--peers ID=HOST:PORT[,...]", "PGVERBS_PEERS", "peers"},
 	}
 	// Whole entries, pinning the layout, descriptions and defaults.
 	exact := []string{
@@ -842,7 +844,7 @@ func TestString(t *testing.T) {
 	want := `listen="127.0.0.1:6432" backend="postgres://alice:xxxxx@db/app" tls_cert="" tls_key="" ` +
 		`log_level="info" log_format="console" max_client_conns=1000 shutdown_timeout=30s auth_timeout=1m0s ` +
 		`extensions_dir="./extensions" backup_root="" backup_conninfo="host=replica password=xxxxx" ` +
-		`extension_collision="server" http_listen="" http_token="xxxxx" http_token_file="" wal_auth_file="" wal_auth_admins="" relay_mode="` + DefaultRelayMode + `" config_file="/etc/pgverbs.yaml"`
+		`extension_collision="server" http_listen="" http_token="xxxxx" http_token_file="" wal_auth_file="" wal_auth_admins="" relay_mode="` + DefaultRelayMode + `" peer_id=0 peers="" config_file="/etc/pgverbs.yaml"`
 	if got := c.String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}

@@ -129,6 +129,8 @@ func printUsage(w io.Writer) {
 			if *v != "" {
 				fmt.Fprintf(&b, "default %q, ", *v)
 			}
+		case *Peers:
+			// None by default.
 		default:
 			fmt.Fprintf(&b, "default %s, ", fieldValue{v})
 		}
@@ -148,6 +150,8 @@ func (v fieldValue) String() string {
 	case *int:
 		return strconv.Itoa(*p)
 	case *time.Duration:
+		return p.String()
+	case *Peers:
 		return p.String()
 	}
 	// flag may call String on a zero fieldValue.
@@ -174,6 +178,12 @@ func parseInto(p any, s string) error {
 			return errors.New(`not a duration such as "30s" or "2m"`)
 		}
 		*p = d
+	case *Peers:
+		v, err := ParsePeers(s)
+		if err != nil {
+			return err
+		}
+		*p = v
 	default:
 		panic(fmt.Sprintf("conf: unsupported field type %T", p))
 	}
@@ -188,6 +198,8 @@ func copyField(dst, src any) {
 		*dst = *src.(*int)
 	case *time.Duration:
 		*dst = *src.(*time.Duration)
+	case *Peers:
+		*dst = *src.(*Peers)
 	default:
 		panic(fmt.Sprintf("conf: unsupported field type %T", dst))
 	}
@@ -209,8 +221,9 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		}
 		cfg.setSource(s.key, FromEnv)
 		if err := parseInto(s.field(cfg), v); err != nil {
-			// Only numeric and duration settings can fail to parse, so
-			// quoting the value cannot expose the backend password.
+			// Only numeric, duration and peers settings can fail to
+			// parse, so quoting the value cannot expose the backend
+			// password.
 			errs = append(errs, fmt.Errorf("%s: invalid value %q: %v", s.env(), v, err))
 		}
 	}

@@ -22,7 +22,7 @@ type setting struct {
 	flag  string
 	arg   string // placeholder shown in usage
 	usage string
-	field func(*Config) any // *string, *int or *time.Duration
+	field func(*Config) any // *string, *int, *time.Duration or *Peers
 	// check validates the field on its own; nil accepts any value. A check
 	// that needs two fields reports under the key of the one it blames.
 	check func(*Config) error
@@ -222,6 +222,16 @@ var settings = []setting{{
 		return oneOf(c.RelayMode, "loop", "goroutines")
 	},
 	restart: true,
+}, {
+	key: "peer_id", flag: "peer-id", arg: "N",
+	usage: "this instance's id (1-16383) among pgverbs instances behind one address, for cancel requests that land on another instance; 0 turns peering off",
+	field: func(c *Config) any { return &c.PeerID },
+	check: validatePeerID,
+}, {
+	key: "peers", flag: "peers", arg: "ID=HOST:PORT[,...]",
+	usage: "the other instances' ids and listen addresses, where cancel requests for their sessions are forwarded (in YAML a mapping {1: \"host:port\"})",
+	field: func(c *Config) any { return &c.Peers },
+	check: validatePeers,
 }}
 
 // settingFor returns the row whose YAML key is key.

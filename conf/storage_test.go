@@ -118,7 +118,7 @@ storage:
 
 	s := c.String()
 	for _, w := range []string{
-		`relay_mode="` + DefaultRelayMode + `" storage.local.endpoint="http://127.0.0.1:9000" storage.local.region="us-east-1"`,
+		`relay_mode="` + DefaultRelayMode + `" peer_id=0 peers="" storage.local.endpoint="http://127.0.0.1:9000" storage.local.region="us-east-1"`,
 		`storage.offsite.path_style=false storage.offsite.ca_file=` + fmt.Sprintf("%q", ca),
 		`storage.offsite.part_size=16MB storage.offsite.parallel_parts=8 config_file=`,
 	} {

@@ -41,6 +41,11 @@ var (
 	connectionsRefused = prometheus.NewDesc("pgverbs_client_connections_refused_total",
 		"Client connections refused before relaying, by reason: limit (max_client_conns), auth_failure (the server refused the login), backend_unreachable, tls_error, other.",
 		[]string{"reason"}, nil)
+	cancelRequests = prometheus.NewDesc("pgverbs_cancel_requests_total",
+		"Cancel requests received (from clients, or forwarded by a peer), by outcome: matched (a session of this instance: passed to its server), forwarded (another instance's: sent on to peers), dropped (no session here and no peer to ask). Their sum is the requests received.",
+		[]string{"outcome"}, nil)
+	cancelForwardFailures = prometheus.NewDesc("pgverbs_cancel_forward_failures_total",
+		"Cancel requests forwarded to a peer that were not delivered: the connection or the write failed or timed out (a peer down), or 64 forwards were already in flight.", nil, nil)
 	backendConnect = prometheus.NewDesc("pgverbs_backend_connect_duration_seconds",
 		"Time to open a backend connection for a client session (TCP and TLS), failed attempts included.", nil, nil)
 	relayedBytes = prometheus.NewDesc("pgverbs_relayed_bytes_total",
@@ -166,7 +171,8 @@ type proxyCollector struct {
 
 // Describe implements prometheus.Collector.
 func (proxyCollector) Describe(ch chan<- *prometheus.Desc) {
-	describe(ch, up, maxClientConns, clientConnections, connectionsAccepted, connectionsRefused, backendConnect, relayedBytes,
+	describe(ch, up, maxClientConns, clientConnections, connectionsAccepted, connectionsRefused,
+		cancelRequests, cancelForwardFailures, backendConnect, relayedBytes,
 		transactions, queries, commandsRun, commandDuration,
 		backupsSucceeded, backupBytes, backupLastBytes, backupLastDuration, backupLastSuccess)
 }
@@ -200,6 +206,10 @@ func (c proxyCollector) Collect(out chan<- prometheus.Metric) {
 	for _, r := range stats.Refusals {
 		counter(connectionsRefused, t.Refused[r], r.String())
 	}
+	for _, o := range stats.CancelOutcomes {
+		counter(cancelRequests, t.Cancels[o], o.String())
+	}
+	counter(cancelForwardFailures, t.CancelForwardFailures)
 	histogram(backendConnect, c.src.ConnectLatency())
 	counter(relayedBytes, t.BytesIn, "client_to_server")
 	counter(relayedBytes, t.BytesOut, "server_to_client")

@@ -28,6 +28,8 @@ func (fakeSource) Clients() []stats.Client {
 func (fakeSource) Totals() stats.Totals {
 	t := stats.Totals{Accepted: 7, BytesIn: 100, BytesOut: 200, Transactions: 3, Queries: 4}
 	t.Refused[stats.RefusedAuth] = 2
+	t.Cancels[stats.CancelMatched], t.Cancels[stats.CancelForwarded] = 5, 3
+	t.CancelForwardFailures = 1
 	return t
 }
 
@@ -87,6 +89,10 @@ func TestCollectReadsSource(t *testing.T) {
 		`pgverbs_client_connections_accepted_total 7`,
 		`pgverbs_client_connections_refused_total{reason="auth_failure"} 2`,
 		`pgverbs_client_connections_refused_total{reason="limit"} 0`,
+		`pgverbs_cancel_requests_total{outcome="matched"} 5`,
+		`pgverbs_cancel_requests_total{outcome="forwarded"} 3`,
+		`pgverbs_cancel_requests_total{outcome="dropped"} 0`,
+		`pgverbs_cancel_forward_failures_total 1`,
 		`pgverbs_backend_connect_duration_seconds_bucket{le="0.0025"} 1`,
 		`pgverbs_backend_connect_duration_seconds_bucket{le="0.001"} 0`,
 		`pgverbs_backend_connect_duration_seconds_count 1`,

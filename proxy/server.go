@@ -49,6 +49,10 @@ type Options struct {
 	// from the archive) or one of LocalAdmins (pgverbs's commands only).
 	LocalAuth   *localauth.File
 	LocalAdmins []string
+	// Peering places this instance among others behind one address, for
+	// cancel requests that land on the wrong one (cancel.go); SetPeering
+	// changes it. The zero value is peering off.
+	Peering Peering
 }
 
 // Replication is pgverbs's walsender (package walsender), as the proxy
@@ -81,6 +85,10 @@ type Server struct {
 	nextID  atomic.Uint64
 	clients atomic.Int64
 	cancels sync.Map // cancelKey -> *session
+	// peering is what SetPeering set, never nil; forwards bounds the
+	// cancel forwards in flight (a token each).
+	peering  atomic.Pointer[peering]
+	forwards chan struct{}
 
 	// What operators are shown (stats.go). ended holds the counters of
 	// the sessions that ended, guarded by mu.
@@ -125,7 +133,9 @@ func New(opts Options) *Server {
 
 		connectLatency: stats.NewHistogram(stats.ConnectBuckets),
 		repl:           opts.Replication,
+		forwards:       make(chan struct{}, maxForwards),
 	}
+	s.SetPeering(opts.Peering)
 	s.SetLocalAuth(opts.LocalAuth, opts.LocalAdmins)
 	s.replCtx, s.replStop = context.WithCancel(context.Background())
 	s.target.Store(opts.Target)

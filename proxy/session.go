@@ -160,7 +160,7 @@ func (s *session) serve() (handed bool) {
 		s.endStartup(err)
 		return
 	}
-	if p.kind == kindCancel {
+	if p.kind == kindCancel || p.kind == kindForwardedCancel {
 		s.srv.handleCancel(s.logger(), p)
 		return false
 	}
@@ -682,6 +682,7 @@ func (s *session) registerCancelKey(pid uint32, secret []byte) []byte {
 	}
 	for {
 		sec := newSecret(n)
+		s.srv.peering.Load().mark(sec)
 		key := makeCancelKey(pid, sec)
 		if _, dup := s.srv.cancels.LoadOrStore(key, s); dup {
 			continue

@@ -12,6 +12,11 @@ const (
 	cancelRequestCode = 80877102
 	sslRequestCode    = 80877103
 	gssEncRequestCode = 80877104
+	// forwardedCancelCode is pgverbs's own: a cancel request another
+	// pgverbs instance forwarded (cancel.go), which is never forwarded
+	// again. PostgreSQL does not use 1234.5677; it takes it for a
+	// startup packet of an unsupported protocol.
+	forwardedCancelCode = 1234<<16 | 5677
 
 	// maxStartupPacketLen is PostgreSQL's MAX_STARTUP_PACKET_LENGTH, 10000,
 	// plus the length word, which the server's limit does not count. The
@@ -30,6 +35,9 @@ const (
 	kindSSLRequest
 	kindGSSEncRequest
 	kindCancel
+	// kindForwardedCancel is a cancel request a peer forwarded; pid and
+	// secret are set as for kindCancel.
+	kindForwardedCancel
 )
 
 // startupPacket is a decoded startup-phase packet. raw keeps the packet as
@@ -48,7 +56,7 @@ type startupPacket struct {
 	// others), which pgverbs relays as they come.
 	verbatim bool
 
-	// For kindCancel.
+	// For kindCancel and kindForwardedCancel.
 	pid    uint32
 	secret []byte
 }
@@ -79,12 +87,15 @@ func parseStartupPacket(raw []byte) (*startupPacket, error) {
 	case gssEncRequestCode:
 		p.kind = kindGSSEncRequest
 		return p, nil
-	case cancelRequestCode:
+	case cancelRequestCode, forwardedCancelCode:
 		// Protocol 3.0 keys are 4 bytes; 3.2 allows up to 256.
 		if len(body) < 8 || len(body) > 4+256 {
 			return nil, fmt.Errorf("%w: cancel request of %d bytes", errBadStartup, len(raw))
 		}
 		p.kind = kindCancel
+		if code == forwardedCancelCode {
+			p.kind = kindForwardedCancel
+		}
 		p.pid = binary.BigEndian.Uint32(body)
 		p.secret = append([]byte(nil), body[4:]...)
 		return p, nil

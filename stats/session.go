@@ -121,9 +121,21 @@ func (t *Totals) AddSession(s *Session) {
 // connection is accepted or refused (rare next to messages) and read at
 // scrape time.
 type Counters struct {
-	accepted atomic.Uint64
-	refused  [numRefusals]atomic.Uint64
+	accepted       atomic.Uint64
+	refused        [numRefusals]atomic.Uint64
+	cancels        [numCancelOutcomes]atomic.Uint64
+	forwardsFailed atomic.Uint64
 }
+
+// Cancel counts a cancel request that ended with o.
+func (c *Counters) Cancel(o CancelOutcome) {
+	if o < numCancelOutcomes {
+		c.cancels[o].Add(1)
+	}
+}
+
+// CancelForwardFailed counts a forward to a peer that was not delivered.
+func (c *Counters) CancelForwardFailed() { c.forwardsFailed.Add(1) }
 
 // Accept counts an accepted connection.
 func (c *Counters) Accept() { c.accepted.Add(1) }
@@ -141,4 +153,8 @@ func (c *Counters) Fill(t *Totals) {
 	for i := range c.refused {
 		t.Refused[i] = c.refused[i].Load()
 	}
+	for i := range c.cancels {
+		t.Cancels[i] = c.cancels[i].Load()
+	}
+	t.CancelForwardFailures = c.forwardsFailed.Load()
 }

@@ -78,6 +78,34 @@ func (r Refusal) String() string {
 // Refusals lists every reason, in order.
 var Refusals = []Refusal{RefusedLimit, RefusedAuth, RefusedBackendUnreachable, RefusedTLS, RefusedOther}
 
+// CancelOutcome is what became of a cancel request an instance received,
+// from a client or forwarded by a peer.
+type CancelOutcome uint32
+
+// The outcomes of a cancel request; every request has exactly one.
+const (
+	CancelMatched   CancelOutcome = iota // a session of this instance: passed to its server
+	CancelForwarded                      // another instance's: sent on to its peer (3.0: to every peer)
+	CancelDropped                        // no session here and no peer to ask: unknown key, unconfigured peer, or forwarding at capacity
+	numCancelOutcomes
+)
+
+// String is the outcome's label value.
+func (o CancelOutcome) String() string {
+	switch o {
+	case CancelMatched:
+		return "matched"
+	case CancelForwarded:
+		return "forwarded"
+	case CancelDropped:
+		return "dropped"
+	}
+	return "unknown"
+}
+
+// CancelOutcomes lists every outcome, in order.
+var CancelOutcomes = []CancelOutcome{CancelMatched, CancelForwarded, CancelDropped}
+
 // Client is one client session as SHOW PGVERBS CLIENTS lists it.
 type Client struct {
 	// PID is the server process id of the session's backend connection (0
@@ -104,6 +132,13 @@ type Totals struct {
 	Refused               [numRefusals]uint64
 	BytesIn, BytesOut     uint64 // from clients, to clients
 	Transactions, Queries uint64
+	// Cancels counts the cancel requests received by outcome; index it
+	// with a CancelOutcome. Their sum is the requests received.
+	Cancels [numCancelOutcomes]uint64
+	// CancelForwardFailures counts forwards to a peer that were not
+	// delivered: the dial or the write failed or timed out, or too many
+	// were in flight.
+	CancelForwardFailures uint64
 }
 
 // Source is what the proxy offers to those who report on it. Clients may
