@@ -567,3 +567,14 @@ func (s *Server) LogTail() string {
 
 // Addr returns the S3 gateway's host:port, the target to give NewFaultProxy.
 func (s *Server) Addr() string { return strings.TrimPrefix(s.Endpoint, "http://") }
+
+// Pid is the running weed process's id, 0 when it is stopped; the bench
+// reads its CPU time.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}

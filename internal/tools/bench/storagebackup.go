@@ -22,9 +22,10 @@ import (
 
 // storageRun is one timed backup of the object-storage benchmark.
 type storageRun struct {
-	seconds float64
-	peakRSS int64   // pgverbs's peak resident set during the run, bytes; 0 when not measured
-	cpu     float64 // pgverbs's CPU seconds during the run
+	seconds  float64
+	peakRSS  int64   // pgverbs's peak resident set during the run, bytes; 0 when not measured
+	cpu      float64 // pgverbs's CPU seconds during the run
+	storeCPU float64 // the object store's (weed's) CPU seconds during the run
 }
 
 // runStorageBench compares, on one cluster of about scale*15 MB, alternating
@@ -150,6 +151,7 @@ func runStorageBench(ctx context.Context, proxyPath string, scale, rounds int) e
 				resetPeakRSS(pid)
 			}
 			cpu0, _ := procCPU(pid, false)
+			weed0, _ := procCPU(srv.Pid(), false)
 			start := time.Now()
 			if err := c.run(ctx, name); err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
@@ -157,23 +159,27 @@ func runStorageBench(ctx context.Context, proxyPath string, scale, rounds int) e
 			run := storageRun{seconds: time.Since(start).Seconds()}
 			cpu1, _ := procCPU(pid, false)
 			run.cpu = (cpu1 - cpu0).Seconds()
+			weed1, _ := procCPU(srv.Pid(), false)
+			run.storeCPU = (weed1 - weed0).Seconds()
 			if c.rss {
 				run.peakRSS = peakRSS(pid)
 			}
 			runs[i] = append(runs[i], run)
-			fmt.Fprintf(os.Stderr, "[storage round %d] %s: %.2fs, pgverbs CPU %.2fs, peak RSS %.1f MB\n", r+1, c.name, run.seconds, run.cpu, float64(run.peakRSS)/(1<<20))
+			fmt.Fprintf(os.Stderr, "[storage round %d] %s: %.2fs, pgverbs CPU %.2fs, weed CPU %.2fs, peak RSS %.1f MB\n", r+1, c.name, run.seconds, run.cpu, run.storeCPU, float64(run.peakRSS)/(1<<20))
 			if err := c.cleanup(name); err != nil {
 				return err
 			}
 		}
 	}
 	fmt.Printf("\nBase backups to object storage (SeaweedFS on the same machine), cluster of %.0f MB (pgbench -i -s %d), %d rounds alternating, medians; ratios are medians of per-round ratios:\n\n", float64(size)/(1<<20), scale, rounds)
-	rows := [][]string{{"backup", "seconds", "MB/s", "pgverbs peak RSS (max over rounds)", "this seconds / storage seconds (targets: local >= 0.90, two-step >= 1.30)"}}
+	rows := [][]string{{"backup", "seconds", "MB/s", "pgverbs CPU s", "store (weed) CPU s", "pgverbs peak RSS (max over rounds)", "this seconds / storage seconds (targets: local >= 0.90, two-step >= 1.30)"}}
 	for i, c := range cases {
 		secs := make([]float64, len(runs[i]))
+		cpus := make([]float64, len(runs[i]))
+		weeds := make([]float64, len(runs[i]))
 		var peak int64
 		for k, r := range runs[i] {
-			secs[k] = r.seconds
+			secs[k], cpus[k], weeds[k] = r.seconds, r.cpu, r.storeCPU
 			peak = max(peak, r.peakRSS)
 		}
 		m := median(secs)
@@ -189,7 +195,8 @@ func runStorageBench(ctx context.Context, proxyPath string, scale, rounds int) e
 		if c.rss {
 			rss = fmt.Sprintf("%.1f MB", float64(peak)/(1<<20))
 		}
-		rows = append(rows, []string{c.name, fmt.Sprintf("%.2f", m), fmt.Sprintf("%.0f", float64(size)/(1<<20)/m), rss, ratio})
+		rows = append(rows, []string{c.name, fmt.Sprintf("%.2f", m), fmt.Sprintf("%.0f", float64(size)/(1<<20)/m),
+			fmt.Sprintf("%.2f", median(cpus)), fmt.Sprintf("%.2f", median(weeds)), rss, ratio})
 	}
 	printMarkdown(rows)
 	fmt.Printf("\npgverbs's resident set before the rounds: %.1f MB (the local tar+zstd backup's peak is the same process without part buffers).\n", float64(idleRSS)/(1<<20))
