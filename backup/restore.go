@@ -94,9 +94,9 @@ func ErrorText(err error) string {
 // checks of VerifyBackup (size and checksum; none missing, none extra;
 // the same files ignored) and every archive to its end. Tablespaces
 // become directories in pg_tblspc/OID (in place, with
-// allow_in_place_tablespaces on); tablespace_map is checked and not
-// written, since recovery would replace those directories by links to
-// the original locations. What is written goes through Unpack, the
+// allow_in_place_tablespaces on); a tablespace_map that names any is
+// checked and not written, since recovery would replace those
+// directories by links to the original locations. What is written goes through Unpack, the
 // hardened unpacker (no escape from datadir, no links but pg_tblspc's,
 // which arrive here as directories, files 0600 and directories 0700).
 // Then backup_manifest is written, opts.RestoreCommand if any, and
@@ -379,8 +379,11 @@ func (r *restorer) entry(tw *tar.Writer, e *Entry, rd io.Reader) error {
 		sum = fsum
 	}
 	out := io.Writer(tw)
-	if e.Path == "tablespace_map" {
-		out = io.Discard // checked, not written
+	if e.Path == "tablespace_map" && e.Size > 0 {
+		// Checked, not written: its links would replace the in-place
+		// directories. An empty one (a cluster without tablespaces) is
+		// written, so that the data directory is all the manifest lists.
+		out = io.Discard
 	} else {
 		hdr.Typeflag, hdr.Size, hdr.Mode = tar.TypeReg, e.Size, 0o600
 		if err := tw.WriteHeader(hdr); err != nil {
