@@ -86,10 +86,10 @@ const (
 	// maxPeerID fits the 14 bits of those 2 bytes that carry the id: the
 	// top two stay 0, room for another layout later.
 	maxPeerID = 1<<14 - 1
-	// forwardTimeout bounds dialling a peer, and then writing the request
-	// and waiting for the peer to close. Peers are near each other; one
-	// that takes longer is down or overloaded, and a cancel that late is
-	// of little use.
+	// forwardTimeout bounds a forward: dialling a peer, writing the
+	// request and waiting for the peer to close. Peers are near each
+	// other; one that takes longer is down or overloaded, and a cancel
+	// that late is of little use.
 	forwardTimeout = 2 * time.Second
 	// maxForwards bounds the forwards in flight, so that a flood of
 	// forged cancels costs a bounded number of connections; beyond it
@@ -238,12 +238,14 @@ func forwardedCancel(p *startupPacket) []byte {
 // connection open past the deadline has received the request all the
 // same.
 func sendForwarded(addr string, pkt []byte) error {
-	conn, err := net.DialTimeout("tcp", addr, forwardTimeout)
+	deadline := time.Now().Add(forwardTimeout)
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(forwardTimeout))
+	_ = conn.SetDeadline(deadline)
 	if _, err := conn.Write(pkt); err != nil {
 		return err
 	}
