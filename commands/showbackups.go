@@ -119,7 +119,7 @@ type showBackupsRun struct {
 var backupsColumns = []Column{
 	{"path", pgwire.TextOID}, {"label", pgwire.TextOID}, {"format", pgwire.TextOID}, {"compression", pgwire.TextOID},
 	{"start_lsn", pgwire.PgLSNOID}, {"end_lsn", pgwire.PgLSNOID}, {"timeline", pgwire.Int8OID},
-	{"start_time", pgwire.TextOID}, {"end_time", pgwire.TextOID}, {"bytes", pgwire.Int8OID},
+	{"start_time", pgwire.TimestamptzOID}, {"end_time", pgwire.TimestamptzOID}, {"bytes", pgwire.Int8OID},
 	{"wal_present", pgwire.BoolOID}, {"last_verification", pgwire.TextOID},
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -80,9 +81,14 @@ func zeroText(oid uint32) string {
 		return "f"
 	case pgwire.PgLSNOID:
 		return "0/0"
+	case pgwire.TimestamptzOID:
+		return "2000-01-01 00:00:00+00"
 	}
 	return "0"
 }
+
+// pgEpoch is where PostgreSQL's binary timestamps count from.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // binaryValue encodes a text value of a command's result column in the
 // binary format of its type. Commands return a few types only.
@@ -121,6 +127,12 @@ func binaryValue(oid uint32, text string) ([]byte, error) {
 			return nil, fmt.Errorf("invalid pg_lsn %q", text)
 		}
 		return binary.BigEndian.AppendUint64(nil, h<<32|l), nil
+	case pgwire.TimestamptzOID: // microseconds since 2000-01-01 00:00 UTC
+		t, err := time.Parse("2006-01-02 15:04:05.999999-07", text)
+		if err != nil {
+			return nil, fmt.Errorf("invalid timestamptz %q", text)
+		}
+		return binary.BigEndian.AppendUint64(nil, uint64(t.Sub(pgEpoch).Microseconds())), nil
 	}
 	return nil, pgerr.New(pgerr.FeatureNotSupported, "binary format is not supported for result type %d of a pgverbs command", oid)
 }
