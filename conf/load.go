@@ -117,7 +117,7 @@ func printUsage(w io.Writer) {
 		"sources win. Both --flag value and --flag=value are accepted. Durations use\n" +
 		"Go syntax, such as 30s or 2m.\n\n" +
 		"Object-storage targets (the storage: map, named in SQL as storage://NAME/path)\n" +
-		"are set only in the config file: no flag or environment variable sets a map.\n" +
+		"are set only in the config file: no flag or environment variable sets them.\n" +
 		"Their credentials are never in the file: each target's credentials_file, or\n" +
 		"the AWS SDK's usual chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws).\n\nFlags:\n")
 	fmt.Fprintf(&b, "  --%s FILE\n    \tYAML configuration file (env %s)\n", configFlag, configEnv)

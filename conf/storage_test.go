@@ -362,7 +362,7 @@ func TestStorageOnlyInFile(t *testing.T) {
 	if _, err := Load([]string{"--help"}, env{}.get, &b); !errors.Is(err, flag.ErrHelp) {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "are set only in the config file: no flag or environment variable sets a map") {
+	if !strings.Contains(b.String(), "are set only in the config file: no flag or environment variable sets them") {
 		t.Errorf("usage does not explain storage:\n%s", b.String())
 	}
 }
