@@ -118,6 +118,10 @@ type archiveRun struct {
 	// up uploads completed files to object storage (upload.go); nil for
 	// a local archive.
 	up *uploader
+	// tries counts the receivers that ended; slotTaken is the error of
+	// the last when another walsender held the slot (for waitFirst).
+	tries     int
+	slotTaken *pgerr.Error
 }
 
 var _ Archiver = (*Manager)(nil)
@@ -183,41 +187,98 @@ func (m *Manager) StartChecked(ctx context.Context, o Options, check SlotCheck) 
 		e.Hint = "Start pgverbs with --backup-root DIR (config backup_root)."
 		return e
 	}
+	if check != nil {
+		m.mu.Lock()
+		running := m.cur != nil
+		m.mu.Unlock()
+		// Before anything is written, and without the lock (SHOW goes
+		// on meanwhile); a running archive is refused below, which says
+		// it better.
+		if !running {
+			if err := checkSlotFree(ctx, check, o.Slot); err != nil {
+				return err
+			}
+		}
+	}
+	run, err := m.start(ctx, o)
+	if err != nil || check == nil {
+		return err
+	}
+	return m.waitFirst(ctx, run, check, o.Slot)
+}
+
+// firstRunWait bounds how long START waits for its archive's first
+// connection to stream or fail.
+const firstRunWait = 10 * time.Second
+
+// waitFirst waits for run's first receiver to stream or to fail. Two
+// STARTs (in two instances) may both pass checkSlotFree; the server then
+// lets one walsender have the slot and refuses the other, and the START
+// whose receiver was refused is undone here and returns SlotInUseError,
+// so that of the two exactly one succeeds. Any other outcome (streaming,
+// another failure, which SHOW WAL ARCHIVE reports as before, the wait's
+// end) leaves the archive started.
+func (m *Manager) waitFirst(ctx context.Context, run *archiveRun, check SlotCheck, slot string) error {
+	deadline := time.After(firstRunWait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m.mu.Lock()
+		cur, streaming, tries, taken := m.cur == run, m.status.State == Streaming, run.tries, run.slotTaken
+		m.mu.Unlock()
+		switch {
+		case !cur || streaming:
+			return nil
+		case taken != nil:
+			if err := m.Stop(context.WithoutCancel(ctx), false); err != nil {
+				m.log.Warn("WAL archive: cannot undo the START whose slot is taken", zap.Error(err))
+			}
+			m.log.Info("WAL archive not started: the slot is in use", zap.String("slot", slot), zap.String("error", taken.Message))
+			if h, err := check(ctx, slot); err == nil && h != nil {
+				return SlotInUseError(slot, *h)
+			}
+			return taken
+		case tries > 0:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline:
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// start is Start's work under the lock; it returns the run launched.
+func (m *Manager) start(ctx context.Context, o Options) (*archiveRun, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cur != nil {
 		e := pgerr.New(pgerr.ObjectInUse, "a WAL archive is already running")
 		e.Detail = "pgverbs runs one WAL archive; it writes to " + m.cur.opts.Dir + "."
 		e.Hint = "Use ALTER WAL ARCHIVE to change it, or STOP WAL ARCHIVE first."
-		return e
+		return nil, e
 	}
 	rel, err := relInside(m.cfg.Root, o.Dir)
 	if err != nil {
-		return pgerr.New(pgerr.InsufficientPrivilege, "the WAL archive must be inside the backup root")
-	}
-	if check != nil {
-		// Before anything is written: the slot's holder (another
-		// pgverbs) would keep this archive failing in the background.
-		// Two STARTs racing past this both launch; the server lets one
-		// stream and the receiver reports the other's SlotInUseError.
-		if err := checkSlotFree(ctx, check, o.Slot); err != nil {
-			return err
-		}
+		return nil, pgerr.New(pgerr.InsufficientPrivilege, "the WAL archive must be inside the backup root")
 	}
 	// An unknown target is refused before anything is created.
 	var store *storage.Store
 	var prefix string
 	if o.Storage != "" {
 		if store, prefix, err = m.cfg.Stores.Resolve(o.Storage); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
-		return archiveError("create the directory", err)
+		return nil, archiveError("create the directory", err)
 	}
 	root, err := os.OpenRoot(o.Dir)
 	if err != nil {
-		return archiveError("open the directory", err)
+		return nil, archiveError("open the directory", err)
 	}
 	st, err := m.probe(ctx, root, o)
 	if err == nil && store != nil {
@@ -231,7 +292,7 @@ func (m *Manager) StartChecked(ctx context.Context, o Options, check SlotCheck) 
 	}
 	if err != nil {
 		root.Close()
-		return err
+		return nil, err
 	}
 	// A new archive's state, but the counters go on: they count since
 	// pgverbs started, and /metrics exports them as counters.
@@ -240,7 +301,7 @@ func (m *Manager) StartChecked(ctx context.Context, o Options, check SlotCheck) 
 		BytesReceived: old.BytesReceived, SegmentsClosed: old.SegmentsClosed}
 	m.launch(o, root, st)
 	m.log.Info("WAL archive started", zap.String("dir", o.Dir), zap.String("slot", o.Slot), zap.Bool("synchronous", o.Synchronous))
-	return nil
+	return m.cur, nil
 }
 
 // writePointer records rel as the running archive's directory, or
@@ -396,6 +457,11 @@ func (m *Manager) loop(ctx context.Context, run *archiveRun) {
 			return
 		}
 		m.mu.Lock()
+		run.tries++
+		run.slotTaken = nil
+		if pe := (*pgerr.Error)(nil); errors.Is(err, ErrSlotInUse) && errors.As(err, &pe) {
+			run.slotTaken = pe
+		}
 		paused = run.paused
 		delay := m.backoff
 		if rctx.Err() == nil || !paused {

@@ -187,7 +187,19 @@ func ensureSlot(ctx context.Context, conn *walstream.Conn, o Options) (_ walstre
 		return slot, false, e
 	}
 	if err := conn.CreateSlot(ctx, o.Slot, false); err != nil {
-		return slot, false, upstreamError("cannot create replication slot "+o.Slot, err)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != string(pgerr.DuplicateObject) {
+			return slot, false, upstreamError("cannot create replication slot "+o.Slot, err)
+		}
+		// Created meanwhile by another instance's START: use it as an
+		// existing slot; which of the two streams the server decides.
+		if slot, err = conn.ReadSlot(ctx, o.Slot); err != nil {
+			return slot, false, upstreamError("READ_REPLICATION_SLOT failed", err)
+		}
+		if slot.Type != "physical" {
+			return slot, false, pgerr.New(pgerr.WrongObjectType, "replication slot %q is a %s slot", o.Slot, slot.Type)
+		}
+		return slot, false, nil
 	}
 	slot, err = conn.ReadSlot(ctx, o.Slot)
 	if err != nil {

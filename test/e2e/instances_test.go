@@ -382,6 +382,48 @@ func TestWALArchiveSlotAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// STARTs at once in the two instances, on a slot neither holds (the
+	// first round creates it): the server lets one stream, and the other
+	// START is undone and refused.
+	if _, err := one.Exec(ctx, "STOP WAL ARCHIVE DROP SLOT"); err != nil {
+		t.Fatal(err)
+	}
+	undone := 0
+	for round := range 4 {
+		delay := []time.Duration{0, 0, 20 * time.Millisecond, -20 * time.Millisecond}[round]
+		start := func(conn *pgx.Conn) func() error {
+			return func() error { _, err := conn.Exec(ctx, "START WAL ARCHIVE TO 'wal'"); return err }
+		}
+		errOne, errTwo := raceTwo(delay, start(one), start(two))
+		winner, loser, lost := one, two, errTwo
+		if errOne != nil {
+			winner, loser, lost = two, one, errOne
+		}
+		if (errOne == nil) == (errTwo == nil) {
+			t.Fatalf("round %d: racing STARTs: %v; %v, want one success", round, errOne, errTwo)
+		}
+		e := wantCode(t, lost, "55006")
+		if !strings.Contains(e.Message, `replication slot "pgverbs" is in use by another WAL archive (PID `) {
+			t.Fatalf("round %d: the refused START: %q", round, e.Message)
+		}
+		if state, _, _ := status(loser); state != "stopped" {
+			t.Fatalf("round %d: the refused START left its archive %s", round, state)
+		}
+		t.Logf("round %d: refused %s", round, map[bool]string{true: "after its receiver was refused", false: "by the check"}[strings.Count(p1.Log.String()+p2.Log.String(), "WAL archive not started") > undone])
+		undone = strings.Count(p1.Log.String()+p2.Log.String(), "WAL archive not started")
+		holder("pgverbs")
+		if state, _, _ := status(winner); state != "streaming" {
+			t.Fatalf("round %d: the winner is %s", round, state)
+		}
+		if _, err := winner.Exec(ctx, "STOP WAL ARCHIVE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := one.Exec(ctx, "START WAL ARCHIVE TO 'wal'"); err != nil {
+		t.Fatal(err)
+	}
+	holder("pgverbs")
+
 	// The running archive loses its slot while paused.
 	if _, err := one.Exec(ctx, "ALTER WAL ARCHIVE PAUSE"); err != nil {
 		t.Fatal(err)
