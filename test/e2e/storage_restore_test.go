@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgverbs/pgverbs/internal/pgtest"
 )
@@ -49,6 +50,17 @@ func TestStorageRestoreChain(t *testing.T) {
 	out = e.run(t, "SHOW BACKUPS IN 'storage://offsite/nightly'")
 	if !strings.Contains(out, "storage://offsite/nightly/chain") || !strings.Contains(out, "ok (") {
 		t.Fatalf("SHOW BACKUPS:\n%s", out)
+	}
+
+	// Typed columns through pgx (timestamptz and pg_lsn in binary).
+	var started, ended time.Time
+	var startLSN string
+	if err := connect(t, e.url("postgres")).QueryRow(testCtx(t), "SHOW BACKUPS IN 'storage://offsite/nightly'").
+		Scan(nil, nil, nil, nil, &startLSN, nil, nil, &started, &ended, nil, nil, nil); err != nil {
+		t.Fatalf("SHOW BACKUPS through pgx: %v", err)
+	}
+	if started.IsZero() || ended.Before(started) || time.Since(started) > time.Hour || startLSN == "" {
+		t.Fatalf("SHOW BACKUPS: start %v, end %v, start_lsn %q", started, ended, startLSN)
 	}
 
 	bin, token := serverBinDir(t, e.tokenFile)
