@@ -69,7 +69,12 @@ type VerifyRecord struct {
 const showBackupsTimeout = 2 * time.Minute
 
 // ShowBackups is the SHOW BACKUPS command.
-type ShowBackups struct {
+type ShowBackups struct{ backupPlaces }
+
+// backupPlaces is where SHOW BACKUPS and VERIFY BACKUP find backups and
+// the WAL they do not hold: the backup root ("" when none is
+// configured), the storage targets, and the WAL archive (nil for none).
+type backupPlaces struct {
 	root    string
 	stores  *storage.Stores
 	archive walarchive.Archiver
@@ -80,7 +85,7 @@ type ShowBackups struct {
 // targets stores and the WAL archive a (nil for none), which wal_present
 // consults for the WAL a backup does not hold itself.
 func NewShowBackups(root string, stores *storage.Stores, a walarchive.Archiver) *ShowBackups {
-	return &ShowBackups{root: root, stores: stores, archive: a}
+	return &ShowBackups{backupPlaces{root: root, stores: stores, archive: a}}
 }
 
 // Name implements Command.

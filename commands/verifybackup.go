@@ -22,18 +22,14 @@ import (
 // VerifyBackup is the VERIFY BACKUP command: pg_verifybackup's checks of a
 // backup under the backup root or in object storage, read where it is
 // stored (nothing is copied locally).
-type VerifyBackup struct {
-	root    string
-	stores  *storage.Stores
-	archive walarchive.Archiver
-}
+type VerifyBackup struct{ backupPlaces }
 
 // NewVerifyBackup returns VERIFY BACKUP for backups below root ("" leaves
 // only storage:// backups) and in the targets of stores; the WAL a backup
 // does not hold is read from the running archive of a (nil: none) unless
 // the statement names a WAL_ARCHIVE.
 func NewVerifyBackup(root string, stores *storage.Stores, a walarchive.Archiver) *VerifyBackup {
-	return &VerifyBackup{root: root, stores: stores, archive: a}
+	return &VerifyBackup{backupPlaces{root: root, stores: stores, archive: a}}
 }
 
 // Name implements Command.
