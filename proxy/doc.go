@@ -15,7 +15,8 @@
 //     buffered then are refused), or 'N'; GSSENCRequest is answered 'N'; a
 //     TLS ClientHello as first byte is PostgreSQL 17 direct TLS. The loop
 //     ends at a StartupMessage or a CancelRequest. A CancelRequest is looked
-//     up by the proxy's key, forwarded to the backend on a fresh connection,
+//     up by the proxy's key, forwarded to the backend on a fresh connection
+//     (or to the peer instance holding the session, see Cancellation),
 //     and the connection closed without answer, as PostgreSQL does.
 //  3. Connect. Over max_client_conns the client gets FATAL 53300. Otherwise
 //     the backend is dialled (TLS per the backend's sslmode) and the client's
@@ -100,5 +101,11 @@
 //
 // The client's cancel key is (backend process id, proxy secret). Keeping
 // the process id means pg_backend_pid() and the sender of a notification
-// match what the client was told.
+// match what the client was told. With peering (peer_id and peers, for
+// several instances behind one address; cancel.go), a key this instance
+// does not hold is forwarded once to the instance that does: under
+// protocol 3.2 the secret's first two bytes name it, under 3.0 the
+// 4-byte secret stays wholly random and the request goes to every peer.
+// A forwarded request carries forwardedCancelCode instead of
+// PostgreSQL's CancelRequest code and is never forwarded again.
 package proxy
