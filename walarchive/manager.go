@@ -201,7 +201,9 @@ func (m *Manager) StartChecked(ctx context.Context, o Options, check SlotCheck) 
 		}
 	}
 	run, err := m.start(ctx, o)
-	if err != nil || check == nil {
+	if err != nil || check == nil || failAt.name != "" {
+		// (A process a fault test armed to die at the receiver's first
+		// write would die before START answered.)
 		return err
 	}
 	return m.waitFirst(ctx, run, check, o.Slot)
