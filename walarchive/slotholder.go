@@ -83,7 +83,8 @@ func checkSlotFree(ctx context.Context, check SlotCheck, slot string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			// The engine tells a cancel from the client going away.
+			return context.Cause(ctx)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
