@@ -83,7 +83,7 @@ func checkSlotFree(ctx context.Context, check SlotCheck, slot string) error {
 		}
 		select {
 		case <-ctx.Done():
-			// The engine tells a cancel from the client going away.
+			// As Stop returns it: the cancel or the client leaving.
 			return context.Cause(ctx)
 		case <-time.After(100 * time.Millisecond):
 		}
