@@ -174,14 +174,14 @@ func (f *objectFile) abort() {
 // or to prefixes inside one another (the in-process half of what
 // targetsMu does for directories).
 //
-// Across processes there is only the check that the prefix is empty and
-// the marker object: an S3 PUT overwrites instead of failing, so two
-// pgverbs processes that list the same empty prefix at the same moment
-// can both go on (the directory protocol in createTarget relies on an
-// O_EXCL create that object storage does not offer in general; a
-// conditional PUT, If-None-Match: *, would be its equivalent where the
-// store supports it). Several instances sharing a storage target should
-// give their backups distinct names, as in a name with the host.
+// Across processes, claimObjects does for a prefix what createTarget does
+// for a directory: the marker is created with a conditional PUT
+// (If-None-Match: *, object storage's O_EXCL), then the prefix must hold
+// nothing but it and no parent prefix a marker. On a store that ignores
+// the condition only the re-checks remain, and two processes that start
+// the same prefix at the same moment can both go on; several instances
+// sharing a storage target should then give their backups distinct
+// names, as in a name with the host.
 var (
 	objectsMu sync.Mutex
 	objects   = map[string]bool{}
@@ -226,6 +226,11 @@ func runObject(ctx context.Context, o Options, s *settings, began time.Time) (*R
 	if err != nil {
 		return nil, err
 	}
+	for _, o := range existing {
+		if path.Base(o.Name) == markerName {
+			return nil, inUse(url)
+		}
+	}
 	if len(existing) > 0 {
 		return nil, pgerr.New(pgerr.DuplicateDatabase, "backup target %s already exists and is not empty", quote(url)).WithCause(ErrTargetExists)
 	}
@@ -236,7 +241,7 @@ func runObject(ctx context.Context, o Options, s *settings, began time.Time) (*R
 	// CleanStorage removes what a killed pgverbs left half-written.
 	host, _ := os.Hostname()
 	marker := fmt.Sprintf("pid %d\nhost %s\nstarted %s\n", os.Getpid(), host, began.UTC().Format(time.RFC3339))
-	if err := store.Put(ctx, storage.Join(dir, markerName), []byte(marker)); err != nil {
+	if err := claimObjects(ctx, store, dir, url, []byte(marker)); err != nil {
 		return nil, err
 	}
 	b := &run{
@@ -341,4 +346,49 @@ func CleanStorage(ctx context.Context, store *storage.Store, since time.Time) (a
 		}
 	}
 	return aborted, removed, nil
+}
+
+// claimObjects plants the in-progress marker of a backup to dir and makes
+// sure no other process writes there or above: the marker is created
+// only if absent, then dir must hold nothing else and no parent prefix a
+// marker. As in createTarget, whichever of two processes writes its
+// marker second sees the other's (its own listing or an ancestor's
+// marker), so at most one goes on; both may refuse, and then a retry
+// decides. A refused claim removes its marker (the refusal is 55006).
+func claimObjects(ctx context.Context, store *storage.Store, dir, url string, marker []byte) error {
+	name := storage.Join(dir, markerName)
+	if err := store.PutNew(ctx, name, marker); err != nil {
+		if errors.Is(err, storage.ErrExists) {
+			return inUse(url)
+		}
+		return err
+	}
+	conflict := func() error {
+		objs, err := store.List(ctx, dir)
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if o.Name != name {
+				return inUse(url)
+			}
+		}
+		for p := path.Dir(dir); p != "." && p != "/" && p != ""; p = path.Dir(p) {
+			_, err := store.Stat(ctx, storage.Join(p, markerName))
+			if err == nil {
+				return inUse(url)
+			}
+			if !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := conflict(); err != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = store.Delete(cctx, name)
+		return err
+	}
+	return nil
 }

@@ -20,6 +20,8 @@ var (
 	// ErrChecksum is the store rejecting a request whose checksum did not
 	// match what arrived.
 	ErrChecksum = errors.New("object storage rejected a checksum")
+	// ErrExists is PutNew finding the object already there.
+	ErrExists = errors.New("object storage object exists")
 )
 
 // apiCode is the S3 error code of err, "" if the store sent none.

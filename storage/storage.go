@@ -270,6 +270,28 @@ func (s *Store) Put(ctx context.Context, name string, data []byte) error {
 	return s.fail("write", name, err)
 }
 
+// PutNew writes a small object only if none of that name exists (a
+// conditional PUT, If-None-Match: *): an existing one is an error that
+// errors.Is(err, ErrExists). It is object storage's O_EXCL, where the
+// store supports conditional writes (AWS S3 and SeaweedFS do); a store
+// that ignores the condition overwrites, as Put does.
+func (s *Store) PutNew(ctx context.Context, name string, data []byte) error {
+	in := &s3.PutObjectInput{
+		Bucket:            aws.String(s.cfg.Bucket),
+		Key:               aws.String(s.key(name)),
+		Body:              bytes.NewReader(data),
+		ContentLength:     aws.Int64(int64(len(data))),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+		IfNoneMatch:       aws.String("*"),
+	}
+	s.encrypt(&in.ServerSideEncryption, &in.SSEKMSKeyId)
+	_, err := s.client.PutObject(ctx, in)
+	if err != nil && (apiCode(err) == "PreconditionFailed" || httpStatus(err) == http.StatusPreconditionFailed) {
+		return pgerr.New(pgerr.DuplicateObject, "%s already exists in object storage target %s", quote(name), quote(s.cfg.Name)).WithCause(ErrExists)
+	}
+	return s.fail("write", name, err)
+}
+
 // encrypt sets the server-side encryption fields of a request.
 func (s *Store) encrypt(sse *types.ServerSideEncryption, kms **string) {
 	if s.cfg.SSE == "" {
