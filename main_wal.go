@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
@@ -51,6 +52,8 @@ func newArchive(cfg *conf.Config, target *backend.Target, stores *storage.Stores
 		Connect:  sourceConnect,
 		// START WAL ARCHIVE TO 'storage://...' uploads to these.
 		Stores: stores,
+		// Instances sharing a backup root each resume their own archive.
+		Instance: instanceName(cfg.PeerID),
 	})
 	if err := m.Recover(); err != nil {
 		// The archive stays stopped; the operator sees why and can START
@@ -116,4 +119,14 @@ func standbyNames(s *walsender.Server) func() []string {
 		}
 		return names
 	}
+}
+
+// instanceName names this instance among several for files they share
+// (the WAL archive's pointer in the backup root): its peer id, "" without
+// peering.
+func instanceName(peerID int) string {
+	if peerID == 0 {
+		return ""
+	}
+	return strconv.Itoa(peerID)
 }

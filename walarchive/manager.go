@@ -46,6 +46,10 @@ type Config struct {
 	// Stores are the object-storage targets an archive started TO a
 	// storage URL uploads to (nil: none).
 	Stores *storage.Stores
+	// Instance, when set (the peer id of an instance among several),
+	// names this process's pointer file in the backup root, so that
+	// instances sharing a root each resume their own archive.
+	Instance string
 }
 
 // Backoff bounds between reconnection attempts.
@@ -93,6 +97,7 @@ type Manager struct {
 type archiveRun struct {
 	opts   Options
 	dir    *os.Root
+	lock   *os.File // lockDir's, released at Stop
 	st     state
 	paused bool
 	cancel context.CancelFunc // ends the run
@@ -142,7 +147,11 @@ func (m *Manager) Recover() error {
 	if m.cfg.Root == "" {
 		return nil
 	}
-	rel, err := os.ReadFile(filepath.Join(m.cfg.Root, pointerFile))
+	rel, err := os.ReadFile(filepath.Join(m.cfg.Root, m.pointerName()))
+	if errors.Is(err, fs.ErrNotExist) && m.cfg.Instance != "" {
+		// An archive started before this instance had an id.
+		rel, err = os.ReadFile(filepath.Join(m.cfg.Root, pointerFile))
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -161,13 +170,22 @@ func (m *Manager) Recover() error {
 	if err != nil || !ok || !st.Running {
 		root.Close()
 		if err == nil {
-			err = fmt.Errorf("walarchive: %s names %s, which holds no running archive", pointerFile, dir)
+			err = fmt.Errorf("walarchive: %s names %s, which holds no running archive", m.pointerName(), dir)
+		}
+		return err
+	}
+	lock, err := lockDir(root)
+	if err != nil {
+		root.Close()
+		if errors.Is(err, errDirLocked) {
+			return fmt.Errorf("walarchive: %s is archived into by another pgverbs process", dir)
 		}
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.launch(st.Options.options(dir), root, st)
+	m.cur.lock = lock
 	m.log.Info("WAL archive resumed", zap.String("dir", dir), zap.String("slot", st.Options.Slot))
 	return nil
 }
@@ -282,6 +300,14 @@ func (m *Manager) start(ctx context.Context, o Options) (*archiveRun, error) {
 	if err != nil {
 		return nil, archiveError("open the directory", err)
 	}
+	lock, err := lockDir(root)
+	if err != nil {
+		root.Close()
+		if errors.Is(err, errDirLocked) {
+			return nil, dirInUse(o.Dir)
+		}
+		return nil, archiveError("lock the directory", err)
+	}
 	st, err := m.probe(ctx, root, o)
 	if err == nil && store != nil {
 		err = checkRemote(ctx, store, prefix, st)
@@ -293,6 +319,9 @@ func (m *Manager) start(ctx context.Context, o Options) (*archiveRun, error) {
 		err = m.writePointer(rel)
 	}
 	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		root.Close()
 		return nil, err
 	}
@@ -302,8 +331,17 @@ func (m *Manager) start(ctx context.Context, o Options) (*archiveRun, error) {
 	m.status = Status{State: Reconnecting, Reconnects: old.Reconnects, Fsyncs: old.Fsyncs,
 		BytesReceived: old.BytesReceived, SegmentsClosed: old.SegmentsClosed}
 	m.launch(o, root, st)
+	m.cur.lock = lock
 	m.log.Info("WAL archive started", zap.String("dir", o.Dir), zap.String("slot", o.Slot), zap.Bool("synchronous", o.Synchronous))
 	return m.cur, nil
+}
+
+// pointerName is this process's pointer file in the backup root.
+func (m *Manager) pointerName() string {
+	if m.cfg.Instance == "" {
+		return pointerFile
+	}
+	return pointerFile + "-" + m.cfg.Instance
 }
 
 // writePointer records rel as the running archive's directory, or
@@ -315,10 +353,10 @@ func (m *Manager) writePointer(rel string) error {
 	}
 	defer root.Close()
 	if rel != "" {
-		return writeDurable(root, pointerFile, []byte(rel+"\n"))
+		return writeDurable(root, m.pointerName(), []byte(rel+"\n"))
 	}
-	if err := root.Remove(pointerFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return archiveError("remove "+pointerFile, err)
+	if err := root.Remove(m.pointerName()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return archiveError("remove "+m.pointerName(), err)
 	}
 	return syncDir(root)
 }
@@ -584,6 +622,9 @@ func (m *Manager) Stop(ctx context.Context, dropSlot bool) error {
 	err := writeState(run.dir, run.st)
 	if perr := m.writePointer(""); err == nil {
 		err = perr
+	}
+	if run.lock != nil {
+		run.lock.Close()
 	}
 	run.dir.Close()
 	if err != nil {
@@ -919,6 +960,9 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	if err := writeState(run.dir, run.st); err != nil {
 		m.log.Warn("WAL archive: cannot record the durable position", zap.Error(err))
+	}
+	if run.lock != nil {
+		run.lock.Close()
 	}
 	run.dir.Close()
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/pgverbs/pgverbs/internal/pgerr"
 )
 
 // state is the content of StateFile: what the archive holds and what
@@ -129,6 +131,21 @@ func writeState(dir *os.Root, st state) error {
 // running archive (relative to the root), so that pgverbs finds it at
 // start. It is removed by STOP.
 const pointerFile = ".pgverbs_wal_archive"
+
+// lockFile, in the archive directory, is what lockDir locks while an
+// archive runs there.
+const lockFile = ".pgverbs_wal_archive.lock"
+
+// errDirLocked is lockDir finding the directory locked by another
+// process.
+var errDirLocked = errors.New("archive directory locked by another process")
+
+// dirInUse is START's refusal of a directory another process archives
+// into.
+func dirInUse(dir string) error {
+	return pgerr.New(pgerr.ObjectInUse, "WAL archive directory %q is in use by another pgverbs process", filepath.Base(dir)).
+		WithHint("Each pgverbs instance sharing a backup root needs a WAL archive directory of its own.").WithCause(errDirLocked)
+}
 
 // scan lists the archive's WAL files: history files first (by
 // timeline), then segments by position and timeline.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -471,5 +472,78 @@ func TestWALArchiveSlotAcrossInstances(t *testing.T) {
 	}
 	if _, err := one.Exec(ctx, "STOP WAL ARCHIVE DROP SLOT"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWALArchiveDirAcrossInstances: two instances sharing a backup root
+// cannot archive into one directory (the second START is 55006, whatever
+// its slot), each archives into its own, and a restarted instance
+// resumes its own archive, not the other's (a pointer file per peer id).
+func TestWALArchiveDirAcrossInstances(t *testing.T) {
+	c := cluster(t, pgtest.Options{})
+	root := t.TempDir()
+	args := func(id string) []string { return []string{"--backup-root", root, "--peer-id", id} }
+	p1 := startProxy(t, c.URL("", "", "postgres"), args("1")...)
+	p2 := startProxy(t, c.URL("", "", "postgres"), args("2")...)
+	ctx := testCtx(t)
+	one := connect(t, p1.URL("postgres", "", "postgres"))
+	two := connect(t, p2.URL("postgres", "", "postgres"))
+	if _, err := one.Exec(ctx, "START WAL ARCHIVE TO 'wal1' WITH (SLOT 'one')"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := two.Exec(ctx, "START WAL ARCHIVE TO 'wal1' WITH (SLOT 'two')")
+	if e := wantCode(t, err, "55006"); !strings.Contains(e.Message, "in use by another pgverbs process") {
+		t.Fatalf("START into the other instance's directory: %+v", e)
+	}
+	if _, err := two.Exec(ctx, "START WAL ARCHIVE TO 'wal2' WITH (SLOT 'two')"); err != nil {
+		t.Fatalf("START into a directory of its own: %v", err)
+	}
+	waitStreaming := func(conn *pgx.Conn) {
+		t.Helper()
+		archiveWait(t, "the archive streaming", func() bool {
+			rows, err := conn.Query(ctx, "SHOW WAL ARCHIVE")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := pgx.CollectOneRow(rows, pgx.RowToMap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			state, _ := m["state"].(string)
+			return state == "streaming"
+		})
+	}
+	waitStreaming(two)
+	// Instance 2 restarts: it resumes wal2, instance 1 keeps wal1.
+	p2.Signal(t, syscall.SIGINT)
+	_ = p2.Wait(t, 20*time.Second)
+	p2 = startProxy(t, c.URL("", "", "postgres"), args("2")...)
+	two = connect(t, p2.URL("postgres", "", "postgres"))
+	waitStreaming(two)
+	var slot string
+	srv := connect(t, c.SuperURL())
+	archiveWait(t, "both slots active", func() bool {
+		var n int
+		if err := srv.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name IN ('one', 'two')").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	})
+	rows, err := two.Query(ctx, "SHOW WAL ARCHIVE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := pgx.CollectOneRow(rows, pgx.RowToMap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, _ = m["slot"].(string)
+	if slot != "two" {
+		t.Fatalf("the restarted instance resumed slot %q, want two", slot)
+	}
+	for _, f := range []string{".pgverbs_wal_archive-1", ".pgverbs_wal_archive-2"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Fatalf("pointer %s: %v", f, err)
+		}
 	}
 }
