@@ -15,10 +15,11 @@ build:
 # The relay's tests run twice: in the default relay mode (the event loops
 # on Linux) and on the goroutine relay that is its fallback.
 RELAY_PKGS := ./proxy/ ./test/e2e/
-# The object-storage e2e tests exercise the store, not the relay (a
-# standalone command's path through the relay is TestBaseBackupCommand's,
-# run in both modes): the second run leaves them out.
-STORAGE_TESTS := ^(TestBaseBackupStorage|TestStorageRestoreChain|TestBackupGet|TestBackupGetInterrupted|TestWALArchiveStorage|TestVerifyBackup|TestShowBackups)$$
+# The object-storage and cross-instance e2e tests exercise the store and
+# the locks between processes, not the relay (a standalone command's path
+# through the relay is TestBaseBackupCommand's, run in both modes): the
+# second run leaves them out.
+STORAGE_TESTS := ^(TestBaseBackupStorage|TestStorageRestoreChain|TestBackupGet|TestBackupGetInterrupted|TestWALArchiveStorage|TestVerifyBackup|TestShowBackups|TestExtensionsAcrossInstances|TestBaseBackupAcrossInstances|TestWALArchiveSlotAcrossInstances|TestWALArchiveDirAcrossInstances)$$
 
 test: lint
 	$(GO) test -count=1 -timeout 30m $(PKGS)

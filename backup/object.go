@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -311,32 +312,60 @@ func (b *run) writeSummary(ctx context.Context, od *objectDest, began time.Time)
 }
 
 // CleanStorage removes what pgverbs processes killed before since left in
-// store: it aborts the multipart uploads begun before since, and deletes
-// every backup prefix whose in-progress marker is older than since and
-// that has no summary (a backup that never completed). pgverbs calls it
-// at start with its own start time, so that backups of this process are
-// never touched; two instances that share a target's prefix must not
-// both start while the other is writing a backup (see README).
+// store: backups that never completed (an in-progress marker older than
+// since, no summary: the prefix is deleted; with a summary only the
+// marker goes) and the multipart uploads begun before since. A marker
+// another process may still be writing behind is left alone, with the
+// uploads below it: one written on another host, or by a process of
+// this host that is still running (markerStale). pgverbs calls it at
+// start with its own start time, so that its own backups are never
+// touched.
 func CleanStorage(ctx context.Context, store *storage.Store, since time.Time) (aborted, removed int, err error) {
-	if aborted, err = store.AbortUploads(ctx, "", since); err != nil {
-		return aborted, 0, err
-	}
 	objs, err := store.List(ctx, "")
 	if err != nil {
-		return aborted, 0, err
+		return 0, 0, err
 	}
 	have := map[string]bool{}
 	for _, o := range objs {
 		have[o.Name] = true
 	}
+	var live, stale []string
 	for _, o := range objs {
 		dir, base := path.Split(o.Name)
 		dir = strings.TrimSuffix(dir, "/")
-		if base != markerName || !o.Modified.Before(since) || dir == "" {
+		if base != markerName || dir == "" {
 			continue
 		}
+		if !o.Modified.Before(since) {
+			live = append(live, dir)
+			continue
+		}
+		content, err := store.ReadAll(ctx, o.Name)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, 0, err
+		}
+		if err == nil && !markerStale(content) {
+			live = append(live, dir)
+			continue
+		}
+		stale = append(stale, dir)
+	}
+	ups, err := store.Uploads(ctx, "")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, u := range ups {
+		if !u.Started.Before(since) || below(u.Name, live) {
+			continue
+		}
+		if err := store.AbortUpload(ctx, u); err != nil {
+			return aborted, 0, err
+		}
+		aborted++
+	}
+	for _, dir := range stale {
 		if have[storage.Join(dir, SummaryName)] {
-			err = store.Delete(ctx, o.Name)
+			err = store.Delete(ctx, storage.Join(dir, markerName))
 		} else {
 			err = store.DeletePrefix(ctx, dir)
 			removed++
@@ -346,6 +375,43 @@ func CleanStorage(ctx context.Context, store *storage.Store, since time.Time) (a
 		}
 	}
 	return aborted, removed, nil
+}
+
+// below reports whether object name lies below one of the prefixes.
+func below(name string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(name, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// markerStale reports whether the process that wrote an in-progress
+// marker (pid and host, as runObject writes them) is gone: it ran on this
+// host and its pid is not running, or is this process's own (which did
+// not write a marker older than its start). A marker of another host is
+// not stale here: that host's pgverbs cleans it, or the bucket's
+// lifecycle rules do. A marker that does not parse is stale.
+func markerStale(content []byte) bool {
+	var pid int
+	var host string
+	for _, line := range strings.Split(string(content), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		switch k {
+		case "pid":
+			pid, _ = strconv.Atoi(v)
+		case "host":
+			host = v
+		}
+	}
+	if pid <= 0 {
+		return true
+	}
+	if me, _ := os.Hostname(); host != "" && host != me {
+		return false
+	}
+	return pid == os.Getpid() || !processAlive(pid)
 }
 
 // claimObjects plants the in-progress marker of a backup to dir and makes

@@ -401,6 +401,9 @@ func (s *Store) AbortUploads(ctx context.Context, dir string, before time.Time) 
 	return n, nil
 }
 
+// AbortUpload aborts one upload of Uploads.
+func (s *Store) AbortUpload(ctx context.Context, u Upload) error { return s.abort(ctx, u.Name, u.id) }
+
 func (s *Store) abort(ctx context.Context, name, id string) error {
 	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(s.key(name)), UploadId: aws.String(id),
