@@ -57,7 +57,7 @@ func ParseVerifyBackup(sql string) (*VerifyBackupStmt, error) {
 						st.WAL = true
 						return nil
 					}
-					v, err := p.verifyWord(name, onOff)
+					v, err := p.optionWord("VERIFY BACKUP", name, onOff)
 					st.WAL = isOn(v)
 					return err
 				default:
@@ -76,39 +76,4 @@ func ParseVerifyBackup(sql string) (*VerifyBackupStmt, error) {
 		}
 		return st, p.finish()
 	})
-}
-
-// verifyWord reads an option's value, a word or a string, that must be
-// one of allowed (in any letter case).
-func (p *parser) verifyWord(name string, allowed []string) (string, error) {
-	t := p.peek(0)
-	if t == nil || t.Token == pg_query.Token_ASCII_44 || t.Token == pg_query.Token_ASCII_41 {
-		return "", p.syntaxError(t)
-	}
-	v := p.text(t)
-	if t.Token == pg_query.Token_SCONST {
-		if v[0] != '\'' {
-			return "", p.syntaxError(t)
-		}
-		v = unquoteString(v)
-	}
-	v = asciiLower(v)
-	if !contains(allowed, v) {
-		e := pgerr.New(pgerr.InvalidParameterValue, "invalid value %q for VERIFY BACKUP option %q", v, asciiUpper(name))
-		e.Hint = "Valid values are: on, off."
-		e.Position = PositionAt(p.sql, int(t.Start))
-		return "", e
-	}
-	p.pos++
-	return v, nil
-}
-
-func asciiUpper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }

@@ -290,6 +290,12 @@ func (o *WALArchiveOptions) stringOption(name string) (**string, func(string) *p
 // walWord parses the value of option name, a word or string in allowed
 // (any letter case).
 func (p *parser) walWord(name string, allowed []string) (string, error) {
+	return p.optionWord("WAL ARCHIVE", name, allowed)
+}
+
+// optionWord parses the value of command's option name, a word or a
+// string that must be one of allowed (in any letter case).
+func (p *parser) optionWord(command, name string, allowed []string) (string, error) {
 	t := p.peek(0)
 	if t == nil || t.Token == pg_query.Token_ASCII_44 || t.Token == pg_query.Token_ASCII_41 {
 		return "", p.syntaxError(t)
@@ -303,7 +309,7 @@ func (p *parser) walWord(name string, allowed []string) (string, error) {
 	}
 	v = asciiLower(v)
 	if !contains(allowed, v) {
-		e := pgerr.New(pgerr.InvalidParameterValue, "invalid value %q for WAL ARCHIVE option %q", v, strings.ToUpper(name))
+		e := pgerr.New(pgerr.InvalidParameterValue, "invalid value %q for %s option %q", v, command, strings.ToUpper(name))
 		e.Hint = "Valid values are: " + strings.Join(allowed, ", ") + "."
 		e.Position = PositionAt(p.sql, int(t.Start))
 		return "", e
